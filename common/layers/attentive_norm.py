@@ -1,0 +1,254 @@
+"""Attentive Normalization (AN).
+
+Wang, Yi; Chen, Ying-Cong; Zhang, Xiangyu; Sun, Jian; Jia, Jiaya. "Attentive Normalization for Conditional
+Image Generation", CVPR 2020, https://arxiv.org/abs/2004.03828.
+
+AN learns a soft semantic layout ``S`` of ``n`` regions from the features themselves (a 1x1 convolution of
+``n`` "semantic entities", regularised during training by a self-sampling branch) and normalises every
+region with its own soft-weighted statistics (regional instance normalisation), so that distant pixels of
+the same region share statistics: long-range dependency at the cost of a normalisation layer.
+
+This module follows the paper's formulation exactly as fixed by the project's layer spec
+(``an-layer-spec.md``), not the authors' TF code. Departures from that code, on purpose:
+
+* the normalised tensor is the input itself (no value convolution), with optional per-region affine;
+* the region mean is a true soft-weighted mean and the variance a soft-weighted variance;
+* ``t`` is not clipped; one set of sampled positions is drawn per sample, not per batch;
+* the orthogonality term is the squared Frobenius norm ``||W W^T - I||_F^2`` (never negative);
+* in eval mode the self-sampling branch is switched off (``t = 0``), so the output is deterministic.
+
+Efficient form: the weighted first and second moments are two batched matrix products and the output is
+``X * (scale @ S) + (shift @ S)``; no ``(B, C, n, H, W)`` tensor is ever built, so time and memory are
+``O(B * H * W * n * C)`` and ``O(B * H * W * (C + n))``. Statistics are computed in float32 (float64 for
+float64 inputs) even under autocast, on inputs shifted by their per-channel mean for precision.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
+
+_STATS = ("instance", "batch")
+
+
+class AttentiveNorm2d(nn.Module):
+    """Attentive Normalization for 4-D feature maps (paper Section 3, eq. 1-6).
+
+    Args:
+        num_features: channels ``C`` of the input.
+        num_entities: number of semantic entities / regions ``n`` (paper default 16; Table 4 uses 8 and 32).
+        temperature: ``tau`` of the layout softmax ``softmax(tau * S_raw)`` (paper default 0.1).
+        self_sampling: use the self-sampling regularisation branch during training. ``False`` is the
+            "w/o SSR" ablation: the branch is never computed and its parameters (``key``, ``query``, ``t``)
+            are frozen (``requires_grad=False``) so that DDP does not wait for their gradients.
+        affine: learn per-region ``beta`` (scale, init 1) and ``alpha`` (shift, init 0) of shape ``(n, C)``.
+        stats: ``"instance"`` (regional instance normalisation, the paper's model) or ``"batch"`` (the
+            "AN w BN" ablation: statistics pooled over the batch as well as the region; running averages
+            with momentum 0.1 are tracked and used in eval mode, like BatchNorm).
+        eps: the ``eps`` of the spec, added to the region mass and to the standard deviation.
+
+    Shape:
+        - Input: ``(B, C, H, W)``.
+        - Output: ``(B, C, H, W)``, same dtype as the input.
+
+    Attributes:
+        layout: the last soft layout ``S``, ``(B, n, H, W)``, detached (``None`` before the first call).
+
+    Example:
+        >>> layer = AttentiveNorm2d(32, num_entities=16)
+        >>> layer(torch.randn(2, 32, 16, 16)).shape
+        torch.Size([2, 32, 16, 16])
+        >>> layer.layout.shape
+        torch.Size([2, 16, 16, 16])
+    """
+
+    layout: Tensor | None
+
+    def __init__(
+        self,
+        num_features: int,
+        num_entities: int = 16,
+        temperature: float = 0.1,
+        self_sampling: bool = True,
+        affine: bool = True,
+        stats: str = "instance",
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        if num_entities < 2:
+            raise ValueError(f"num_entities must be >= 2 (a layout of one region is instance norm), got {num_entities}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if stats not in _STATS:
+            raise ValueError(f"stats must be one of {_STATS}, got {stats!r}")
+        self.num_features = num_features
+        self.num_entities = num_entities
+        self.temperature = temperature
+        self.self_sampling = self_sampling
+        self.affine = affine
+        self.stats = stats
+        self.eps = eps
+        hidden = max(num_features // 8, 1)
+
+        self.entities = nn.Conv2d(num_features, num_entities, kernel_size=1, bias=False)
+        self.key = nn.Conv2d(num_features, hidden, kernel_size=1)
+        self.query = nn.Conv2d(num_features, hidden, kernel_size=1)
+        self.t = nn.Parameter(torch.full((num_entities,), 0.1))
+        if affine:
+            self.beta = nn.Parameter(torch.ones(num_entities, num_features))
+            self.alpha = nn.Parameter(torch.zeros(num_entities, num_features))
+        else:
+            self.register_parameter("beta", None)
+            self.register_parameter("alpha", None)
+        self.rho = nn.Parameter(torch.zeros(()))
+        if stats == "batch":
+            self.momentum = 0.1
+            self.register_buffer("running_mean", torch.zeros(num_entities, num_features))
+            self.register_buffer("running_var", torch.ones(num_entities, num_features))
+        if not self_sampling:
+            for p in (*self.key.parameters(), *self.query.parameters(), self.t):
+                p.requires_grad_(False)
+        self.layout = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, num_entities={self.num_entities}, temperature={self.temperature}, "
+            f"self_sampling={self.self_sampling}, affine={self.affine}, stats={self.stats!r}, eps={self.eps}"
+        )
+
+    def orthogonal_loss(self) -> Tensor:
+        """Orthogonal regularisation of the entities, ``||W W^T - I||_F^2`` (eq. 1, unweighted)."""
+        weight = self.entities.weight.flatten(1)  # (n, C)
+        gram = weight @ weight.t()
+        eye = torch.eye(self.num_entities, dtype=gram.dtype, device=gram.device)
+        return (gram - eye).pow(2).sum()
+
+    # ------------------------------------------------------------------ layout
+    def sample_positions(self, batch: int, num_pooled: int, device: torch.device) -> Tensor:
+        """Draw ``n`` distinct pooled positions per sample, uniformly: ``rand(B, P).topk(n).indices``.
+
+        Uses the global torch generator on ``device``; tests reproduce the draw by re-seeding.
+        """
+        return torch.rand(batch, num_pooled, device=device).topk(self.num_entities, dim=1).indices
+
+    def _raw_layout(self, x: Tensor) -> Tensor:
+        """``S_raw = t * F + f(X)`` (training with self-sampling) or ``f(X)``, shape ``(B, n, H*W)``.
+
+        The 1x1 convolutions are matrix products on the flattened input (much faster than 1x1 convolutions
+        on CPU); with self-sampling, entities, key and query share one product.
+        """
+        b, c, h, w = x.shape
+        xf = x.flatten(2)  # (B, C, HW)
+        n = self.num_entities
+        if not (self.training and self.self_sampling):
+            return torch.matmul(self.entities.weight.view(n, c), xf)
+        d = self.key.out_channels
+        weight = torch.cat([self.entities.weight, self.key.weight, self.query.weight]).view(n + 2 * d, c)
+        bias = torch.cat([self.key.bias.new_zeros(n), self.key.bias, self.query.bias])
+        out = torch.baddbmm(bias[None, :, None].to(xf.dtype), weight.expand(b, -1, -1).to(xf.dtype), xf)
+        f_x, keys, queries = out.split([n, d, d], dim=1)
+        keys = F.max_pool2d(keys.reshape(b, d, h, w), kernel_size=2, stride=2).flatten(2)  # (B, d, P)
+        num_pooled = keys.shape[-1]
+        if num_pooled < n:
+            raise ValueError(
+                f"AttentiveNorm2d samples {n} positions from the 2x2 max-pooled key map, but an input of spatial "
+                f"size {(h, w)} has only {num_pooled} pooled positions; use a larger feature map, fewer entities, "
+                "or self_sampling=False"
+            )
+        idx = self.sample_positions(b, num_pooled, x.device)  # (B, n)
+        filters = torch.gather(keys, 2, idx.unsqueeze(1).expand(-1, d, -1))  # (B, d, n) fast filters
+        # S_raw = t * F + f(X) with F = filters^T q(X); t folded into the filters.
+        return torch.baddbmm(f_x, filters.transpose(1, 2) * self.t.to(filters.dtype)[None, :, None], queries)
+
+    # ------------------------------------------------------------ statistics
+    def _regional_moments(self, xc: Tensor, center: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """Soft-weighted mean and variance per (sample, channel, region), from centred inputs.
+
+        ``xc = x - center`` is ``(B, C, HW)`` with ``center`` a per-channel constant ``(B|1, C, 1)``; ``s`` is
+        ``(B, n, HW)``. Returns ``mean - center`` and ``var``, both ``(B, C, n)`` (``(1, C, n)`` pooled over the
+        batch for ``stats="batch"``), exactly the spec's ``mu = sum S x / (sum S + eps)`` and
+        ``var = sum S (x - mu)^2 / (sum S + eps)``.
+        """
+        st = s.transpose(1, 2)  # (B, HW, n)
+        s1 = torch.bmm(xc, st)  # (B, C, n)
+        s2 = torch.bmm(xc * xc, st)
+        mass = s.sum(dim=2).unsqueeze(1)  # (B, 1, n)
+        if self.stats == "batch":
+            s1, s2, mass = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), mass.sum(0, keepdim=True)
+        denom = mass + self.eps
+        mean = (s1 - center * self.eps) / denom  # = (sum S x) / denom - center
+        var = (s2 - mean * (2.0 * s1 - mean * mass)) / denom  # = sum S (xc - mean)^2 / denom
+        return mean, var.clamp_min(0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"AttentiveNorm2d expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"AttentiveNorm2d was built for {self.num_features} channels, got an input with {x.shape[1]}"
+            )
+        b, c, h, w = x.shape
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)
+        s_raw = self._raw_layout(x)  # runs under autocast when enabled
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            s = torch.softmax(self.temperature * s_raw.to(stat_dtype), dim=1)  # (B, n, HW)
+            self.layout = s.detach().view(b, self.num_entities, h, w)
+            xf = x.flatten(2).to(stat_dtype)
+            # Statistics of x - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
+            # moments of raw x lose precision when |mean| >> std. c0 cancels in (x - mu) exactly.
+            center = xf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)
+            xc = xf - center
+            if self.stats == "batch" and not self.training:
+                mean = self.running_mean.t().unsqueeze(0).to(stat_dtype) - center  # (1, C, n), centred
+                var = self.running_var.t().unsqueeze(0).to(stat_dtype)
+            else:
+                mean, var = self._regional_moments(xc, center, s)
+                if self.stats == "batch":
+                    self._update_running_stats(mean + center, var)
+            # Floor var at 1e-12 (std 1e-6, a tenth of eps) so that d sqrt / d var stays finite for constant input.
+            scale = 1.0 / (var.clamp_min(1e-12).sqrt() + self.eps)  # (B|1, C, n)
+            if self.beta is not None:
+                scale = scale * self.beta.t().to(stat_dtype).unsqueeze(0)
+            shift = -mean * scale
+            if self.alpha is not None:
+                shift = shift + self.alpha.t().to(stat_dtype).unsqueeze(0)
+            # AN(x) = x + rho * sum_i ((x - mu_i) scale_i + alpha_i) S_i, and sum_i S_i = 1, so
+            # AN(x) = xc * ((1 + rho scale) @ S) + ((c0 + rho shift) @ S): two (C x n)(n x HW) products.
+            rho = self.rho.to(stat_dtype)
+            gain = torch.bmm((1.0 + rho * scale).expand(b, -1, -1), s)
+            out = torch.bmm((center + rho * shift).expand(b, -1, -1), s).addcmul_(xc, gain)
+        return out.view(b, c, h, w).to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
+        """Exponential running averages of the batch-pooled regional statistics (``stats="batch"``)."""
+        self.running_mean.lerp_(mean[0].t().to(self.running_mean.dtype), self.momentum)
+        self.running_var.lerp_(var[0].t().to(self.running_var.dtype), self.momentum)
+
+
+def orthogonal_loss(module: nn.Module) -> Tensor:
+    """Sum of :meth:`AttentiveNorm2d.orthogonal_loss` over every AN layer inside ``module``.
+
+    Returns a zero tensor (on the module's device) when ``module`` holds no AN layer, so callers can always
+    add ``weight * orthogonal_loss(net)`` to a loss.
+    """
+    terms = [m.orthogonal_loss() for m in module.modules() if isinstance(m, AttentiveNorm2d)]
+    if terms:
+        return torch.stack(terms).sum()
+    param = next(module.parameters(), None)
+    return torch.zeros((), device=param.device if param is not None else None)
+
+
+def collect_layouts(module: nn.Module) -> dict[str, Tensor]:
+    """Last soft layouts of the AN layers inside ``module``: ``{qualified name: (B, n, H, W)}``.
+
+    Layers that have not run yet are left out.
+    """
+    return {
+        name: m.layout for name, m in module.named_modules() if isinstance(m, AttentiveNorm2d) and m.layout is not None
+    }
