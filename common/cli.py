@@ -1,0 +1,154 @@
+"""LightningCLI base shared by ``python -m an_gan`` and ``python -m an_inpaint``.
+
+What every task gets from :class:`ANLightningCLI`:
+
+* W&B logging by default (:class:`common.tracking.ANWandbLogger`, offline without credentials or network);
+  ``--trainer.logger=false`` turns logging off (pictures are still written as PNG files).
+* ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash or Ctrl-C, the W&B run id stored
+  in each checkpoint, learning rates logged.
+* The resolved config saved as ``config.yaml`` in the run folder (``<save_dir>/<project>/<run id>``) and in the
+  W&B run config.
+* Resume: ``fit --ckpt_path PATH`` continues the W&B run stored in the checkpoint; ``fit --ckpt_path last``
+  continues the newest run of this task that has a ``last.ckpt`` / ``on_exception.ckpt``.
+* ``seed_everything`` defaults to 0; the modules configure their own optimizers (two, for GANs).
+* After each subcommand it prints where the results are.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
+from pytorch_lightning.utilities import rank_zero_info
+
+from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
+from common.callbacks.images import results_dir
+from common.tracking import ANWandbLogger
+
+__all__ = ["ANLightningCLI", "OptionalLearningRateMonitor", "RunConfigCallback"]
+
+
+class OptionalLearningRateMonitor(LearningRateMonitor):
+    """:class:`LearningRateMonitor` that does nothing (instead of failing) when the trainer has no logger."""
+
+    def on_train_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Save the resolved config as ``config.yaml`` in the run's own folder and in the logger's hyperparameters."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["save_to_log_dir"] = False
+        super().__init__(*args, **kwargs)
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        folder = results_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = self.config_filename if stage == "fit" else f"config_{stage}.yaml"
+        self.parser.save(self.config, str(folder / name), skip_none=False, overwrite=True, multifile=False)
+        if trainer.logger is not None:
+            trainer.logger.log_hyperparams({"config": self.parser.dump(self.config, skip_none=False)})
+
+
+class ANLightningCLI(LightningCLI):
+    """Project CLI. Subclass per task, set :attr:`task_name`, add links in ``add_arguments_to_parser``.
+
+    Class attributes:
+        task_name: folder under ``runs/`` and default W&B run group.
+        task_trainer_defaults: trainer defaults of the task (merged over the shared ones; callbacks given
+            here are appended to the shared persistent callbacks, deep-copied per CLI instance).
+    """
+
+    task_name: ClassVar[str] = "an"
+    task_trainer_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *args: Any, trainer_defaults: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        task = copy.deepcopy(self.task_trainer_defaults)
+        defaults: dict[str, Any] = {
+            "default_root_dir": f"runs/{self.task_name}",
+            "logger": {
+                "class_path": "common.tracking.ANWandbLogger",
+                "init_args": {"project": "attentive-norm", "save_dir": f"runs/{self.task_name}"},
+            },
+            "callbacks": [
+                ModelCheckpoint(save_last=True),
+                InterruptCheckpoint(),
+                WandbRunId(),
+                OptionalLearningRateMonitor(logging_interval="step"),
+                *task.pop("callbacks", []),
+            ],
+        }
+        defaults.update(task)
+        defaults.update(trainer_defaults or {})
+        kwargs.setdefault("save_config_callback", RunConfigCallback)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("auto_configure_optimizers", False)
+        super().__init__(*args, trainer_defaults=defaults, **kwargs)
+
+    # ------------------------------------------------------------------ resume
+    def _latest_run_checkpoint(self, logger: ANWandbLogger) -> Path | None:
+        root = Path(logger.save_dir or ".") / str(logger.name)
+        found = [
+            p for pattern in ("*/checkpoints/last*.ckpt", "*/checkpoints/on_exception.ckpt") for p in root.glob(pattern)
+        ]
+        return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+    def before_fit(self) -> None:
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        logger = self.trainer.logger
+        if not ckpt_path or not isinstance(logger, ANWandbLogger):
+            return
+        if ckpt_path == "last":
+            latest = self._latest_run_checkpoint(logger)
+            if latest is None:
+                return
+            ckpt_path = latest
+        elif not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        run_id = stored_wandb_run_id(ckpt_path)
+        if run_id is not None:
+            logger.resume_run(run_id)
+            rank_zero_info(f"Resuming W&B run {run_id} from {ckpt_path}")
+
+    # ------------------------------------------------------------- reporting
+    def _report(self) -> None:
+        folder = results_dir(self.trainer)
+        lines = [f"results in {folder}"]
+        for cb in self.trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint):
+                if cb.best_model_path:
+                    lines.append(f"  best checkpoint: {cb.best_model_path}")
+                if cb.last_model_path:
+                    lines.append(f"  last checkpoint: {cb.last_model_path}")
+        images = folder / "images"
+        if images.is_dir():
+            lines.append(f"  pictures: {images}")
+        if self.trainer.is_global_zero:
+            print("\n".join(lines), flush=True)
+
+    def after_fit(self) -> None:
+        self._report()
+
+    def after_validate(self) -> None:
+        self._report()
+
+    def after_test(self) -> None:
+        self._report()
+
+    def after_predict(self) -> None:
+        self._report()

@@ -1,0 +1,81 @@
+"""Reading image files with clear errors, shared by every DataModule of both tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "CorruptImageError",
+    "center_crop_long_side",
+    "list_images",
+    "load_rgb",
+    "resize",
+]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
+
+
+class CorruptImageError(ValueError):
+    """An image file that exists but cannot be decoded."""
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Sorted image files (by :data:`IMAGE_EXTENSIONS`, case-insensitive) in ``folder``.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or is not a directory.
+        ValueError: ``folder`` holds no image file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(
+            f"no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}"
+            + (" or its sub-folders" if recursive else "")
+        )
+    return files
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open an image file as an RGB PIL image, fully decoded.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CorruptImageError: the file cannot be decoded (truncated, not an image, ...); the message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise CorruptImageError(f"cannot read image {path}: {err}") from err
+
+
+def center_crop_long_side(img: Image.Image) -> Image.Image:
+    """Square centre crop whose side is the image's short side (the long side is cropped)."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side))
+
+
+def resize(img: Image.Image, size: int | tuple[int, int], antialias: bool = True) -> Image.Image:
+    """Resize to ``size`` (an int gives a square; a tuple is ``(width, height)``).
+
+    ``antialias=True`` uses PIL's Lanczos filter (antialiased when downsampling); ``False`` uses bilinear
+    interpolation without a prefilter.
+    """
+    if isinstance(size, int):
+        size = (size, size)
+    if img.size == tuple(size):
+        return img
+    return img.resize(size, Image.Resampling.LANCZOS if antialias else Image.Resampling.BILINEAR, reducing_gap=None)

@@ -1,0 +1,107 @@
+"""Pictures: image grids, AN layout maps (paper Figure 5 style) and PNG output. Plain tensors and PIL only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["image_grid", "layout_colormap", "layout_panel", "save_png", "to_unit"]
+
+# 32 well-separated colours (tab20 + extras), RGB in [0, 1]; entity i gets colour i % 32.
+_PALETTE = torch.tensor(
+    [
+        [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75],
+        [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207], [174, 199, 232], [255, 187, 120],
+        [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148], [247, 182, 210], [199, 199, 199],
+        [219, 219, 141], [158, 218, 229], [0, 0, 128], [128, 0, 0], [0, 128, 0], [128, 128, 0],
+        [0, 128, 128], [128, 0, 128], [255, 255, 0], [0, 255, 255], [255, 0, 255], [64, 64, 64],
+        [255, 215, 180], [0, 0, 0],
+    ],
+    dtype=torch.float32,
+) / 255.0  # fmt: skip
+
+
+def to_unit(images: Tensor) -> Tensor:
+    """Map images from [-1, 1] to [0, 1], clamped, as float32."""
+    return ((images.detach().float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Tile ``(N, C, H, W)`` images in [0, 1] into one ``(3, H', W')`` image, ``nrow`` images per row.
+
+    Single-channel images are repeated to RGB.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"image_grid expects (N, C, H, W), got shape {tuple(images.shape)}")
+    images = images.detach().float().cpu()
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    n, c, h, w = images.shape
+    ncol = min(nrow, n)
+    nrows = math.ceil(n / ncol)
+    grid = torch.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding), pad_value)
+    for k in range(n):
+        r, q = divmod(k, ncol)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, top : top + h, left : left + w] = images[k]
+    return grid
+
+
+def layout_colormap(layout: Tensor) -> Tensor:
+    """Colour each pixel by its most likely entity, brightness by that probability: ``(B, n, H, W) -> (B, 3, H, W)``.
+
+    The brightness is rescaled from ``[1/n, 1]`` to ``[0.25, 1]`` so uncertain pixels are dark.
+    """
+    layout = layout.detach().float().cpu()
+    n = layout.shape[1]
+    prob, idx = layout.max(dim=1)  # (B, H, W)
+    colours = _PALETTE[idx % len(_PALETTE)].permute(0, 3, 1, 2)  # (B, 3, H, W)
+    bright = 0.25 + 0.75 * ((prob - 1.0 / n) / (1.0 - 1.0 / n)).clamp(0.0, 1.0)
+    return colours * bright.unsqueeze(1)
+
+
+def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows: int = 8) -> Tensor:
+    """One row per sample: image | argmax layout colour map | the soft maps of the most used entities.
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        layout: ``(B, n, h, w)`` soft layout of an AN layer (upsampled, nearest, to the image size).
+        max_entities: how many per-entity maps to show; the entities with the largest total mass over the
+            shown samples are chosen, in decreasing order, the same for every row.
+        max_rows: at most this many samples.
+
+    Returns:
+        ``(3, H', W')`` image in [0, 1]; per-entity maps are grey, each scaled by its own maximum.
+    """
+    if images.dim() != 4 or layout.dim() != 4 or images.shape[0] != layout.shape[0]:
+        raise ValueError(
+            f"layout_panel expects images (B, 3, H, W) and layout (B, n, h, w) with the same B, got "
+            f"{tuple(images.shape)} and {tuple(layout.shape)}"
+        )
+    images = images[:max_rows].detach().float().cpu()
+    layout = layout[:max_rows].detach().float().cpu()
+    size = images.shape[-2:]
+    layout = F.interpolate(layout, size=size, mode="nearest")
+    order = layout.sum(dim=(0, 2, 3)).argsort(descending=True)[:max_entities]
+    maps = layout[:, order]  # (B, k, H, W)
+    maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    tiles = [images, layout_colormap(layout)] + [maps[:, j : j + 1].expand(-1, 3, -1, -1) for j in range(len(order))]
+    per_row = torch.stack(tiles, dim=1).flatten(0, 1)  # (B * (2 + k), 3, H, W)
+    return image_grid(per_row, nrow=len(tiles))
+
+
+def save_png(image: Tensor, path: str | Path) -> Path:
+    """Write a ``(3, H, W)`` or ``(1, H, W)`` image in [0, 1] as an 8-bit PNG; creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = image.detach().float().cpu().clamp(0.0, 1.0)
+    if image.dim() != 3:
+        raise ValueError(f"save_png expects (C, H, W), got shape {tuple(image.shape)}")
+    array = (image * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path)
+    return path
