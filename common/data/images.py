@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -71,11 +74,16 @@ def center_crop_long_side(img: Image.Image) -> Image.Image:
 def resize(img: Image.Image, size: int | tuple[int, int], antialias: bool = True) -> Image.Image:
     """Resize to ``size`` (an int gives a square; a tuple is ``(width, height)``).
 
-    ``antialias=True`` uses PIL's Lanczos filter (antialiased when downsampling); ``False`` uses bilinear
-    interpolation without a prefilter.
+    ``antialias=True`` uses PIL's Lanczos filter (antialiased when downsampling). ``antialias=False`` is plain
+    bilinear interpolation without any prefilter (``torch.nn.functional.interpolate``, ``align_corners=False``),
+    since PIL's bilinear filter widens its support, i.e. antialiases, when downsampling.
     """
     if isinstance(size, int):
         size = (size, size)
     if img.size == tuple(size):
         return img
-    return img.resize(size, Image.Resampling.LANCZOS if antialias else Image.Resampling.BILINEAR, reducing_gap=None)
+    if antialias:
+        return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=None)
+    array = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+    out = F.interpolate(array, size=(size[1], size[0]), mode="bilinear", align_corners=False, antialias=False)
+    return Image.fromarray(out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())

@@ -40,3 +40,15 @@ def test_center_crop_and_resize():
     assert crop.getpixel((0, 0)) == (0, 0, 0)
     assert resize(crop, 8).size == (8, 8)
     assert resize(crop, (6, 2), antialias=False).size == (6, 2)
+
+
+def test_resize_without_antialias_is_plain_bilinear():
+    import numpy as np
+
+    # a 1-pixel checkerboard: halving it without a prefilter samples between pixels (bilinear of 2x2 = mean),
+    # halving to a third keeps aliasing, unlike Lanczos which blurs to grey everywhere
+    board = (np.indices((12, 12)).sum(0) % 2 * 255).astype(np.uint8)
+    img = Image.fromarray(np.stack([board] * 3, -1))
+    plain = np.asarray(resize(img, 4, antialias=False)).astype(float)
+    smooth = np.asarray(resize(img, 4, antialias=True)).astype(float)
+    assert plain.std() > 50 > smooth.std()
