@@ -4,12 +4,13 @@ What every task gets from :class:`ANLightningCLI`:
 
 * W&B logging by default (:class:`common.tracking.ANWandbLogger`, offline without credentials or network);
   ``--trainer.logger=false`` turns logging off (pictures are still written as PNG files).
-* ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash or Ctrl-C, the W&B run id stored
-  in each checkpoint, learning rates logged.
+* ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash or Ctrl-C (removed after a normal
+  end), the W&B run id stored in each checkpoint, learning rates logged.
 * The resolved config saved as ``config.yaml`` in the run folder (``<save_dir>/<project>/<run id>``) and in the
   W&B run config.
 * Resume: ``fit --ckpt_path PATH`` continues the W&B run stored in the checkpoint; ``fit --ckpt_path last``
-  continues the newest run of this task that has a ``last.ckpt`` / ``on_exception.ckpt``.
+  continues from the newest ``last.ckpt`` / ``on_exception.ckpt`` of this task's runs (a new run if none);
+  a plain ``fit`` always starts a new run.
 * ``seed_everything`` defaults to 0; the modules configure their own optimizers (two, for GANs).
 * After each subcommand it prints where the results are.
 """
@@ -58,6 +59,7 @@ class RunConfigCallback(SaveConfigCallback):
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         folder = results_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
+        stage = getattr(stage, "value", stage)
         name = self.config_filename if stage == "fit" else f"config_{stage}.yaml"
         self.parser.save(self.config, str(folder / name), skip_none=False, overwrite=True, multifile=False)
         if trainer.logger is not None:
@@ -101,29 +103,40 @@ class ANLightningCLI(LightningCLI):
         super().__init__(*args, trainer_defaults=defaults, **kwargs)
 
     # ------------------------------------------------------------------ resume
-    def _latest_run_checkpoint(self, logger: ANWandbLogger) -> Path | None:
-        root = Path(logger.save_dir or ".") / str(logger.name)
-        found = [
-            p for pattern in ("*/checkpoints/last*.ckpt", "*/checkpoints/on_exception.ckpt") for p in root.glob(pattern)
-        ]
-        return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    def _checkpoint_folders(self) -> list[Path] | None:
+        """Where ``--ckpt_path last`` looks: every run of this task (W&B) or the one checkpoint folder (no
+        logger); ``None`` for other loggers (Lightning's own ``"last"`` resolution applies)."""
+        logger = self.trainer.logger
+        if isinstance(logger, ANWandbLogger):
+            return sorted((Path(logger.save_dir or ".") / str(logger.name)).glob("*/checkpoints"))
+        if logger is None:
+            return [Path(self.trainer.default_root_dir) / "checkpoints"]
+        return None
 
     def before_fit(self) -> None:
-        ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        logger = self.trainer.logger
-        if not ckpt_path or not isinstance(logger, ANWandbLogger):
+        config = self.config_init[self.subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
             return
         if ckpt_path == "last":
-            latest = self._latest_run_checkpoint(logger)
-            if latest is None:
+            folders = self._checkpoint_folders()
+            if folders is None:
                 return
-            ckpt_path = latest
+            found = [
+                p for f in folders for p in (*f.glob("last*.ckpt"), f / InterruptCheckpoint.FILENAME) if p.is_file()
+            ]
+            if not found:
+                rank_zero_info("--ckpt_path last: no checkpoint of an earlier run found, starting a new run")
+                config["ckpt_path"] = None
+                return
+            ckpt_path = str(max(found, key=lambda p: p.stat().st_mtime))
+            config["ckpt_path"] = ckpt_path
         elif not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
         run_id = stored_wandb_run_id(ckpt_path)
-        if run_id is not None:
-            logger.resume_run(run_id)
-            rank_zero_info(f"Resuming W&B run {run_id} from {ckpt_path}")
+        if run_id is not None and isinstance(self.trainer.logger, ANWandbLogger):
+            self.trainer.logger.resume_run(run_id)
+        rank_zero_info(f"Resuming from {ckpt_path}" + (f" (W&B run {run_id})" if run_id else ""))
 
     # ------------------------------------------------------------- reporting
     def _report(self) -> None:

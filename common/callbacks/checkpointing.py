@@ -6,32 +6,38 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from common.callbacks.images import results_dir
 
 __all__ = ["InterruptCheckpoint", "WandbRunId"]
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
+class InterruptCheckpoint(Callback):
     """Save ``on_exception.ckpt`` next to the run's other checkpoints when training stops on an exception
-    (Ctrl-C included). ``fit --ckpt_path last`` picks the newest of it and ``last.ckpt``; the file is removed
-    when training ends normally. Unlike Lightning's callback, the folder is found at setup time."""
+    (Ctrl-C included), and remove it when training ends normally.
 
-    def __init__(self) -> None:
-        super().__init__(dirpath=".", filename="on_exception")
+    Unlike Lightning's ``OnExceptionCheckpoint`` it does not turn every ``fit()`` into ``fit(ckpt_path="last")``
+    (which silently resumes an old run that shares the folder); resuming is explicit, through the CLI's
+    ``--ckpt_path last`` or a path.
+    """
 
-    def _resolve(self, trainer: pl.Trainer) -> None:
+    FILENAME = "on_exception.ckpt"
+
+    @staticmethod
+    def checkpoint_dir(trainer: pl.Trainer) -> Path:
+        """The folder of the trainer's first ``ModelCheckpoint`` (else ``<results dir>/checkpoints``)."""
         ckpt = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.dirpath), None)
-        self.dirpath = str(ckpt.dirpath) if ckpt is not None else str(results_dir(trainer) / "checkpoints")
+        return Path(ckpt.dirpath) if ckpt is not None else results_dir(trainer) / "checkpoints"
 
-    def on_exception(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        self._resolve(trainer)
-        super().on_exception(trainer, *args, **kwargs)
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.checkpoint_dir(trainer) / self.FILENAME)
 
-    def teardown(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        self._resolve(trainer)
-        super().teardown(trainer, *args, **kwargs)
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = self.checkpoint_dir(trainer) / self.FILENAME
+        if trainer.is_global_zero and path.is_file():
+            path.unlink()
 
 
 class WandbRunId(Callback):

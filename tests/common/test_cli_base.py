@@ -103,3 +103,20 @@ def test_offline_reason(monkeypatch, tmp_path):
     netrc.write_text("machine example.com login a password b\n")
     monkeypatch.setenv("NETRC", str(netrc))
     assert "credentials" in wandb_offline_reason()
+
+
+def test_plain_fit_never_resumes_silently(in_tmp):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run("--trainer.max_epochs=3", "--model.fail_at_step=6", "--trainer.logger=false")
+    crash_ckpt = in_tmp / "runs" / "tiny" / "checkpoints" / "on_exception.ckpt"
+    assert crash_ckpt.is_file()
+    fresh = run("--trainer.max_epochs=1", "--trainer.logger=false")
+    assert fresh.trainer.global_step == 4  # one epoch from scratch, not a resume
+    resumed = run("--trainer.max_epochs=2", "--trainer.logger=false", "--ckpt_path=last")
+    assert resumed.trainer.global_step == 8
+    assert not crash_ckpt.exists()  # removed once training ended normally
+
+
+def test_last_without_earlier_run_starts_fresh(in_tmp):
+    cli = run("--trainer.max_epochs=1", "--ckpt_path=last")
+    assert cli.trainer.global_step == 4

@@ -1,0 +1,195 @@
+"""Inpainting DataModules on small trees of real image files (Paris StreetView layout), and the demo set."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from common.data.images import CorruptImageError
+from common.data.inpainting import (
+    DemoInpaintingDataModule,
+    ImageFolderInpaintingDataModule,
+    ParisStreetViewDataModule,
+    PredictFolderDataset,
+)
+from common.data.masks import CenterSquareMasks, RandomRectangleMasks
+
+
+def write_paris_tree(root: Path, n_train: int = 3, n_eval: int = 3, nested: bool = False) -> Path:
+    """Paris StreetView layout with real JPEG/PNG files: 936x537 training JPGs and 227x227 ``NNN_im.png``."""
+    photo = Image.fromarray(skdata.coffee())
+    train = root / "paris_train_original"
+    evaluation = root / ("paris_eval/paris_eval_gt" if nested else "paris_eval_gt")
+    train.mkdir(parents=True)
+    evaluation.mkdir(parents=True)
+    for i in range(n_train):
+        photo.rotate(7 * i).resize((936, 537)).save(train / f"{48 + i}_{1000 + i}.JPG", quality=90)
+    for i in range(n_eval):
+        photo.crop((40 * i, 0, 40 * i + 400, 400)).resize((227, 227)).save(evaluation / f"{i + 1:03d}_im.png")
+    return root
+
+
+def _check_batch(batch, batch_size, size):
+    assert batch["image"].shape == (batch_size, 3, size, size)
+    assert batch["mask"].shape == (batch_size, 1, size, size)
+    assert batch["image"].min() >= -1
+    assert batch["image"].max() <= 1
+    assert set(batch["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert len(batch["name"]) == batch_size
+
+
+class TestParisStreetView:
+    @pytest.mark.parametrize("nested", [False, True])
+    def test_train_and_eval(self, tmp_path, nested):
+        root = write_paris_tree(tmp_path, nested=nested)
+        dm = ParisStreetViewDataModule(str(root), resolution=64, batch_size=2, num_workers=0)
+        dm.setup("fit")
+        batch = next(iter(dm.train_dataloader()))
+        _check_batch(batch, 2, 64)
+        assert (batch["mask"].flatten(1).sum(1) > 0).all()
+        val = next(iter(dm.val_dataloader()))
+        _check_batch(val, 2, 64)
+        assert val["name"] == ["001_im", "002_im"]
+        # The fixed centre hole: 32x32 at (16, 16) in 64x64.
+        expected = torch.zeros(1, 64, 64)
+        expected[:, 16:48, 16:48] = 1
+        assert torch.equal(val["mask"][0], expected)
+        assert torch.equal(val["mask"][1], expected)
+        # Evaluation images are the 227x227 files resized, deterministically.
+        again = next(iter(dm.val_dataloader()))
+        torch.testing.assert_close(again["image"], val["image"])
+
+    def test_train_crops_are_crops(self, tmp_path):
+        root = write_paris_tree(tmp_path, n_train=1)
+        dm = ParisStreetViewDataModule(str(root), resolution=256, batch_size=1, num_workers=0, flip=False)
+        dm.setup("fit")
+        sample = dm.train_set[0]["image"]
+        path = next((root / "paris_train_original").iterdir())
+        full = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+        # The crop appears verbatim somewhere in the 936x537 image.
+        candidates = torch.nonzero((full == sample[:, :1, :1]).all(0))
+        assert any(
+            torch.equal(full[:, t : t + 256, left : left + 256], sample)
+            for t, left in candidates.tolist()
+            if t + 256 <= 537 and left + 256 <= 936
+        )
+        dm_resize = ParisStreetViewDataModule(str(root), resolution=64, train_transform="resize", num_workers=0)
+        dm_resize.setup("fit")
+        assert dm_resize.train_set[0]["image"].shape == (3, 64, 64)
+
+    def test_missing_root_says_how_to_get_it(self, tmp_path):
+        dm = ParisStreetViewDataModule(str(tmp_path / "paris"), num_workers=0)
+        with pytest.raises(FileNotFoundError, match="on request only") as err:
+            dm.setup("fit")
+        assert "paris_train_original/*.JPG" in str(err.value)
+
+    def test_wrong_layout(self, tmp_path):
+        (tmp_path / "paris_train_original").mkdir()
+        with pytest.raises(FileNotFoundError, match="wrong layout: missing .*paris_eval_gt"):
+            ParisStreetViewDataModule(str(tmp_path), num_workers=0).setup("fit")
+
+    def test_no_images(self, tmp_path):
+        root = write_paris_tree(tmp_path)
+        for f in (root / "paris_train_original").iterdir():
+            f.unlink()
+        with pytest.raises(ValueError, match="no image files"):
+            ParisStreetViewDataModule(str(root), num_workers=0).setup("fit")
+        root2 = write_paris_tree(tmp_path / "b")
+        for f in (root2 / "paris_eval_gt").iterdir():
+            f.rename(f.with_name(f.name.replace("_im", "_gt")))
+        with pytest.raises(ValueError, match=r"_im\.png"):
+            ParisStreetViewDataModule(str(root2), num_workers=0).setup("validate")
+
+    def test_corrupt_image(self, tmp_path):
+        root = write_paris_tree(tmp_path, n_train=1)
+        bad = next((root / "paris_train_original").iterdir())
+        bad.write_bytes(bad.read_bytes()[:200])
+        dm = ParisStreetViewDataModule(str(root), resolution=64, num_workers=0)
+        dm.setup("fit")
+        with pytest.raises(CorruptImageError, match=bad.name):
+            dm.train_set[0]
+
+
+class TestImageFolder:
+    def test_with_mask_folder(self, tmp_path):
+        root = write_paris_tree(tmp_path)
+        masks = tmp_path / "masks"
+        masks.mkdir()
+        for i in range(3):
+            m = np.zeros((100, 100), np.uint8)
+            m[10 * i : 10 * i + 40, 20:60] = 255
+            Image.fromarray(m).save(masks / f"{i + 1:03d}_im.png")
+        dm = ImageFolderInpaintingDataModule(
+            str(root / "paris_train_original"),
+            str(root / "paris_eval_gt"),
+            resolution=32,
+            batch_size=3,
+            num_workers=0,
+            train_masks=RandomRectangleMasks(),
+            val_mask_root=str(masks),
+        )
+        dm.setup("fit")
+        _check_batch(next(iter(dm.train_dataloader())), 3, 32)
+        val = next(iter(dm.val_dataloader()))
+        _check_batch(val, 3, 32)
+        assert val["mask"][0, 0, 0:12, 6:19].eq(1).all()  # 40x40 box at (0, 20) of 100x100, resized to 32
+        assert val["mask"][0, 0, 14:, :].eq(0).all()
+
+    def test_mask_name_mismatch(self, tmp_path):
+        root = write_paris_tree(tmp_path)
+        masks = tmp_path / "masks"
+        masks.mkdir()
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(masks / "other.png")
+        dm = ImageFolderInpaintingDataModule(
+            str(root / "paris_train_original"), str(root / "paris_eval_gt"), val_mask_root=str(masks), num_workers=0
+        )
+        with pytest.raises(ValueError, match="no mask of the same name.*001_im.png"):
+            dm.setup("validate")
+
+
+class TestPredictFolder:
+    def test_sizes_and_errors(self, tmp_path):
+        images, masks = tmp_path / "images", tmp_path / "masks"
+        images.mkdir()
+        masks.mkdir()
+        Image.fromarray(skdata.chelsea()[:45, :61]).save(images / "cat.png")
+        m = np.zeros((45, 61), np.uint8)
+        m[5:20, 7:30] = 255
+        Image.fromarray(m).save(masks / "cat.png")
+        sample = PredictFolderDataset(images, masks)[0]
+        assert sample["image"].shape == (3, 45, 61)
+        assert sample["mask"].sum() == 15 * 23
+        Image.fromarray(m[:40]).save(masks / "cat.png")
+        with pytest.raises(ValueError, match="mask cat.png for image cat.png: mask of size 40x61 does not match"):
+            PredictFolderDataset(images, masks)[0]
+        Image.fromarray(skdata.chelsea()[:8, :8]).save(images / "dog.png")
+        with pytest.raises(ValueError, match="no mask of the same name.*dog.png"):
+            PredictFolderDataset(images, masks)
+
+
+class TestDemo:
+    def test_demo(self):
+        dm = DemoInpaintingDataModule(resolution=32, batch_size=4, train_samples_per_epoch=8, num_val_crops=3)
+        dm.setup("fit")
+        assert len(dm.train_set) == 8
+        assert len(dm.val_set) == 6
+        _check_batch(next(iter(dm.train_dataloader())), 4, 32)
+        val = next(iter(dm.val_dataloader()))
+        _check_batch(val, 4, 32)
+        assert val["name"][0].startswith("chelsea_")
+        assert dm.val_set[5]["name"].startswith("flower_")
+        assert torch.equal(val["mask"][0], CenterSquareMasks(0.5)(32, 32))
+        # Validation is deterministic; training crops come from other photographs.
+        torch.testing.assert_close(next(iter(dm.val_dataloader()))["image"], val["image"])
+        train_names = {dm.train_set[i]["name"].split("_")[0] for i in range(8)}
+        assert train_names <= {"astronaut", "coffee", "rocket", "china"}
+
+    def test_exception(self):
+        with pytest.raises(ValueError, match="divisible by 8"):
+            DemoInpaintingDataModule(resolution=30)
+        dm = DemoInpaintingDataModule()
+        with pytest.raises(ValueError, match="predict_root"):
+            dm.setup("predict")
