@@ -136,22 +136,23 @@ class AttentiveNorm2d(nn.Module):
         """
         return torch.rand(batch, num_pooled, device=device).topk(self.num_entities, dim=1).indices
 
-    def _raw_layout(self, x: Tensor) -> Tensor:
-        """``S_raw = t * F + f(X)`` (training with self-sampling) or ``f(X)``, shape ``(B, n, H*W)``.
+    def _layout_logits(self, x: Tensor) -> Tensor:
+        """``tau * S_raw`` with ``S_raw = t * F + f(X)`` (training with self-sampling) or ``f(X)``: ``(B, n, H*W)``.
 
-        The 1x1 convolutions are matrix products on the flattened input (much faster than 1x1 convolutions
-        on CPU); with self-sampling, entities, key and query share one product.
+        The 1x1 convolutions are matrix products on the flattened input (much faster than 1x1 convolutions on
+        CPU), with ``tau`` folded into the small weight matrices rather than applied to the full-size logits.
+        With self-sampling, entities, key and query share one product; the key bias is added after pooling
+        (max-pooling commutes with a per-channel constant) and the query bias becomes a per-entity constant.
         """
         b, c, h, w = x.shape
         xf = x.flatten(2)  # (B, C, HW)
         n = self.num_entities
+        entities = self.entities.weight.view(n, c) * self.temperature
         if not (self.training and self.self_sampling):
-            return torch.matmul(self.entities.weight.view(n, c), xf)
+            return torch.matmul(entities.to(xf.dtype), xf)
         d = self.key.out_channels
-        weight = torch.cat([self.entities.weight, self.key.weight, self.query.weight]).view(n + 2 * d, c)
-        bias = torch.cat([self.key.bias.new_zeros(n), self.key.bias, self.query.bias])
-        out = torch.baddbmm(bias[None, :, None].to(xf.dtype), weight.expand(b, -1, -1).to(xf.dtype), xf)
-        f_x, keys, queries = out.split([n, d, d], dim=1)
+        weight = torch.cat([entities, self.key.weight.view(d, c), self.query.weight.view(d, c)])
+        f_x, keys, queries = torch.matmul(weight.to(xf.dtype), xf).split([n, d, d], dim=1)
         keys = F.max_pool2d(keys.reshape(b, d, h, w), kernel_size=2, stride=2).flatten(2)  # (B, d, P)
         num_pooled = keys.shape[-1]
         if num_pooled < n:
@@ -161,9 +162,12 @@ class AttentiveNorm2d(nn.Module):
                 "or self_sampling=False"
             )
         idx = self.sample_positions(b, num_pooled, x.device)  # (B, n)
-        filters = torch.gather(keys, 2, idx.unsqueeze(1).expand(-1, d, -1))  # (B, d, n) fast filters
-        # S_raw = t * F + f(X) with F = filters^T q(X); t folded into the filters.
-        return torch.baddbmm(f_x, filters.transpose(1, 2) * self.t.to(filters.dtype)[None, :, None], queries)
+        filters = torch.gather(keys, 2, idx.unsqueeze(1).expand(-1, d, -1))  # (B, d, n), without the key bias
+        filters = filters + self.key.bias.to(filters.dtype)[None, :, None]  # the fast filters k(X)_i
+        # tau * t_i * <k_i, q_j + b_q> = <tau t_i k_i, W_q x_j> + tau t_i <k_i, b_q>
+        filters = filters * (self.temperature * self.t.to(filters.dtype))[None, None, :]
+        const = torch.matmul(filters.transpose(1, 2), self.query.bias.to(filters.dtype))  # (B, n)
+        return torch.baddbmm(f_x + const.unsqueeze(2), filters.transpose(1, 2), queries)
 
     # ------------------------------------------------------------ statistics
     def _regional_moments(self, xc: Tensor, center: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,9 +198,9 @@ class AttentiveNorm2d(nn.Module):
             )
         b, c, h, w = x.shape
         stat_dtype = torch.promote_types(x.dtype, torch.float32)
-        s_raw = self._raw_layout(x)  # runs under autocast when enabled
+        logits = self._layout_logits(x)  # runs under autocast when enabled
         with torch.autocast(device_type=x.device.type, enabled=False):
-            s = torch.softmax(self.temperature * s_raw.to(stat_dtype), dim=1)  # (B, n, HW)
+            s = torch.softmax(logits.to(stat_dtype), dim=1)  # (B, n, HW)
             self.layout = s.detach().view(b, self.num_entities, h, w)
             xf = x.flatten(2).to(stat_dtype)
             # Statistics of x - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
@@ -220,8 +224,9 @@ class AttentiveNorm2d(nn.Module):
             # AN(x) = x + rho * sum_i ((x - mu_i) scale_i + alpha_i) S_i, and sum_i S_i = 1, so
             # AN(x) = xc * ((1 + rho scale) @ S) + ((c0 + rho shift) @ S): two (C x n)(n x HW) products.
             rho = self.rho.to(stat_dtype)
-            gain = torch.bmm((1.0 + rho * scale).expand(b, -1, -1), s)
-            out = torch.bmm((center + rho * shift).expand(b, -1, -1), s).addcmul_(xc, gain)
+            coeffs = torch.cat([1.0 + rho * scale, center + rho * shift], dim=1)  # (B|1, 2C, n)
+            gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)  # (B, C, HW) each
+            out = torch.addcmul(offset, xc, gain)
         return out.view(b, c, h, w).to(x.dtype)
 
     @torch.no_grad()
