@@ -1,0 +1,197 @@
+"""Sampling helpers for trained AN GANs: load a generator, draw class grids, interpolate classes, write PNGs.
+
+Categorical interpolation follows Wang et al., "Attentive Normalization for Conditional Image Generation",
+CVPR 2020, Section 5.2 and Figure 8: with a fixed noise ``z``, the conditional batch-norm statistics (gain and
+bias embeddings) of two labels are mixed linearly, ``(1 - a) * e(y1) + a * e(y2)``; the generator takes the
+mixture as soft class weights ``(B, num_classes)``.
+
+``python -m an_gan predict`` uses :class:`ClassSampleDataset` (items: noise, class, index; noise drawn once from a
+seed, so the same settings always give the same images) and :class:`ClassFolderWriter`, which writes
+``<output>/<class:04d>/<index:06d>.png``, one folder per class, so any external tool can score the samples.
+
+Example (notebook)::
+
+    from an_gan.sampling import load_generator, sample_grid, interpolate_classes
+    generator = load_generator("runs/an_gan/.../checkpoints/last.ckpt")   # EMA weights, eval mode, CPU
+    grid = sample_grid(generator, classes=[0, 1, 2], per_class=8)          # (3, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from an_gan.networks import Generator
+from common.callbacks.images import results_dir
+from common.visualization import image_grid, save_png, to_unit
+
+__all__ = [
+    "ClassFolderWriter",
+    "ClassSampleDataset",
+    "class_weights",
+    "interpolate_classes",
+    "load_generator",
+    "sample_grid",
+]
+
+
+def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | torch.device = "cpu") -> Generator:
+    """Build the generator stored in an ``ANGAN`` checkpoint and load its weights.
+
+    Args:
+        ckpt_path: a Lightning checkpoint written while training ``an_gan.module.ANGAN``.
+        ema: load the EMA weights (when the run kept an EMA; otherwise the raw ones are loaded).
+        map_location: device for the weights.
+
+    Returns:
+        The :class:`Generator`, in eval mode (deterministic AN, running BN statistics).
+
+    Raises:
+        FileNotFoundError: no file at ``ckpt_path``.
+        ValueError: the file is not an ``an_gan`` checkpoint.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if "an_gan_generator_config" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not an an_gan checkpoint (no 'an_gan_generator_config' entry)")
+    generator = Generator(**ckpt["an_gan_generator_config"])
+    prefix = "ema.averaged." if ema and ckpt.get("an_gan_has_ema", False) else "generator."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    generator.load_state_dict(state)
+    return generator.to(map_location).eval()
+
+
+def class_weights(labels: Tensor, num_classes: int) -> Tensor:
+    """One-hot class weights ``(B, num_classes)`` (float) for integer labels ``(B,)``."""
+    return torch.nn.functional.one_hot(labels.long(), num_classes).float()
+
+
+@torch.no_grad()
+def sample_grid(
+    generator: Generator, classes: Sequence[int], per_class: int = 8, seed: int = 0, z: Tensor | None = None
+) -> Tensor:
+    """A grid image (3, H, W) in [0, 1]: one row per class, ``per_class`` samples per row.
+
+    Args:
+        generator: the generator (use eval mode for deterministic AN and running BN statistics).
+        classes: the classes, one row each.
+        per_class: columns.
+        seed: seed of the noise (ignored when ``z`` is given).
+        z: optional noise ``(per_class, z_dim)`` reused for every row (same z across classes).
+    """
+    device = next(generator.parameters()).device
+    if z is None:
+        z = torch.randn(per_class, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    labels = torch.tensor(list(classes), dtype=torch.long).repeat_interleave(per_class)
+    zz = z.repeat(len(classes), 1)
+    images = generator(zz.to(device), labels.to(device))
+    return image_grid(to_unit(images), nrow=per_class)
+
+
+@torch.no_grad()
+def interpolate_classes(generator: Generator, z: Tensor, y1: int, y2: int, steps: int = 8) -> Tensor:
+    """Categorical interpolation (paper Figure 8): images for ``a`` in ``linspace(0, 1, steps)``.
+
+    The conditional-BN gain/bias of ``y1`` and ``y2`` are mixed as ``(1 - a) * e(y1) + a * e(y2)`` with the same
+    noise ``z`` for every step; ``a = 0`` gives exactly ``G(z, y1)`` and ``a = 1`` exactly ``G(z, y2)``.
+
+    Args:
+        generator: the generator.
+        z: one noise vector, ``(z_dim,)`` or ``(1, z_dim)``.
+        y1: start class.
+        y2: end class.
+        steps: number of images (>= 2).
+
+    Returns:
+        ``(steps, 3, R, R)`` images in [-1, 1].
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    k = generator.num_classes
+    if not (0 <= y1 < k and 0 <= y2 < k):
+        raise ValueError(f"classes must lie in [0, {k}), got {y1} and {y2}")
+    device = next(generator.parameters()).device
+    z = z.reshape(1, -1).to(device).expand(steps, -1)
+    alpha = torch.linspace(0.0, 1.0, steps, device=device)
+    weights = torch.zeros(steps, k, device=device)
+    weights[:, y1] += 1.0 - alpha
+    weights[:, y2] += alpha
+    return generator(z, weights)
+
+
+class ClassSampleDataset(Dataset):
+    """``num_per_class`` items per class: ``(z (z_dim,), class (int64), index (int64))``.
+
+    The noise of all items is drawn at construction from ``seed`` (item order: class-major), so the same
+    arguments always give the same items, however they are batched or split across DDP ranks.
+
+    Args:
+        classes: the classes to generate.
+        num_per_class: items per class.
+        z_dim: noise dimension.
+        seed: noise seed.
+        num_classes: when given, classes are checked to lie in ``[0, num_classes)``.
+    """
+
+    def __init__(
+        self, classes: Sequence[int], num_per_class: int, z_dim: int, seed: int = 0, num_classes: int | None = None
+    ) -> None:
+        classes = [int(c) for c in classes]
+        if not classes or num_per_class < 1:
+            raise ValueError(f"need at least one class and num_per_class >= 1, got {classes}, {num_per_class}")
+        if num_classes is not None and any(not 0 <= c < num_classes for c in classes):
+            raise ValueError(f"classes must lie in [0, {num_classes}), got {classes}")
+        self.labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(num_per_class)
+        self.indices = torch.arange(num_per_class).repeat(len(classes))
+        self.z = torch.randn(len(self.labels), z_dim, generator=torch.Generator().manual_seed(seed))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.z[i], self.labels[i], self.indices[i]
+
+
+class ClassFolderWriter(BasePredictionWriter):
+    """Write each predicted image to ``<output>/<class:04d>/<index:06d>.png`` (predict only).
+
+    ``output`` is the module's ``predict_output_dir`` attribute when set, else ``<results dir>/samples``.
+    Expects predictions ``{"images": (B, 3, H, W) in [0, 1], "labels": (B,), "indices": (B,)}``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir: Path | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "predict":
+            return
+        configured = getattr(pl_module, "predict_output_dir", None)
+        self.output_dir = Path(configured) if configured else results_dir(trainer) / "samples"
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: dict[str, Tensor],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        assert self.output_dir is not None
+        for image, label, index in zip(prediction["images"], prediction["labels"], prediction["indices"], strict=True):
+            save_png(image, self.output_dir / f"{int(label):04d}" / f"{int(index):06d}.png")
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(f"an_gan predict: wrote PNGs (one folder per class) to {self.output_dir}")

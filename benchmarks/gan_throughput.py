@@ -1,0 +1,214 @@
+"""Training throughput of the class-conditional AN GAN: images per second for one full iteration.
+
+One iteration is what ``an_gan.module.ANGAN.training_step`` does for ``n_dis`` batches: ``n_dis`` discriminator
+steps and one generator step (hinge losses, AN orthogonal losses, Adam, EMA update), run through a real
+``pytorch_lightning.Trainer`` on in-memory synthetic batches (no data loading cost). Reported: seconds per
+iteration and images/s (``batch_size * n_dis / seconds``: real images consumed per second), plus peak GPU memory.
+
+Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
+
+* ``paper``: 128x128, ch=64, z=128, 1000 classes, AN (n=16) in G's third block and D's first block, SN on G and D,
+  batch 256 (use a small batch on a CPU: ``--paper-batch 4``);
+* ``demo``: the digits demo of ``python -m an_gan fit`` (32x32, tiny widths), batch 64.
+
+Devices: ``cpu`` and, when available, ``cuda`` (fp32, plus bf16 autocast with ``--bf16``)::
+
+    python -m benchmarks.gan_throughput                       # CPU (and CUDA if present), both configs
+    python -m benchmarks.gan_throughput --devices cuda --bf16 --paper-batch 256 --iters 50
+    python -m benchmarks.gan_throughput --json runs/benchmarks/gan_throughput.json
+
+It prints a table and writes the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from an_gan.cli import DEMO_MODEL_DEFAULTS
+from an_gan.module import ANGAN
+
+__all__ = ["CONFIGS", "main", "measure"]
+
+_DEMO_ARCH = {
+    k: DEMO_MODEL_DEFAULTS[k]
+    for k in (
+        "z_dim",
+        "g_ch",
+        "d_ch",
+        "g_long_range",
+        "g_long_range_block",
+        "d_long_range",
+        "d_long_range_block",
+        "num_entities",
+    )
+}
+#: Architectures measured: keyword arguments of ``ANGAN`` (besides the evaluation settings).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "num_classes": 1000,
+        "resolution": 128,
+        "z_dim": 128,
+        "g_ch": 64,
+        "d_ch": 64,
+        "g_long_range": "an",
+        "g_long_range_block": 2,
+        "d_long_range": "an",
+        "d_long_range_block": 0,
+        "num_entities": 16,
+    },
+    "demo": dict(num_classes=10, resolution=32, **_DEMO_ARCH),
+}
+
+
+class _RepeatBatch:
+    """An iterable that yields the same in-memory batch ``n`` times (no data loading in the timings)."""
+
+    def __init__(self, batch: tuple[torch.Tensor, torch.Tensor], n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter([self.batch] * self.n)
+
+
+class _Timer(pl.Callback):
+    """Wall time of the iterations after ``warmup`` (an iteration ends with a G step)."""
+
+    def __init__(self, warmup: int, n_dis: int) -> None:
+        self.warmup, self.n_dis = warmup, n_dis
+        self.start: float | None = None
+        self.end: float | None = None
+        self.iterations = 0
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if int(pl_module.num_d_steps) % self.n_dis != 0:
+            return
+        g_steps = int(pl_module.num_g_steps)
+        if g_steps == self.warmup:
+            self._sync(pl_module)
+            self.start = time.perf_counter()
+        elif g_steps > self.warmup:
+            self._sync(pl_module)
+            self.end = time.perf_counter()
+            self.iterations = g_steps - self.warmup
+
+
+def measure(
+    config: str, device: str, batch_size: int, iters: int, warmup: int = 2, bf16: bool = False, n_dis: int = 1
+) -> dict[str, Any]:
+    """Time ``iters`` training iterations of ``config`` on ``device``; returns one result row (a dict)."""
+    torch.manual_seed(0)
+    arch = CONFIGS[config]
+    model = ANGAN(
+        **arch, n_dis=n_dis, eval_num_samples=0, sample_every_n_steps=0, reference_cache_dir=None, ema_start_step=0
+    )
+    k, r = arch["num_classes"], arch["resolution"]
+    gen = torch.Generator().manual_seed(0)
+    batch = (torch.rand(batch_size, 3, r, r, generator=gen) * 2 - 1, torch.randint(0, k, (batch_size,), generator=gen))
+    batches = _RepeatBatch(batch, (iters + warmup) * n_dis)
+    timer = _Timer(warmup, n_dis)
+    trainer = pl.Trainer(
+        accelerator=device,
+        devices=1,
+        precision="bf16-mixed" if bf16 else "32-true",
+        max_steps=(iters + warmup) * (n_dis + 1),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+        default_root_dir="runs/benchmarks",
+    )
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.fit(model, train_dataloaders=batches)
+    seconds = (timer.end - timer.start) / max(timer.iterations, 1)
+    row = {
+        "config": config,
+        "device": device,
+        "precision": "bf16-mixed" if bf16 else "fp32",
+        "batch_size": batch_size,
+        "n_dis": n_dis,
+        "iterations": timer.iterations,
+        "seconds_per_iteration": seconds,
+        "images_per_second": batch_size * n_dis / seconds,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+    return row
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'config':<7} {'device':<6} {'precision':<10} {'batch':>5} {'s/iter':>9} {'images/s':>10} {'peak GiB':>9}"
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        mem = f"{row['peak_memory_gib']:.2f}" if row["peak_memory_gib"] is not None else "-"
+        lines.append(
+            f"{row['config']:<7} {row['device']:<6} {row['precision']:<10} {row['batch_size']:>5} "
+            f"{row['seconds_per_iteration']:>9.4f} {row['images_per_second']:>10.1f} {mem:>9}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Command line entry point; returns the result rows."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--devices", nargs="+", default=None, choices=["cpu", "cuda"], help="default: cpu, plus cuda when available"
+    )
+    parser.add_argument("--paper-batch", type=int, default=None, help="default: 4 on CPU, 256 on CUDA")
+    parser.add_argument("--demo-batch", type=int, default=64)
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per row")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--n-dis", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/gan_throughput.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if "cuda" in devices and not torch.cuda.is_available():
+        parser.error("--devices cuda given but CUDA is not available")
+
+    rows = []
+    for device in devices:
+        for config in args.configs:
+            if config == "paper":
+                batch = args.paper_batch or (256 if device == "cuda" else 4)
+            else:
+                batch = args.demo_batch
+            precisions = [False, True] if (args.bf16 and device == "cuda") else [False]
+            for bf16 in precisions:
+                row = measure(config, device, batch, args.iters, args.warmup, bf16, args.n_dis)
+                rows.append(row)
+                print(_table([row]).splitlines()[-1], flush=True)
+    print()
+    print(_table(rows))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"torch": torch.__version__, "platform": platform.platform(), "processor": platform.processor()}
+    if torch.cuda.is_available():
+        meta["gpu"] = torch.cuda.get_device_name()
+    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Exponential moving average (EMA) of a network's weights, as used for GAN generators.
+
+Karras et al. ("Progressive Growing of GANs", ICLR 2018), Yazici et al. ("The Unusual Effectiveness of Averaging
+in GAN Training", ICLR 2019) and BigGAN (Brock et al., ICLR 2019) sample and evaluate with an exponential moving
+average of the generator's weights; StudioGAN and BigGAN-PyTorch do the same with a decay of 0.9999 and a start
+step before which the average simply copies the weights.
+
+:class:`ExponentialMovingAverage` is an ``nn.Module`` holding a frozen deep copy (``averaged``) of the tracked
+module, so the average is part of the owner's ``state_dict`` (checkpoints, resume, DDP) with no extra code, and
+can be used directly as a network (``ema.averaged(z, y)``). After each optimiser step of the tracked module call
+``ema.update(module, step)``:
+
+* parameters: ``p_ema <- p`` while ``step < start_step``, else ``p_ema <- decay * p_ema + (1 - decay) * p``;
+* buffers (batch-norm running statistics, spectral-norm power-iteration vectors, counters): always copied, so the
+  average is evaluated with the statistics of the current network (as StudioGAN does).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["ExponentialMovingAverage"]
+
+
+class ExponentialMovingAverage(nn.Module):
+    """EMA of a module's parameters; its buffers are copied.
+
+    Args:
+        module: the network to track; a deep copy is made now (``averaged``), with ``requires_grad=False``.
+        decay: EMA decay in [0, 1) (0.9999 in BigGAN / StudioGAN).
+        start_step: steps before this one copy the weights instead of averaging them.
+
+    Attributes:
+        averaged: the averaged copy of ``module`` (same class, same structure).
+    """
+
+    def __init__(self, module: nn.Module, decay: float = 0.9999, start_step: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must lie in [0, 1), got {decay}")
+        if start_step < 0:
+            raise ValueError(f"start_step must be >= 0, got {start_step}")
+        self.decay = float(decay)
+        self.start_step = int(start_step)
+        self.averaged = copy.deepcopy(module)
+        self.averaged.requires_grad_(False)
+
+    def _pairs(self, module: nn.Module, kind: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        mine = dict(getattr(self.averaged, f"named_{kind}")())
+        theirs = dict(getattr(module, f"named_{kind}")())
+        if mine.keys() != theirs.keys():
+            missing, extra = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
+            raise ValueError(
+                f"module does not match the averaged copy: {kind} missing {missing[:5]}, unexpected {extra[:5]}"
+            )
+        return [(mine[name], theirs[name]) for name in mine]
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        """Fold the current weights of ``module`` into the average (copy while ``step < start_step``).
+
+        Args:
+            module: the tracked network (same structure as ``averaged``).
+            step: the number of optimiser steps taken by ``module`` so far (decides copy vs. average).
+        """
+        copy_weights = step < self.start_step
+        for ema_p, p in self._pairs(module, "parameters"):
+            if copy_weights:
+                ema_p.copy_(p.detach())
+            else:
+                ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - self.decay)
+        for ema_b, b in self._pairs(module, "buffers"):
+            ema_b.copy_(b)
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        """Write the averaged parameters and buffers into ``module`` (e.g. to export the EMA weights)."""
+        for ema_p, p in self._pairs(module, "parameters"):
+            p.copy_(ema_p)
+        for ema_b, b in self._pairs(module, "buffers"):
+            b.copy_(ema_b)
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, start_step={self.start_step}"
+
+    def forward(self, *args, **kwargs):
+        """Run the averaged network."""
+        return self.averaged(*args, **kwargs)

@@ -1,0 +1,81 @@
+"""Tests of the exponential moving average of a network's weights."""
+
+import pytest
+import torch
+from torch import nn
+
+from common.ema import ExponentialMovingAverage
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+
+
+class TestExponentialMovingAverage:
+    def test_smoke(self):
+        net = _net()
+        ema = ExponentialMovingAverage(net, decay=0.9, start_step=0)
+        assert all(not p.requires_grad for p in ema.averaged.parameters())
+        assert all(p.requires_grad for p in net.parameters())
+        assert ema(torch.randn(5, 3)).shape == (5, 4)
+
+    def test_update_maths(self):
+        net = _net()
+        ema = ExponentialMovingAverage(net, decay=0.75, start_step=2)
+        w0 = net[0].weight.detach().clone()
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        ema.update(net, step=1)  # before start_step: copy
+        assert torch.equal(ema.averaged[0].weight, w0 + 1.0)
+        with torch.no_grad():
+            net[0].weight.add_(2.0)
+        ema.update(net, step=2)  # 0.75 * (w0 + 1) + 0.25 * (w0 + 3)
+        torch.testing.assert_close(ema.averaged[0].weight, w0 + 1.5)
+        ema.update(net, step=3)  # 0.75 * (w0 + 1.5) + 0.25 * (w0 + 3)
+        torch.testing.assert_close(ema.averaged[0].weight, w0 + 1.875)
+
+    def test_buffers_copied(self):
+        net = _net()
+        ema = ExponentialMovingAverage(net, decay=0.99, start_step=0)
+        net.train()
+        net(torch.randn(8, 3) * 3 + 1)  # updates BN running statistics
+        ema.update(net, step=10)
+        assert torch.equal(ema.averaged[1].running_mean, net[1].running_mean)
+        assert torch.equal(ema.averaged[1].num_batches_tracked, net[1].num_batches_tracked)
+
+    def test_state_dict_roundtrip(self):
+        net = _net()
+        ema = ExponentialMovingAverage(net, decay=0.5)
+        with torch.no_grad():
+            net[0].bias.fill_(4.0)
+        ema.update(net, step=5)
+        other = ExponentialMovingAverage(_net(), decay=0.5)
+        other.load_state_dict(ema.state_dict())
+        assert torch.equal(other.averaged[0].bias, ema.averaged[0].bias)
+        assert any(key.startswith("averaged.") for key in ema.state_dict())
+
+    def test_copy_to(self):
+        net = _net()
+        ema = ExponentialMovingAverage(net, decay=0.5)
+        with torch.no_grad():
+            ema.averaged[0].weight.fill_(0.25)
+        target = _net()
+        ema.copy_to(target)
+        assert torch.all(target[0].weight == 0.25)
+
+    def test_exception(self):
+        with pytest.raises(ValueError, match="decay"):
+            ExponentialMovingAverage(_net(), decay=1.0)
+        with pytest.raises(ValueError, match="start_step"):
+            ExponentialMovingAverage(_net(), start_step=-1)
+        ema = ExponentialMovingAverage(_net())
+        with pytest.raises(ValueError, match="does not match"):
+            ema.update(nn.Sequential(nn.Linear(3, 4)), step=0)
+
+    def test_spectral_norm_module(self):
+        net = nn.utils.parametrizations.spectral_norm(nn.Linear(3, 3))
+        ema = ExponentialMovingAverage(net, decay=0.5)
+        net(torch.randn(2, 3))  # one power iteration updates the u/v buffers
+        ema.update(net, step=1)
+        assert torch.equal(ema.averaged.parametrizations.weight[0]._u, net.parametrizations.weight[0]._u)
