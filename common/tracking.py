@@ -101,11 +101,24 @@ class ANWandbLogger(WandbLogger):
             log_model=log_model,
             **kwargs,
         )
+        # wandb resolves a relative ``dir`` against the working folder of the first run in the process; pin it.
+        self._wandb_init["dir"] = str(Path(save_dir).resolve())
         if reason is not None:
             rank_zero_info(
                 f"W&B runs offline ({reason}); run files go to {Path(save_dir) / 'wandb'}. "
                 f"Upload later with: wandb sync {Path(save_dir) / 'wandb'}/offline-run-*"
             )
+
+    @property
+    def experiment(self) -> Any:
+        """The W&B run of this logger. A different run still open in this process (an earlier ``fit`` in the same
+        Python session) is finished first: Lightning's logger would otherwise log into that old run."""
+        if self._experiment is None:
+            import wandb
+
+            if wandb.run is not None and wandb.run.id != self._id:
+                wandb.finish()
+        return super().experiment
 
     @property
     def run_dir(self) -> Path:

@@ -120,3 +120,12 @@ def test_plain_fit_never_resumes_silently(in_tmp):
 def test_last_without_earlier_run_starts_fresh(in_tmp):
     cli = run("--trainer.max_epochs=1", "--ckpt_path=last")
     assert cli.trainer.global_step == 4
+
+
+def test_second_fit_in_same_process_gets_its_own_run(in_tmp):
+    first = run("--trainer.max_epochs=1").trainer.logger.version
+    second = run("--trainer.max_epochs=1").trainer.logger.version
+    assert first != second
+    wandb_dir = in_tmp / "runs" / "tiny" / "wandb"
+    for run_id in (first, second):
+        assert len(list(wandb_dir.glob(f"offline-run-*-{run_id}"))) == 1
