@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test test-all lint format demo demo-gan demo-inpaint bench clean
+.PHONY: install test test-fast lint format demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,13 +30,17 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest
 
+# Trains the two demos on bundled data (scikit-learn digits; scikit-image / scikit-learn photographs).
 demo: install
 	$(PY) -m an_gan fit
 	$(PY) -m an_inpaint fit
-	@echo "Demo results: see the 'results in' lines above (runs/an_gan, runs/an_inpaint)."
+	@echo "Demo results: the 'results in' lines above (sample grid and AN layouts under runs/an_gan/.../images,"
+	@echo "inpainting panels and AN layouts under runs/an_inpaint/.../images)."
 
 bench: install
 	$(PY) -m benchmarks.layers
+	$(PY) -m benchmarks.gan_throughput
+	$(PY) -m benchmarks.inpaint_throughput
 
 clean:
 	rm -rf runs wandb lightning_logs .pytest_cache
