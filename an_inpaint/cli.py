@@ -36,7 +36,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
         "class_path": "an_inpaint.networks.LocalCritic",
         "init_args": {"input_size": 32, "cnum": 16},
     },
-    "model.adversarial_start_step": 360,
+    "model.adversarial_start_step": 540,
     "data": {
         "class_path": "common.data.inpainting.DemoInpaintingDataModule",
         "init_args": {"resolution": 64, "batch_size": 8, "train_samples_per_epoch": 1440},
@@ -50,7 +50,7 @@ class ANInpaintCLI(ANLightningCLI):
 
     task_name = "an_inpaint"
     task_trainer_defaults = {
-        "max_epochs": 4,
+        "max_epochs": 6,
         "log_every_n_steps": 10,
         "num_sanity_val_steps": 0,
         "callbacks": [

@@ -87,7 +87,7 @@ class ANLightningCLI(LightningCLI):
                 "init_args": {"project": "attentive-norm", "save_dir": f"runs/{self.task_name}"},
             },
             "callbacks": [
-                ModelCheckpoint(save_last=True),
+                ModelCheckpoint(save_top_k=0, save_last=True),  # last.ckpt only; tasks add their best-by-metric
                 InterruptCheckpoint(),
                 WandbRunId(),
                 OptionalLearningRateMonitor(logging_interval="step"),

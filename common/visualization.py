@@ -52,16 +52,23 @@ def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float
     return grid
 
 
-def layout_colormap(layout: Tensor) -> Tensor:
-    """Colour each pixel by its most likely entity, brightness by that probability: ``(B, n, H, W) -> (B, 3, H, W)``.
+def _stretch(maps: Tensor) -> Tensor:
+    """Min-max normalise each ``(..., H, W)`` map to [0, 1] (constant maps become 0)."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    high = maps.amax(dim=(-2, -1), keepdim=True)
+    return (maps - low) / (high - low).clamp_min(1e-8)
 
-    The brightness is rescaled from ``[1/n, 1]`` to ``[0.25, 1]`` so uncertain pixels are dark.
+
+def layout_colormap(layout: Tensor) -> Tensor:
+    """Colour each pixel by its most likely entity: ``(B, n, H, W) -> (B, 3, H, W)``.
+
+    Brightness follows the winning probability, contrast-stretched per sample to ``[0.25, 1]`` (early in training
+    layouts are close to uniform, and absolute probabilities would render everything dark).
     """
     layout = layout.detach().float().cpu()
-    n = layout.shape[1]
     prob, idx = layout.max(dim=1)  # (B, H, W)
     colours = _PALETTE[idx % len(_PALETTE)].permute(0, 3, 1, 2)  # (B, 3, H, W)
-    bright = 0.25 + 0.75 * ((prob - 1.0 / n) / (1.0 - 1.0 / n)).clamp(0.0, 1.0)
+    bright = 0.25 + 0.75 * _stretch(prob)
     return colours * bright.unsqueeze(1)
 
 
@@ -76,7 +83,8 @@ def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows
         max_rows: at most this many samples.
 
     Returns:
-        ``(3, H', W')`` image in [0, 1]; per-entity maps are grey, each scaled by its own maximum.
+        ``(3, H', W')`` image in [0, 1]; per-entity maps are grey, each min-max normalised (brighter = more of
+        that entity), so structure shows even while the layout is still close to uniform.
     """
     if images.dim() != 4 or layout.dim() != 4 or images.shape[0] != layout.shape[0]:
         raise ValueError(
@@ -88,8 +96,7 @@ def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows
     size = images.shape[-2:]
     layout = F.interpolate(layout, size=size, mode="nearest")
     order = layout.sum(dim=(0, 2, 3)).argsort(descending=True)[:max_entities]
-    maps = layout[:, order]  # (B, k, H, W)
-    maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    maps = _stretch(layout[:, order])  # (B, k, H, W), each map min-max normalised
     tiles = [images, layout_colormap(layout)] + [maps[:, j : j + 1].expand(-1, 3, -1, -1) for j in range(len(order))]
     per_row = torch.stack(tiles, dim=1).flatten(0, 1)  # (B * (2 + k), 3, H, W)
     return image_grid(per_row, nrow=len(tiles))
