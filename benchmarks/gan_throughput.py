@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,7 @@ def measure(
     batch = (torch.rand(batch_size, 3, r, r, generator=gen) * 2 - 1, torch.randint(0, k, (batch_size,), generator=gen))
     batches = _RepeatBatch(batch, (iters + warmup) * n_dis)
     timer = _Timer(warmup, n_dis)
+    scratch = tempfile.mkdtemp(prefix="an_gan_bench_")
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
@@ -132,11 +135,14 @@ def measure(
         enable_model_summary=False,
         limit_val_batches=0,
         callbacks=[timer],
-        default_root_dir="runs/benchmarks",
+        default_root_dir=scratch,  # the end-of-training sample pictures are not kept
     )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    trainer.fit(model, train_dataloaders=batches)
+    try:
+        trainer.fit(model, train_dataloaders=batches)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = (timer.end - timer.start) / max(timer.iterations, 1)
     row = {
         "config": config,

@@ -87,7 +87,6 @@ class ANWandbLogger(WandbLogger):
 
         reason = wandb_offline_reason() if offline is None else ("offline=True" if offline else None)
         self.offline_reason = reason
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
         if kwargs.get("resume") is None:
             kwargs["resume"] = "allow"
         if kwargs.get("settings") is None:
@@ -118,6 +117,7 @@ class ANWandbLogger(WandbLogger):
 
             if wandb.run is not None and wandb.run.id != self._id:
                 wandb.finish()
+            Path(self._wandb_init["dir"]).mkdir(parents=True, exist_ok=True)
         return super().experiment
 
     @property
