@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from an_gan.networks import Discriminator, Generator, is_attentive
 from an_gan.sampling import ClassFolderWriter, ClassSampleDataset
 from common.callbacks.images import log_image
+from common.ddp import allow_unused_parameters
 from common.ema import ExponentialMovingAverage
 from common.layers import collect_layouts, orthogonal_loss
 from common.losses.hinge import hinge_d_loss, hinge_g_loss
@@ -291,6 +292,7 @@ class ANGAN(pl.LightningModule):
         return [ClassFolderWriter()]
 
     def setup(self, stage: str) -> None:
+        allow_unused_parameters(self.trainer)  # the D step leaves G's parameters without gradients and vice versa
         # Load (or download) the FID/IS feature extractor now, so that missing Inception weights fail at start-up
         # with the metric's instructions rather than at the first validation; rank 0 first (one download).
         if self.metrics is None or stage not in ("fit", "validate", "test"):

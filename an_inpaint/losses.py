@@ -74,19 +74,22 @@ def spatial_discount(mask: Tensor, gamma: float = 0.9) -> Tensor:
     return torch.where(hole > 0, torch.as_tensor(gamma, dtype=mask.dtype, device=mask.device) ** depth, 0.0)
 
 
-def masked_l1(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """L1 weighted per pixel and normalised by the total weight: ``sum(w * |p - t|) / (C * sum(w))``.
+def masked_l1(pred: Tensor, target: Tensor, weight: Tensor, area: Tensor | None = None) -> Tensor:
+    """L1 weighted per pixel: ``sum(w * |p - t|) / (C * sum(area))``, ``area`` defaulting to the weights.
 
     Args:
         pred: ``(B, C, H, W)``.
         target: ``(B, C, H, W)``.
         weight: ``(B, 1, H, W)`` non-negative weights.
+        area: ``(B, 1, H, W)`` region whose size normalises the sum (DeepFill's hole term: the hole itself, so the
+            discounted L1 is a mean over the hole box); ``None`` normalises by the weights.
 
     Returns:
-        Scalar loss (0 if the weights sum to 0).
+        Scalar loss (0 if the normaliser sums to 0).
     """
     num = (weight * (pred - target).abs()).sum()
-    return num / (weight.sum() * pred.shape[1]).clamp_min(1e-8)
+    norm = weight if area is None else area
+    return num / (norm.sum() * pred.shape[1]).clamp_min(1e-8)
 
 
 def reconstruction_loss(
@@ -104,8 +107,8 @@ def reconstruction_loss(
 
     ``loss = hole_weight * (coarse_weight * hole(coarse) + hole(refined))
     + known_weight * (coarse_weight * known(coarse) + known(refined))`` where ``hole`` is the spatially discounted
-    L1 in the hole, normalised by the hole area, and ``known`` the L1 outside the hole normalised by the known area
-    (DeepFill's ``/ mean(1 - mask)``).
+    L1 in the hole, normalised by the hole area (DeepFill: ``mean(|x - y| * discount)`` over the hole box), and
+    ``known`` the L1 outside the hole normalised by the known area (DeepFill's ``/ mean(1 - mask)``).
 
     Args:
         coarse: Coarse output ``(B, 3, H, W)``.
@@ -122,7 +125,7 @@ def reconstruction_loss(
     """
     discount = spatial_discount(mask, gamma)
     known = 1.0 - mask
-    hole_term = coarse_weight * masked_l1(coarse, target, discount) + masked_l1(refined, target, discount)
+    hole_term = coarse_weight * masked_l1(coarse, target, discount, mask) + masked_l1(refined, target, discount, mask)
     known_term = coarse_weight * masked_l1(coarse, target, known) + masked_l1(refined, target, known)
     total = hole_weight * hole_term + known_weight * known_term
     return {"loss": total, "hole": hole_term, "known": known_term}

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from an_inpaint.losses import compose, reconstruction_loss
 from an_inpaint.networks import GlobalCritic, InpaintGenerator, LocalCritic
 from common.callbacks.images import log_image, results_dir
+from common.ddp import allow_unused_parameters
 from common.layers import orthogonal_loss
 from common.losses.wgan_gp import gradient_penalty, wgan_d_loss, wgan_g_loss
 from common.metrics.inpainting import InpaintingMetrics
@@ -204,6 +205,7 @@ class ANInpaint(pl.LightningModule):
         return g_opt, d_opt
 
     def setup(self, stage: str) -> None:
+        allow_unused_parameters(self.trainer)  # G and critics step in separate backward passes
         size = getattr(self.trainer.datamodule, "resolution", None)
         input_size = getattr(self.global_critic, "input_size", None)
         if stage == "fit" and size is not None and input_size is not None and input_size != size:

@@ -166,10 +166,10 @@ class InpaintGenerator(nn.Module):
             "temperature": an_temperature,
         }
         if attention == "an":
-            # conv -> AN -> ELU in place of conv(ReLU) -> CA.
+            # conv -> AN -> ELU -> conv in place of conv(ReLU) -> CA -> conv: the same depth as the CA branch.
             self.attention_pre = nn.Conv2d(4 * c, 4 * c, 3, padding=1)
             self.contextual = None
-            self.attention_post = nn.Sequential(create_norm("an", 4 * c, **an_kwargs), nn.ELU())
+            self.attention_post = nn.Sequential(create_norm("an", 4 * c, **an_kwargs), nn.ELU(), _conv(4 * c, 4 * c))
         else:
             self.attention_pre = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU())
             self.contextual = ContextualAttention2d(rate=2, softmax_scale=ca_softmax_scale)
@@ -209,7 +209,7 @@ class InpaintGenerator(nn.Module):
         mask = mask.to(image.dtype)
         coarse = self.coarse(self._inputs(image, mask)).clamp(-1, 1)
         pasted = coarse * mask + image * (1 - mask)
-        x = self._inputs(pasted, mask)
+        x = torch.cat([pasted, torch.ones_like(mask), mask], dim=1)  # the coarse result stays in the hole
         hallucinated = self.hallucination(x)
         att = self.attention_pre(self.attention_encoder(x))
         if self.contextual is not None:

@@ -60,6 +60,23 @@ class TestInpaintGenerator:
         (coarse.mean() + refined.mean()).backward()
         assert all(p.grad is not None for n, p in gen.named_parameters() if p.requires_grad and "coarse" in n)
 
+    @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an"])
+    def test_refinement_sees_the_coarse_result(self, attention):
+        """DeepFill: the refinement stage gets the coarse output pasted into the hole, so changing the coarse
+        network changes the refined output (inside the hole), and refined gets gradients from coarse."""
+        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4).eval()
+        image, mask = _batch()
+        with torch.no_grad():
+            _, before = gen(image, mask)
+            for p in gen.coarse.parameters():
+                p.add_(torch.randn_like(p))
+            _, after = gen(image, mask)
+        assert (after - before).abs().max() > 1e-6  # exactly 0 when the refinement input hides the coarse result
+        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)  # unsaturated coarse output
+        _, refined = gen(image, mask)
+        refined.mean().backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.coarse.parameters())
+
     def test_exception(self):
         gen = InpaintGenerator(cnum=4)
         image, mask = _batch(h=36)
