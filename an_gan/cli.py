@@ -6,9 +6,11 @@ LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` a
 spells out the same settings). The data's ``num_classes`` and ``resolution`` are linked into the model
 (``apply_on="instantiate"``). Checkpoints: ``last.ckpt`` and ``best-fid.ckpt`` (lowest ``val/fid``).
 
-``predict`` ignores the data section: it generates ``--model.predict_num_per_class`` images for each class of
+``predict`` reads no images: it generates ``--model.predict_num_per_class`` images for each class of
 ``--model.predict_classes`` (default all) with the module's own dataloader and writes one folder of PNGs per class
-(see ``an_gan.sampling``). Pass the run's ``config.yaml`` so the networks match the checkpoint::
+(see ``an_gan.sampling``). The data section is still built for the ``num_classes``/``resolution`` links, so the
+run's data root must exist (only its class folders are listed); on a machine without the data use
+``an_gan.sampling.load_generator``. Pass the run's ``config.yaml`` so the networks match the checkpoint::
 
     python -m an_gan predict --config RUN/config.yaml --ckpt_path RUN/checkpoints/last.ckpt \\
         --model.predict_num_per_class 50 --model.predict_output_dir samples/

@@ -27,8 +27,10 @@ given). Reference statistics: every image of the stage's dataloader (val or test
 ``reference_cache_dir`` keyed by ``datamodule.reference_key(split)``, the intra-FID class list and the extractor
 name; loaded when cached, otherwise accumulated during the first evaluation epoch and saved (only when the whole
 split was seen, never during the sanity check). Fakes: ``eval_num_samples`` images from the EMA generator in eval
-mode, labels cycling through all classes, noise from a generator seeded with ``eval_seed + rank``; under DDP each
-rank generates ``eval_num_samples // world_size`` of them and torchmetrics sums the statistics across ranks.
+mode, labels cycling through all classes, one noise sequence seeded with ``eval_seed``; under DDP rank ``r`` generates
+slice ``r`` of that sequence (so scores do not depend on the number of processes) and torchmetrics sums the
+statistics across ranks. Intra-FID uses the val images of each class (50 per ImageNet class) against the same number
+of fakes: a small-sample estimate, not comparable with protocols that use ~1.3k train images per class.
 """
 
 from __future__ import annotations
@@ -204,6 +206,8 @@ class ANGAN(pl.LightningModule):
             raise ValueError(
                 f"need eval_num_samples >= 0 and eval_batch_size >= 1, got {eval_num_samples}, {eval_batch_size}"
             )
+        if 0 < eval_num_samples < is_splits:
+            raise ValueError(f"eval_num_samples ({eval_num_samples}) must be 0 or at least is_splits ({is_splits})")
         an_kwargs = {"num_entities": num_entities, "self_sampling": self_sampling}
         self.generator = (
             generator
@@ -293,6 +297,13 @@ class ANGAN(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         allow_unused_parameters(self.trainer)  # the D step leaves G's parameters without gradients and vice versa
+        if str(self.trainer.precision) in ("16-true", "bf16-true"):
+            raise ValueError(
+                "an_gan needs float32 weights (the EMA with decay 0.9999 and the float64 FID sums do not survive "
+                "16-bit casts): use --trainer.precision bf16-mixed or 16-mixed"
+            )
+        if self.metrics is None and stage == "fit":
+            self.trainer.limit_val_batches = 0  # no metrics (eval_num_samples=0): no validation, no best-by-FID
         # Load (or download) the FID/IS feature extractor now, so that missing Inception weights fail at start-up
         # with the metric's instructions rather than at the first validation; rank 0 first (one download).
         if self.metrics is None or stage not in ("fit", "validate", "test"):
@@ -458,10 +469,14 @@ class ANGAN(pl.LightningModule):
     def generate_for_metrics(self, metrics: GenerationMetrics) -> None:
         """Feed this rank's share of ``eval_num_samples`` EMA-generator images to ``metrics``."""
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        n = self.eval_num_samples // world
-        labels = (torch.arange(n) + rank * n) % self.hparams.num_classes
-        noise_gen = torch.Generator().manual_seed(self.eval_seed + rank)
-        z = torch.randn(n, self.generator.z_dim, generator=noise_gen)
+        # One global noise/label sequence seeded by eval_seed; rank r takes slice r, so the scores do not depend on
+        # the number of processes (validate on 1 GPU reproduces a run trained on 8).
+        total = self.eval_num_samples
+        lo, hi = rank * total // world, (rank + 1) * total // world
+        noise_gen = torch.Generator().manual_seed(self.eval_seed)
+        z = torch.randn(total, self.generator.z_dim, generator=noise_gen)[lo:hi]
+        labels = torch.arange(lo, hi) % self.hparams.num_classes
+        n = hi - lo
         bs = self.eval_batch_size
         starts = range(0, n, bs)
         for start in tqdm(starts, desc="generating for FID/IS", disable=not self.trainer.is_global_zero, leave=False):

@@ -176,3 +176,16 @@ def test_wandb_offline_checkpoints_validate_predict_resume(tmp_path):
     # resume continues the step count
     resumed = _demo_fit(tmp_path, max_steps=12, extra=[f"--ckpt_path={last}"])
     assert resumed.trainer.global_step == 12 and int(resumed.model.num_g_steps) == 6
+
+
+def test_fit_without_metrics(tmp_path):
+    """eval_num_samples=0 switches evaluation off: no validation loop, so no best-by-FID checkpoint to fail."""
+    cli = _demo_fit(tmp_path, max_steps=4, extra=["--model.eval_num_samples=0", "--trainer.logger=false"])
+    assert cli.trainer.global_step == 4
+    assert "val/fid" not in cli.trainer.callback_metrics
+    assert (tmp_path / "runs" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_16bit_weights_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="bf16-mixed"):
+        _demo_fit(tmp_path, max_steps=2, extra=["--trainer.precision=bf16-true", "--trainer.logger=false"])

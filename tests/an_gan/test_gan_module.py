@@ -222,3 +222,28 @@ class TestLoadGenerator:
         torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
         with pytest.raises(ValueError, match="not an an_gan checkpoint"):
             load_generator(tmp_path / "other.ckpt")
+
+
+def test_eval_noise_does_not_depend_on_world_size(monkeypatch):
+    """Rank r of W generates slice r of one global noise sequence: the union over ranks is the 1-process set."""
+    from types import SimpleNamespace
+
+    from an_gan.module import ANGAN
+
+    captured = {}
+
+    class Recorder:
+        def update(self, images, labels, real):
+            captured.setdefault(key, []).append(torch.cat([labels[:, None].float(), images.flatten(1)], dim=1))
+
+    model = ANGAN(num_classes=10, resolution=32, g_ch=2, d_ch=2, num_entities=4, eval_num_samples=30, eval_batch_size=7)
+    outputs = {}
+    for world in (1, 3):
+        for rank in range(world):
+            key = (world, rank)
+            trainer = SimpleNamespace(world_size=world, global_rank=rank, is_global_zero=rank == 0)
+            monkeypatch.setattr(ANGAN, "trainer", property(lambda self, t=trainer: t))
+            monkeypatch.setattr(model, "generate", lambda z, y: torch.tanh(z[:, :3, None, None].expand(-1, 3, 4, 4)))
+            model.generate_for_metrics(Recorder())
+        outputs[world] = torch.cat([torch.cat(captured[(world, r)]) for r in range(world)])
+    torch.testing.assert_close(outputs[1], outputs[3])
