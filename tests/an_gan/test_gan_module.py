@@ -183,7 +183,7 @@ class TestEvaluation:
         assert second[0]["val/fid"] == pytest.approx(first[0]["val/fid"])
 
     def test_missing_inception_weights_fail_at_start(self, tmp_path):
-        model = _module(eval_num_samples=8, inception_weights=str(tmp_path / "missing.pth"))
+        model = _module(eval_num_samples=10, inception_weights=str(tmp_path / "missing.pth"))
         with pytest.raises(RuntimeError, match="weights-inception-2015-12-05"):
             _trainer(tmp_path, limit_val_batches=None).validate(model, _loader(n=4))
 
