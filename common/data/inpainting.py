@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -141,6 +142,8 @@ class InpaintingDataset(Dataset):
         self.flip = flip
         self.masks = masks
         self.mask_folder = mask_folder
+        if mask_folder is not None and (transform != "resize" or flip):
+            raise ValueError("mask files are matched to images only with transform='resize' and flip=False")
         self.fixed_masks = fixed_masks
         self.seed = seed
 
@@ -149,7 +152,7 @@ class InpaintingDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        image = load_rgb(path)
+        image = source = load_rgb(path)
         if self.transform == "random_crop":
             image = _random_crop(image, self.resolution, None)
         else:
@@ -158,7 +161,24 @@ class InpaintingDataset(Dataset):
         if self.flip and bool(torch.rand(()) < 0.5):
             tensor = tensor.flip(-1)
         if self.mask_folder is not None:
-            mask = self.mask_folder.by_name(path.stem, self.resolution, self.resolution)
+            # A mask file has either the image's own size (then it goes through the image's crop and resize,
+            # nearest) or the working resolution (used as it is); any other size is an error.
+            width, height = source.size
+            res = self.resolution
+            mask_size = self.mask_folder.size_of(path.stem)
+            if mask_size == (width, height):
+                full = self.mask_folder.by_name(path.stem, height, width, exact=True)
+                side = min(height, width)
+                top, left = (height - side) // 2, (width - side) // 2  # the box of center_crop_long_side
+                square = full[None, :, top : top + side, left : left + side]
+                mask = F.interpolate(square, size=(res, res), mode="nearest")[0]
+            elif mask_size == (res, res):
+                mask = self.mask_folder.by_name(path.stem, res, res, exact=True)
+            else:
+                raise ValueError(
+                    f"mask {path.stem} is {mask_size[0]}x{mask_size[1]} but its image is {width}x{height}; a mask "
+                    f"must have its image's size or the working resolution {res}x{res}"
+                )
         else:
             generator = torch.Generator().manual_seed(self.seed + index) if self.fixed_masks else None
             mask = self.masks(self.resolution, self.resolution, generator)

@@ -259,10 +259,17 @@ class FolderMasks(MaskGenerator):
         """File stems of the masks, sorted."""
         return sorted(self._by_stem)
 
-    def load(self, path: str | Path, height: int, width: int) -> Tensor:
-        """Read one mask file as a ``(1, height, width)`` float32 tensor, 1 = missing."""
+    def load(self, path: str | Path, height: int, width: int, exact: bool = False) -> Tensor:
+        """Read one mask file as a ``(1, height, width)`` float32 tensor, 1 = missing.
+
+        A file of another size is resized (nearest), or with ``exact=True`` rejected with a ``ValueError``.
+        """
         gray = load_rgb(path).convert("L")
         if gray.size != (width, height):
+            if exact:
+                raise ValueError(
+                    f"mask {Path(path).name} is {gray.size[0]}x{gray.size[1]} but its image is {width}x{height}"
+                )
             gray = gray.resize((width, height), Image.Resampling.NEAREST)
         values = np.asarray(gray, dtype=np.uint8)
         missing = values > 0 if values.max() <= 1 else values.astype(np.float32) / 255.0 > self.threshold
@@ -270,7 +277,15 @@ class FolderMasks(MaskGenerator):
             missing = ~missing
         return torch.from_numpy(missing.astype(np.float32)).unsqueeze(0)
 
-    def by_name(self, stem: str, height: int, width: int) -> Tensor:
+    def size_of(self, stem: str) -> tuple[int, int]:
+        """``(width, height)`` of the mask file whose stem is ``stem``."""
+        path = self._by_stem.get(stem)
+        if path is None:
+            raise FileNotFoundError(f"no mask named {stem!r} (any image extension) in {self.root}")
+        with Image.open(path) as img:
+            return img.size
+
+    def by_name(self, stem: str, height: int, width: int, exact: bool = False) -> Tensor:
         """The mask whose file stem is ``stem`` (e.g. the stem of the image it belongs to), resized.
 
         Raises:
@@ -279,7 +294,7 @@ class FolderMasks(MaskGenerator):
         path = self._by_stem.get(stem)
         if path is None:
             raise FileNotFoundError(f"no mask named {stem!r} (any image extension) in {self.root}")
-        return self.load(path, height, width)
+        return self.load(path, height, width, exact)
 
     def __call__(self, height: int, width: int, generator: torch.Generator | None = None) -> Tensor:
         index = _randint(0, len(self._files) - 1, generator)

@@ -118,9 +118,9 @@ class TestImageFolder:
         root = write_paris_tree(tmp_path)
         masks = tmp_path / "masks"
         masks.mkdir()
-        for i in range(3):
-            m = np.zeros((100, 100), np.uint8)
-            m[10 * i : 10 * i + 40, 20:60] = 255
+        for i in range(3):  # masks at the working resolution (32) are used as they are
+            m = np.zeros((32, 32), np.uint8)
+            m[3 * i : 3 * i + 12, 6:19] = 255
             Image.fromarray(m).save(masks / f"{i + 1:03d}_im.png")
         dm = ImageFolderInpaintingDataModule(
             str(root / "paris_train_original"),
@@ -135,7 +135,7 @@ class TestImageFolder:
         _check_batch(next(iter(dm.train_dataloader())), 3, 32)
         val = next(iter(dm.val_dataloader()))
         _check_batch(val, 3, 32)
-        assert val["mask"][0, 0, 0:12, 6:19].eq(1).all()  # 40x40 box at (0, 20) of 100x100, resized to 32
+        assert val["mask"][0, 0, 0:12, 6:19].eq(1).all()
         assert val["mask"][0, 0, 14:, :].eq(0).all()
 
     def test_mask_name_mismatch(self, tmp_path):
@@ -193,3 +193,30 @@ class TestDemo:
         dm = DemoInpaintingDataModule()
         with pytest.raises(ValueError, match="predict_root"):
             dm.setup("predict")
+
+
+def test_mask_files_follow_the_image_crop(tmp_path):
+    """A non-square image and its same-size mask: the hole stays where it is in the image after crop + resize."""
+    from PIL import Image
+
+    from common.data.inpainting import InpaintingDataset
+    from common.data.masks import FolderMasks
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "masks").mkdir()
+    image = np.zeros((64, 128, 3), np.uint8)
+    image[16:32, 64:80] = 255  # a white square inside the centre crop (columns 32..95)
+    Image.fromarray(image).save(tmp_path / "img" / "a.png")
+    hole = np.zeros((64, 128), np.uint8)
+    hole[16:32, 64:80] = 255
+    Image.fromarray(hole).save(tmp_path / "masks" / "a.png")
+    data = InpaintingDataset(
+        [tmp_path / "img" / "a.png"], 32, "resize", mask_folder=FolderMasks(str(tmp_path / "masks")), fixed_masks=True
+    )
+    item = data[0]
+    white = item["image"].mean(0) > 0
+    assert torch.equal(white, item["mask"][0] > 0.5)
+
+    Image.fromarray(hole[:, :64]).save(tmp_path / "masks" / "a.png")  # wrong size
+    with pytest.raises(ValueError, match="mask a is 64x64 but its image is 128x64"):
+        data[0]
