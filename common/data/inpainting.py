@@ -288,6 +288,7 @@ class _InpaintingDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
+        resolution: int,
         batch_size: int,
         num_workers: int,
         predict_root: str | None,
@@ -295,6 +296,9 @@ class _InpaintingDataModule(pl.LightningDataModule):
         val_batch_size: int | None = None,
     ) -> None:
         super().__init__()
+        if resolution % 8:
+            raise ValueError(f"resolution must be divisible by 8, got {resolution}")
+        self.resolution = resolution
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
@@ -367,11 +371,8 @@ class ParisStreetViewDataModule(_InpaintingDataModule):
         predict_root: str | None = None,
         predict_mask_root: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
-        if resolution % 8:
-            raise ValueError(f"resolution must be divisible by 8, got {resolution}")
+        super().__init__(resolution, batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
         self.root = root
-        self.resolution = resolution
         self.train_transform = train_transform
         self.train_masks = train_masks if train_masks is not None else RandomRectangleMasks()
         self.val_masks = val_masks if val_masks is not None else CenterSquareMasks(0.5)
@@ -433,12 +434,9 @@ class ImageFolderInpaintingDataModule(_InpaintingDataModule):
         predict_root: str | None = None,
         predict_mask_root: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
-        if resolution % 8:
-            raise ValueError(f"resolution must be divisible by 8, got {resolution}")
+        super().__init__(resolution, batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
         self.train_root = train_root
         self.val_root = val_root
-        self.resolution = resolution
         self.train_transform = train_transform
         self.train_masks = train_masks if train_masks is not None else RandomRectangleMasks()
         self.val_masks = val_masks if val_masks is not None else CenterSquareMasks(0.5)
@@ -525,12 +523,9 @@ class DemoInpaintingDataModule(_InpaintingDataModule):
         predict_root: str | None = None,
         predict_mask_root: str | None = None,
     ) -> None:
-        super().__init__(batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
-        if resolution % 8:
-            raise ValueError(f"resolution must be divisible by 8, got {resolution}")
+        super().__init__(resolution, batch_size, num_workers, predict_root, predict_mask_root, val_batch_size)
         if scale < 1:
             raise ValueError(f"scale must be >= 1 (photographs at least as large as the crops), got {scale}")
-        self.resolution = resolution
         self.scale = scale
         self.train_samples_per_epoch = train_samples_per_epoch
         self.num_val_crops = num_val_crops
