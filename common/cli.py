@@ -11,6 +11,10 @@ What every task gets from :class:`ANLightningCLI`:
 * Resume: ``fit --ckpt_path PATH`` continues the W&B run stored in the checkpoint; ``fit --ckpt_path last``
   continues from the newest ``last.ckpt`` / ``on_exception.ckpt`` of this task's runs (a new run if none);
   a plain ``fit`` always starts a new run.
+* The bundled demo is a file: ``fit`` given neither ``--config`` nor ``--data`` loads the task's
+  ``configs/<task>/demo.yaml`` (:attr:`ANLightningCLI.demo_config`, shipped with the package); any run given its
+  own ``--config`` or ``--data`` starts from the constructors' defaults, which are the paper's settings. No trainer
+  default pins the accelerator, the device count or the run length.
 * ``seed_everything`` defaults to 0; the modules configure their own optimizers (two, for GANs).
 * After each subcommand it prints where the results are.
 """
@@ -18,6 +22,7 @@ What every task gets from :class:`ANLightningCLI`:
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,8 +34,32 @@ from pytorch_lightning.utilities import rank_zero_info
 from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
 from common.callbacks.images import results_dir
 from common.tracking import ANWandbLogger
+from configs import config_path
 
-__all__ = ["ANLightningCLI", "OptionalLearningRateMonitor", "RunConfigCallback"]
+__all__ = ["ANLightningCLI", "OptionalLearningRateMonitor", "RunConfigCallback", "with_demo_config"]
+
+
+def _names_config_or_data(argv: list[str]) -> bool:
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name in ("-c", "--config", "--data") or name.startswith("--data."):
+            return True
+    return False
+
+
+def with_demo_config(args: list[str] | None, demo: str | Path | None) -> list[str] | None:
+    """``args`` with ``--config DEMO`` inserted after ``fit`` when the command names neither a config nor data.
+
+    ``python -m TASK fit`` (optionally with ``--trainer.*``/``--model.*`` tweaks) runs the demo file; a command with
+    ``--config``/``-c`` or ``--data``/``--data.*`` is left alone, so it starts from the constructors' defaults.
+    Other subcommands and non-list ``args`` (dicts) are returned unchanged. ``None`` means ``sys.argv[1:]``.
+    """
+    if demo is None or isinstance(args, dict):
+        return args
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] != "fit" or _names_config_or_data(argv[1:]):
+        return args
+    return ["fit", "--config", str(demo), *argv[1:]]
 
 
 class OptionalLearningRateMonitor(LearningRateMonitor):
@@ -72,13 +101,28 @@ class ANLightningCLI(LightningCLI):
     Class attributes:
         task_name: folder under ``runs/`` and default W&B run group.
         task_trainer_defaults: trainer defaults of the task (merged over the shared ones; callbacks given
-            here are appended to the shared persistent callbacks, deep-copied per CLI instance).
+            here are appended to the shared persistent callbacks, deep-copied per CLI instance). They must not
+            pin the accelerator, the device count or the run length: those belong in config files.
+        demo_config: file name of the task's demo in ``configs/<task_name>/``, loaded by a bare ``fit``
+            (:func:`with_demo_config`); ``None`` disables it.
     """
 
     task_name: ClassVar[str] = "an"
     task_trainer_defaults: ClassVar[dict[str, Any]] = {}
+    demo_config: ClassVar[str | None] = None
 
-    def __init__(self, *args: Any, trainer_defaults: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    @classmethod
+    def demo_config_path(cls) -> Path | None:
+        """The demo file a bare ``fit`` loads (inside the installed package), or ``None``."""
+        return config_path(cls.task_name, cls.demo_config) if cls.demo_config else None
+
+    def __init__(
+        self,
+        *args: Any,
+        trainer_defaults: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["args"] = with_demo_config(kwargs.get("args"), self.demo_config_path())
         task = copy.deepcopy(self.task_trainer_defaults)
         defaults: dict[str, Any] = {
             "default_root_dir": f"runs/{self.task_name}",
