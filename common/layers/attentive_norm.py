@@ -12,6 +12,8 @@ This module follows the paper's formulation exactly as fixed by the project's la
 (``an-layer-spec.md``), not the authors' TF code. Departures from that code, on purpose:
 
 * the normalised tensor is the input itself (no value convolution), with optional per-region affine;
+  ``value_projection=True`` restores the authors' value branch (a 1x1 convolution ``v(X)`` of C channels is what
+  gets normalised, the layout still comes from ``X``, and the output is ``X + rho * X_bar(v(X))``);
 * the region mean is a true soft-weighted mean and the variance a soft-weighted variance;
 * ``t`` is not clipped; one set of sampled positions is drawn per sample, not per batch;
 * the orthogonality term is the squared Frobenius norm ``||W W^T - I||_F^2`` (never negative);
@@ -49,6 +51,9 @@ class AttentiveNorm2d(nn.Module):
             "AN w BN" ablation: statistics pooled over the batch as well as the region; running averages
             with momentum 0.1 are tracked and used in eval mode, like BatchNorm).
         eps: the ``eps`` of the spec, added to the region mass and to the standard deviation.
+        value_projection: normalise a 1x1-convolution "value" ``v(X)`` (C -> C, with bias) instead of ``X``
+            itself, as the authors' TF code does (its inpainting model); the layout is computed from ``X`` and the
+            output is ``X + rho * X_bar(v(X))``. Off by default (the paper's eq. 5-6 normalise ``X``).
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -76,6 +81,7 @@ class AttentiveNorm2d(nn.Module):
         affine: bool = True,
         stats: str = "instance",
         eps: float = 1e-5,
+        value_projection: bool = False,
     ) -> None:
         super().__init__()
         if num_features < 1:
@@ -93,12 +99,14 @@ class AttentiveNorm2d(nn.Module):
         self.affine = affine
         self.stats = stats
         self.eps = eps
+        self.value_projection = value_projection
         hidden = max(num_features // 8, 1)
 
         self.entities = nn.Conv2d(num_features, num_entities, kernel_size=1, bias=False)
         self.key = nn.Conv2d(num_features, hidden, kernel_size=1)
         self.query = nn.Conv2d(num_features, hidden, kernel_size=1)
         self.t = nn.Parameter(torch.full((num_entities,), 0.1))
+        self.value = nn.Conv2d(num_features, num_features, kernel_size=1) if value_projection else None
         if affine:
             self.beta = nn.Parameter(torch.ones(num_entities, num_features))
             self.alpha = nn.Parameter(torch.zeros(num_entities, num_features))
@@ -119,6 +127,7 @@ class AttentiveNorm2d(nn.Module):
         return (
             f"{self.num_features}, num_entities={self.num_entities}, temperature={self.temperature}, "
             f"self_sampling={self.self_sampling}, affine={self.affine}, stats={self.stats!r}, eps={self.eps}"
+            + (", value_projection=True" if self.value_projection else "")
         )
 
     def orthogonal_loss(self) -> Tensor:
@@ -203,15 +212,17 @@ class AttentiveNorm2d(nn.Module):
             s = torch.softmax(logits.to(stat_dtype), dim=1)  # (B, n, HW)
             self.layout = s.detach().view(b, self.num_entities, h, w)
             xf = x.flatten(2).to(stat_dtype)
-            # Statistics of x - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
-            # moments of raw x lose precision when |mean| >> std. c0 cancels in (x - mu) exactly.
-            center = xf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)
-            xc = xf - center
+            # vf is what gets normalised: x itself (the paper) or the authors' value projection v(x) (1x1 conv).
+            vf = xf if self.value is None else self._project_value(xf)
+            # Statistics of v - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
+            # moments of raw v lose precision when |mean| >> std. c0 cancels in (v - mu) exactly.
+            center = vf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)
+            vc = vf - center
             if self.stats == "batch" and not self.training:
                 mean = self.running_mean.t().unsqueeze(0).to(stat_dtype) - center  # (1, C, n), centred
                 var = self.running_var.t().unsqueeze(0).to(stat_dtype)
             else:
-                mean, var = self._regional_moments(xc, center, s)
+                mean, var = self._regional_moments(vc, center, s)
                 if self.stats == "batch":
                     self._update_running_stats(mean + center, var)
             # Floor var at 1e-12 (std 1e-6, a tenth of eps) so that d sqrt / d var stays finite for constant input.
@@ -221,13 +232,24 @@ class AttentiveNorm2d(nn.Module):
             shift = -mean * scale
             if self.alpha is not None:
                 shift = shift + self.alpha.t().to(stat_dtype).unsqueeze(0)
-            # AN(x) = x + rho * sum_i ((x - mu_i) scale_i + alpha_i) S_i, and sum_i S_i = 1, so
-            # AN(x) = xc * ((1 + rho scale) @ S) + ((c0 + rho shift) @ S): two (C x n)(n x HW) products.
             rho = self.rho.to(stat_dtype)
-            coeffs = torch.cat([1.0 + rho * scale, center + rho * shift], dim=1)  # (B|1, 2C, n)
-            gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)  # (B, C, HW) each
-            out = torch.addcmul(offset, xc, gain)
+            if self.value is None:
+                # AN(x) = x + rho * sum_i ((x - mu_i) scale_i + alpha_i) S_i, and sum_i S_i = 1, so
+                # AN(x) = xc * ((1 + rho scale) @ S) + ((c0 + rho shift) @ S): two (C x n)(n x HW) products.
+                coeffs = torch.cat([1.0 + rho * scale, center + rho * shift], dim=1)  # (B|1, 2C, n)
+                gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)  # (B, C, HW) each
+                out = torch.addcmul(offset, vc, gain)
+            else:
+                # AN(x) = x + rho * (vc * (scale @ S) + shift @ S).
+                coeffs = torch.cat([rho * scale, rho * shift], dim=1)
+                gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)
+                out = torch.addcmul(xf + offset, vc, gain)
         return out.view(b, c, h, w).to(x.dtype)
+
+    def _project_value(self, xf: Tensor) -> Tensor:
+        """The authors' value branch ``v(X)`` on flattened input ``(B, C, HW)``, as a matrix product."""
+        weight = self.value.weight.view(self.num_features, self.num_features).to(xf.dtype)
+        return torch.matmul(weight, xf) + self.value.bias.to(xf.dtype)[None, :, None]
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:

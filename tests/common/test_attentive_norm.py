@@ -66,6 +66,9 @@ def naive_attentive_norm(
     logits = tau * s_raw
     expd = torch.exp(logits - logits.amax(dim=1, keepdim=True))
     s = expd / expd.sum(dim=1, keepdim=True)
+    x_in = x
+    if layer.value is not None:  # the authors' value branch: normalise v(x), layout from x, add to x
+        x = _conv1x1(layer.value.weight.detach().double(), layer.value.bias.detach().double(), x_in)
     beta = layer.beta.detach().double() if layer.beta is not None else torch.ones(n, c, dtype=torch.float64)
     alpha = layer.alpha.detach().double() if layer.alpha is not None else torch.zeros(n, c, dtype=torch.float64)
     x_bar = torch.zeros_like(x)
@@ -82,7 +85,7 @@ def naive_attentive_norm(
         normed = (x - mu) / (torch.sqrt(var) + eps) * beta[i][None, :, None, None] + alpha[i][None, :, None, None]
         x_bar = x_bar + normed * si
     rho = layer.rho.detach().double()
-    return rho * x_bar + x, s  # step 7
+    return rho * x_bar + x_in, s  # step 7
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,6 +203,34 @@ class TestAttentiveNorm2d:
         # the self-sampling branch changes the result: the eval-mode reference differs
         no_sampling, _ = naive_attentive_norm(layer, x, None)
         assert (expected - no_sampling).abs().max() > 1e-3
+
+    @pytest.mark.parametrize("train", [True, False])
+    def test_feature_value_projection_matches_reference(self, train):
+        layer = _make(c=8, n=4, seed=5, temperature=0.4, value_projection=True).double().train(train)
+        with torch.no_grad():
+            layer.value.weight.normal_(generator=torch.Generator().manual_seed(5))
+            layer.value.bias.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(6))
+        x = torch.randn(2, 8, 6, 6, dtype=torch.float64) + 0.3
+        recorder = _RecordPositions(layer)
+        y = layer(x)
+        expected, s = naive_attentive_norm(layer, x, recorder.last if train else None)
+        torch.testing.assert_close(y, expected, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(layer.layout, s, rtol=1e-9, atol=1e-12)
+        # normalising v(x) is not normalising x: the paper-form reference with the same layout differs
+        layer.value = None
+        plain, _ = naive_attentive_norm(layer, x, recorder.last if train else None)
+        assert (expected - plain).abs().max() > 0.1
+
+    def test_gradcheck_value_projection(self):
+        layer = _make(c=4, n=3, seed=13, temperature=0.7, value_projection=True).double().eval()
+        x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+        names = ["rho", "beta", "value.weight", "value.bias"]
+        params = tuple(dict(layer.named_parameters())[k].detach().clone().requires_grad_(True) for k in names)
+
+        def fn(x, *values):
+            return torch.func.functional_call(layer, dict(zip(names, values, strict=True)), (x,))
+
+        assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
 
     def test_feature_train_float32_matches_reference(self):
         layer = _make(c=16, n=8, seed=2, temperature=0.2).train()
