@@ -4,8 +4,12 @@ What every task gets from :class:`ANLightningCLI`:
 
 * W&B logging by default (:class:`common.tracking.ANWandbLogger`, offline without credentials or network);
   ``--trainer.logger=false`` turns logging off (pictures are still written as PNG files).
-* ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash or Ctrl-C (removed after a normal
-  end), the W&B run id stored in each checkpoint, learning rates logged.
+* ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash, Ctrl-C or SIGTERM (removed after a
+  normal end), the W&B run id stored in each checkpoint, learning rates logged. Checkpoints are written atomically
+  (:class:`common.checkpoint_io.AtomicCheckpointIO`) and carry every rank's RNG states
+  (:class:`common.callbacks.resume.ExactResume`); a non-finite loss stops the run with a clear error or is skipped
+  (``--nonfinite.policy``, :class:`common.callbacks.nonfinite.NonFiniteGuard`). An output folder that cannot be
+  written is an error at start-up.
 * The resolved config saved as ``config.yaml`` in the run folder (``<save_dir>/<project>/<run id>``) and in the
   W&B run config.
 * Resume: ``fit --ckpt_path PATH`` continues the W&B run stored in the checkpoint; ``fit --ckpt_path last``
@@ -22,6 +26,7 @@ What every task gets from :class:`ANLightningCLI`:
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,6 +38,8 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
 from common.callbacks.images import results_dir
+from common.callbacks.nonfinite import NonFiniteGuard
+from common.callbacks.resume import ExactResume
 from common.tracking import ANWandbLogger
 from configs import config_path
 
@@ -133,11 +140,14 @@ class ANLightningCLI(LightningCLI):
             "callbacks": [
                 ModelCheckpoint(save_top_k=0, save_last=True),  # last.ckpt only; tasks add their best-by-metric
                 InterruptCheckpoint(),
+                ExactResume(),
                 WandbRunId(),
                 OptionalLearningRateMonitor(logging_interval="step"),
                 *task.pop("callbacks", []),
             ],
         }
+        # a crash or full disk never leaves a torn last.ckpt
+        defaults["plugins"] = [{"class_path": "common.checkpoint_io.AtomicCheckpointIO"}]
         defaults.update(task)
         defaults.update(trainer_defaults or {})
         kwargs.setdefault("save_config_callback", RunConfigCallback)
@@ -157,7 +167,32 @@ class ANLightningCLI(LightningCLI):
             return [Path(self.trainer.default_root_dir) / "checkpoints"]
         return None
 
+    def add_arguments_to_parser(self, parser) -> None:
+        """Shared options: ``--nonfinite.policy raise|skip`` (what a NaN/inf loss does, see
+        :class:`common.callbacks.nonfinite.NonFiniteGuard`). Tasks extend this (call ``super()``)."""
+        super().add_arguments_to_parser(parser)
+        parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+
+    def _check_output_writable(self) -> None:
+        """Fail at start-up, not at the first checkpoint, when the run's output folder cannot be written."""
+        folders = {Path(self.trainer.default_root_dir)}
+        save_dir = getattr(self.trainer.logger, "save_dir", None)
+        if save_dir:
+            folders.add(Path(save_dir))
+        for folder in folders:
+            probe = folder / f".write-test-{os.getpid()}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as err:
+                raise PermissionError(
+                    f"the output folder {folder} is not writable ({err.strerror or err}): choose another with "
+                    "--trainer.default_root_dir (and the logger's save_dir)"
+                ) from err
+
     def before_fit(self) -> None:
+        self._check_output_writable()
         config = self.config_init[self.subcommand]
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:

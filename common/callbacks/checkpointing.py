@@ -7,15 +7,20 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_warn
 
 from common.callbacks.images import results_dir
+from common.callbacks.nonfinite import NonFiniteLossError
+from common.checkpoint_io import CheckpointWriteError
 
 __all__ = ["InterruptCheckpoint", "WandbRunId"]
 
 
 class InterruptCheckpoint(Callback):
     """Save ``on_exception.ckpt`` next to the run's other checkpoints when training stops on an exception
-    (Ctrl-C included), and remove it when training ends normally.
+    (Ctrl-C and SIGTERM included: Lightning turns SIGTERM into an exception at the end of the running step), and
+    remove it when training ends normally. Nothing is written after a non-finite loss
+    (:class:`~common.callbacks.nonfinite.NonFiniteLossError`) or a failed checkpoint write.
 
     Unlike Lightning's ``OnExceptionCheckpoint`` it does not turn every ``fit()`` into ``fit(ckpt_path="last")``
     (which silently resumes an old run that shares the folder); resuming is explicit, through the CLI's
@@ -31,8 +36,12 @@ class InterruptCheckpoint(Callback):
         return Path(ckpt.dirpath) if ckpt is not None else results_dir(trainer) / "checkpoints"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn == "fit":
+        if trainer.state.fn != "fit" or isinstance(exception, (NonFiniteLossError, CheckpointWriteError)):
+            return  # weights updated by a NaN loss are not worth keeping; a failing disk fails again
+        try:
             trainer.save_checkpoint(self.checkpoint_dir(trainer) / self.FILENAME)
+        except CheckpointWriteError as err:
+            rank_zero_warn(f"{err} (while handling {type(exception).__name__}: {exception})")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = self.checkpoint_dir(trainer) / self.FILENAME

@@ -129,3 +129,21 @@ def test_second_fit_in_same_process_gets_its_own_run(in_tmp):
     wandb_dir = in_tmp / "runs" / "tiny" / "wandb"
     for run_id in (first, second):
         assert len(list(wandb_dir.glob(f"offline-run-*-{run_id}"))) == 1
+
+
+def test_unwritable_output_folder_fails_at_start(in_tmp):
+    blocker = in_tmp / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match=r"the output folder .*a-file/runs is not writable"):
+        run("--trainer.max_epochs=1", "--trainer.logger=false", f"--trainer.default_root_dir={blocker / 'runs'}")
+
+
+def test_checkpoints_are_atomic_and_carry_rng_states(in_tmp):
+    from common.checkpoint_io import AtomicCheckpointIO
+
+    cli = run("--trainer.max_epochs=1", "--trainer.logger=false")
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert cli.config.fit.nonfinite.policy == "raise"
+    ckpt = next((in_tmp / "runs" / "tiny").rglob("last.ckpt"))
+    states = torch.load(ckpt, weights_only=True)["rng_states"]  # loadable without unpickling code
+    assert len(states) == 1 and set(states[0]) >= {"python", "numpy", "torch"}

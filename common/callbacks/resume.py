@@ -1,0 +1,90 @@
+"""Exact resume: every rank's random-number state goes into the checkpoint and comes back on resume.
+
+With :mod:`common.data.resumable` keeping the data order, position and augmentations independent of the global
+RNG, the only randomness a training step consumes is the global generators' (Python ``random``, NumPy, torch on
+the CPU and on each CUDA device): the GANs' noise and AN's self-sampling. :class:`ExactResume` stores those states
+for every DDP rank (gathered to rank 0, which writes the checkpoint) under ``checkpoint["rng_states"]`` and, on
+resume, gives each rank its own state back right before the first training batch, after everything else that
+resuming does (building data loaders, validation before fit) has run. The losses after the resume then equal the
+uninterrupted run's, step for step, on the CPU.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+__all__ = ["ExactResume", "capture_rng_state", "restore_rng_state"]
+
+KEY = "rng_states"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's global RNG states: Python, NumPy, torch CPU and (if initialised) every CUDA device.
+
+    Only tensors, ints, floats and tuples, so checkpoints stay loadable with ``torch.load(weights_only=True)``.
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Set the global RNG states captured by :func:`capture_rng_state`."""
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+class ExactResume(Callback):
+    """Save every rank's RNG state in checkpoints and restore it before the first training batch of a resume.
+
+    A checkpoint written with a different number of ranks restores rank ``r``'s state from rank
+    ``r % saved_ranks`` (so the run continues, though not bit-for-bit; a warning says so).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        state = capture_rng_state()
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, state)
+        else:
+            gathered = [state]
+        checkpoint[KEY] = gathered
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get(KEY)
+        if not states:
+            self._pending = None
+            return
+        if len(states) != trainer.world_size:
+            pl.utilities.rank_zero_warn(
+                f"the checkpoint holds the RNG states of {len(states)} ranks but this run has {trainer.world_size}: "
+                "rank r resumes with saved rank r % n's state, so the continuation is not bit-for-bit"
+            )
+        self._pending = states[trainer.global_rank % len(states)]
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int):
+        if self._pending is not None:
+            restore_rng_state(self._pending)
+            self._pending = None

@@ -1,0 +1,153 @@
+"""Training data whose order, position and randomness survive a checkpoint: exact, step-for-step resume.
+
+A run stopped at step k (a crash, Ctrl-C, SIGTERM) and resumed from its checkpoint must see the same batches, with
+the same random augmentations, as the run that was never stopped. Two things make that hold here, for any number
+of DataLoader workers and DDP ranks:
+
+* :class:`ResumableSampler` draws the epoch's order from ``(seed, epoch)`` alone (like ``DistributedSampler``) and,
+  when it belongs to a Lightning ``Trainer``, asks the trainer's restored fit-loop progress for the epoch and the
+  number of batches of it already trained, and starts after them. The position comes from the checkpoint's loop
+  state, so nothing extra is stored, and it is right for checkpoints written mid-step (an exception), at the end of
+  a step (``last.ckpt``) or after validation. Lightning's own stateful-loader resume is off by the prefetched batch,
+  and its samplers are iterated before their epoch is set when a run resumes mid-epoch; this sampler avoids both.
+* Random augmentation never touches the global RNG: the sampler yields :class:`SampleIndex` values (plain ints that
+  also carry their epoch) and datasets draw each sample's randomness from :func:`sample_generator`, seeded by
+  ``(seed, epoch, index)``. The global RNG (the models' noise, AN's self-sampling) is then consumed by the training
+  step alone, and :class:`common.callbacks.resume.ExactResume` saves and restores it per rank.
+
+:func:`resumable_train_loader` builds the training ``DataLoader`` of a DataModule this way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = ["ResumableSampler", "SampleIndex", "resumable_train_loader", "sample_generator", "trainer_position"]
+
+
+class SampleIndex(int):
+    """A dataset index that also carries the epoch it was drawn in (``index.epoch``); behaves as a plain ``int``."""
+
+    epoch: int
+
+    def __new__(cls, value: int, epoch: int = 0) -> SampleIndex:
+        obj = super().__new__(cls, value)
+        obj.epoch = int(epoch)
+        return obj
+
+    def __reduce__(self):  # keep the epoch when the index is sent to a DataLoader worker
+        return SampleIndex, (int(self), self.epoch)
+
+    def __repr__(self) -> str:
+        return f"SampleIndex({int(self)}, epoch={self.epoch})"
+
+
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` for one sample's random augmentation, seeded by ``(seed, epoch, index)``.
+
+    ``index`` is what the dataset's ``__getitem__`` received: a :class:`SampleIndex` (its epoch is used) or a plain
+    int (epoch 0). The same sample in the same epoch always gets the same draws, whichever worker or rank loads it
+    and whether or not the run was resumed; a new epoch gets new draws.
+    """
+    epoch = getattr(index, "epoch", 0)
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def trainer_position(trainer: pl.Trainer) -> tuple[int, int]:
+    """``(epoch, batches of it already trained)`` from a trainer's (restored) fit-loop progress.
+
+    ``processed`` counts a batch once its training step has finished, so a checkpoint written by an exception in the
+    middle of step k gives k (the step is redone) and one written at the end of step k gives k + 1.
+    """
+    loop = trainer.fit_loop
+    return int(loop.epoch_progress.current.processed), int(loop.epoch_loop.batch_progress.current.processed)
+
+
+class ResumableSampler(DistributedSampler):
+    """Seeded per-epoch order, split over DDP ranks, that can start in the middle of an epoch.
+
+    Every epoch is a permutation of the dataset drawn from ``seed + epoch`` (``shuffle``) or the identity, padded by
+    wrapping around to a multiple of the number of replicas (training: every rank runs the same number of steps),
+    and rank ``r`` takes every ``num_replicas``-th index starting at ``r``. It subclasses ``DistributedSampler`` so
+    Lightning uses it as it is instead of wrapping it.
+
+    Args:
+        dataset: the dataset (only its length is used).
+        batch_size: the DataLoader's batch size (to turn a position in batches into one in samples).
+        shuffle: draw a new permutation every epoch.
+        seed: the order's seed (the same on every rank).
+        num_replicas, rank: the DDP world size and this process's rank (default: from ``torch.distributed``, else
+            1 and 0).
+        position: a function returning ``(epoch, batches already trained in it)``, asked each time an epoch's
+            iteration starts (see :func:`trainer_position`); ``None`` uses :meth:`set_epoch` and starts at 0.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        position: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if num_replicas is None:
+            num_replicas = torch.distributed.get_world_size() if distributed else 1
+        if rank is None:
+            rank = torch.distributed.get_rank() if distributed else 0
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.position = position
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's indices of a whole epoch."""
+        n = len(self.dataset)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        else:
+            order = list(range(n))
+        if self.total_size > n:
+            order += (order * (self.total_size // max(n, 1) + 1))[: self.total_size - n]
+        return order[self.rank : self.total_size : self.num_replicas]
+
+    def __iter__(self) -> Iterator[SampleIndex]:
+        epoch, start_batch = self.position() if self.position is not None else (self.epoch, 0)
+        indices = self.epoch_indices(epoch)
+        return iter([SampleIndex(i, epoch) for i in indices[start_batch * self.batch_size :]])
+
+
+def resumable_train_loader(
+    datamodule: pl.LightningDataModule,
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = True,
+    **loader_kwargs,
+) -> DataLoader:
+    """The training ``DataLoader`` of ``datamodule`` over ``dataset``, exactly resumable.
+
+    The sampler is a :class:`ResumableSampler` that follows the attached trainer's loop progress (when the
+    DataModule has a trainer), so a resumed run continues with the next batch of the interrupted epoch.
+    ``loader_kwargs`` go to ``DataLoader`` (``num_workers``, ``pin_memory``, ``collate_fn``, ...).
+    """
+
+    def position() -> tuple[int, int]:
+        trainer = getattr(datamodule, "trainer", None)
+        return trainer_position(trainer) if trainer is not None else (sampler.epoch, 0)
+
+    sampler = ResumableSampler(dataset, batch_size, shuffle=shuffle, seed=seed, position=position)
+    if loader_kwargs.get("num_workers", 0) > 0:
+        loader_kwargs.setdefault("persistent_workers", False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **loader_kwargs)
