@@ -72,7 +72,7 @@ class _EvalMetrics(nn.Module):
             self.fid[method].update(pred, target)
 
     def compute(self, prefix: str) -> dict[str, Tensor]:
-        values = {}
+        values = {f"{prefix}/num_images": torch.tensor(float(self.pixel["model"].num_images()["all"]))}
         for method in self.methods:
             key = prefix if method == "model" else f"{prefix}/{method}"
             values.update({f"{key}/{k}": v for k, v in self.pixel[method].compute().items()})

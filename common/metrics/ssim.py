@@ -40,6 +40,7 @@ def _taps(dtype: torch.dtype, device: torch.device) -> list[float]:
 
 def _pad(x: Tensor, dim: int, mode: str) -> Tensor:
     """Pad ``dim`` by :data:`SSIM_BORDER` on both sides: mirror with the edge repeated, or replicate the edge."""
+    dim = dim % x.dim()
     p, n = SSIM_BORDER, x.shape[dim]
     if mode == "symmetric":
         before, after = x.narrow(dim, 0, p).flip(dim), x.narrow(dim, n - p, p).flip(dim)
