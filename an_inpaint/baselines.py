@@ -1,12 +1,15 @@
-"""Classical inpainting baselines: OpenCV's ``cv2.inpaint`` (Telea 2004 and Navier-Stokes, Bertalmio et al. 2001).
+"""Classical inpainting baselines: OpenCV's ``cv2.inpaint`` (Telea; Navier-Stokes) and harmonic filling.
 
 * ``"telea"``: A. Telea, "An Image Inpainting Technique Based on the Fast Marching Method", J. Graphics Tools 2004
   (``cv2.INPAINT_TELEA``).
 * ``"ns"``: M. Bertalmio, A. L. Bertozzi, G. Sapiro, "Navier-Stokes, Fluid Dynamics, and Image and Video
   Inpainting", CVPR 2001 (``cv2.INPAINT_NS``).
+* ``"harmonic"``: the harmonic (membrane) interpolation of :func:`an_inpaint.fill.harmonic_fill`, the starting point
+  of ``InpaintGenerator(hole_fill="harmonic")``.
 
-Both with ``inpaintRadius = 3`` by default, on 8-bit RGB images; the hole's pixels are set to 0 before the call, so
-the method never sees what it has to fill, and the result is composited (known pixels are the input's, exactly).
+OpenCV's methods run with ``inpaintRadius = 3`` by default, on 8-bit RGB images; the hole's pixels are set to 0
+before the call, so no method sees what it has to fill, and every result is composited (known pixels are the
+input's, exactly) and 8-bit.
 ``python -m an_inpaint baseline --method telea|ns`` writes the results for a folder of images and masks, so that
 ``python -m an_inpaint evaluate`` scores them with the same code as any other method.
 """
@@ -20,9 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from an_inpaint.fill import harmonic_fill
+
 __all__ = ["METHODS", "classical_inpaint", "classical_inpaint_batch", "inpaint_folder"]
 
-METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+_OPENCV = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+METHODS: tuple[str, ...] = ("telea", "ns", "harmonic")
 
 
 def classical_inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea", radius: float = 3.0) -> np.ndarray:
@@ -31,8 +37,8 @@ def classical_inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea"
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
         hole: ``(H, W)`` bool or {0, 1}, True / 1 = missing.
-        method: ``"telea"`` or ``"ns"``.
-        radius: OpenCV's ``inpaintRadius`` (pixels).
+        method: ``"telea"``, ``"ns"`` or ``"harmonic"``.
+        radius: OpenCV's ``inpaintRadius`` (pixels; unused by ``"harmonic"``).
 
     Returns:
         ``(H, W, 3)`` uint8, equal to ``image`` outside the hole.
@@ -48,7 +54,12 @@ def classical_inpaint(image: np.ndarray, hole: np.ndarray, method: str = "telea"
         raise ValueError(f"hole of shape {hole.shape} does not match the image's {image.shape[:2]}")
     hole = hole.astype(bool)
     blanked = np.where(hole[..., None], 0, image).astype(np.uint8)
-    out = cv2.inpaint(blanked, hole.astype(np.uint8) * 255, radius, METHODS[method])
+    if method == "harmonic":
+        pixels = torch.from_numpy(blanked).permute(2, 0, 1)[None].double()
+        filled = harmonic_fill(pixels, torch.from_numpy(hole)[None, None].double())
+        out = filled[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    else:
+        out = cv2.inpaint(blanked, hole.astype(np.uint8) * 255, radius, _OPENCV[method])
     return np.where(hole[..., None], out, image).astype(np.uint8)
 
 

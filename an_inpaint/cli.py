@@ -110,13 +110,15 @@ def evaluate_main(args: list[str] | None = None) -> dict:
 
 
 def baseline_main(args: list[str] | None = None) -> list:
-    """``baseline``: inpaint a folder of images and same-named masks with OpenCV (Telea or Navier-Stokes)."""
+    """``baseline``: inpaint a folder of images and same-named masks classically (OpenCV Telea / Navier-Stokes, or
+    harmonic filling)."""
     from an_inpaint.baselines import METHODS, inpaint_folder
 
     parser = ArgumentParser(
         prog="python -m an_inpaint baseline",
-        description="Classical inpainting (OpenCV cv2.inpaint) of a folder of images with the same-named masks "
-        "(white = hole); writes composited PNG files of the same names, to score with `evaluate`.",
+        description="Classical inpainting (OpenCV cv2.inpaint Telea / Navier-Stokes, or harmonic filling) of a folder "
+        "of images with the same-named masks (white = hole); writes composited PNG files of the same names, to score "
+        "with `evaluate`.",
     )
     parser.add_argument("--method", type=str, required=True, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--image_dir", type=str, required=True, help="folder of images (the hole content is unused)")

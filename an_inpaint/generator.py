@@ -24,6 +24,12 @@ refinement stage's contextual-attention (CA) branch by ``conv -> AN -> ELU`` at 
   standard deviation of its known pixels, the hole is filled with the known mean (0 in those units), both stages
   predict in the standardised units and their outputs are mapped back before clipping. Inpainting then starts from
   the right colour and contrast instead of learning them, which matters most for short runs.
+* ``hole_fill`` (``"blank"`` by default, DeepFill): what the coarse stage sees in the hole. ``"harmonic"`` (not in
+  the paper) fills it with the harmonic interpolation of the known pixels (:func:`an_inpaint.fill.harmonic_fill`)
+  and makes both stages residual inside the hole: the coarse output is that fill plus the coarse network's output
+  times the mask, the refined output the pasted coarse result plus the refinement network's output times the mask
+  (both last convolutions start at zero, so an untrained generator returns the harmonic fill; outside the hole the
+  outputs are the known pixels, so the known-region loss term is zero).
 
 The forward pass returns a dict ``{"coarse", "refined", "inpainted"}`` (plus ``"offsets"`` with CA), computed once
 and used by training, validation, panels, predict and the benchmark; ``inpainted`` is the refined output pasted
@@ -39,12 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from an_inpaint.fill import harmonic_fill
 from common.layers import ContextualAttention2d, collect_layouts, create_norm
 
 __all__ = ["InpaintGenerator", "compose", "known_statistics", "pad_to_multiple"]
 
 Attention = Literal["contextual", "an", "contextual+an"]
 BranchWidths = Literal["deepfill", "authors"]
+HoleFill = Literal["blank", "harmonic"]
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -139,6 +147,8 @@ class InpaintGenerator(nn.Module):
         ca_softmax_scale: Softmax scale of contextual attention (DeepFill: 10).
         normalize_known: Predict in units standardised by each sample's known pixels, the hole filled with their
             mean (see the module docstring; off in the paper's model).
+        hole_fill: ``"blank"`` (DeepFill, the paper) or ``"harmonic"`` (start from the harmonic fill of the hole
+            and predict residuals; see the module docstring).
 
     Shape:
         - image: ``(B, 3, H, W)`` in [-1, 1], ``H`` and ``W`` divisible by 8 (the hole content is ignored).
@@ -159,18 +169,22 @@ class InpaintGenerator(nn.Module):
         branch_widths: BranchWidths = "deepfill",
         ca_softmax_scale: float = 10.0,
         normalize_known: bool = False,
+        hole_fill: HoleFill = "blank",
     ) -> None:
         super().__init__()
         if attention not in ("contextual", "an", "contextual+an"):
             raise ValueError(f"attention must be 'contextual', 'an' or 'contextual+an', got {attention!r}")
         if branch_widths not in ("deepfill", "authors"):
             raise ValueError(f"branch_widths must be 'deepfill' or 'authors', got {branch_widths!r}")
+        if hole_fill not in ("blank", "harmonic"):
+            raise ValueError(f"hole_fill must be 'blank' or 'harmonic', got {hole_fill!r}")
         if cnum < 2:
             raise ValueError(f"cnum must be >= 2, got {cnum}")
         self.cnum = cnum
         self.attention = attention
         self.branch_widths = branch_widths
         self.normalize_known = normalize_known
+        self.hole_fill = hole_fill
         c = cnum
         # Coarse stage.
         self.coarse = nn.Sequential(
@@ -216,6 +230,10 @@ class InpaintGenerator(nn.Module):
                 self.attention_post = _conv(4 * c, 4 * c)
         self.attention_out = _conv(4 * c, 4 * c)
         self.refine_decoder = _decoder(8 * c, c)
+        if hole_fill == "harmonic":  # residual stages: an untrained generator returns the harmonic fill
+            for decoder in (self.coarse[-1], self.refine_decoder):
+                nn.init.zeros_(decoder[-1][0].weight)
+                nn.init.zeros_(decoder[-1][0].bias)
 
     def layouts(self) -> dict[str, Tensor]:
         """AN layouts of the last forward pass (qualified name -> ``(B, n, H/4, W/4)``)."""
@@ -242,15 +260,21 @@ class InpaintGenerator(nn.Module):
         else:
             mean, std = torch.zeros_like(image[:, :, :1, :1]), torch.ones_like(image[:, :, :1, :1])
         units = (image - mean) / std * (1 - mask)  # the hole blanked: 0 (the known mean in standardised units)
-        coarse = (self.coarse(torch.cat([units, ones, mask], dim=1)) * std + mean).clamp(-1, 1)
+        residual = self.hole_fill == "harmonic"
+        if residual:
+            units = harmonic_fill(units, mask)
+        coarse = self.coarse(torch.cat([units, ones, mask], dim=1))
+        coarse = ((units + coarse * mask if residual else coarse) * std + mean).clamp(-1, 1)
         pasted = compose(coarse, image, mask)  # the coarse result stays in the hole
-        x = torch.cat([(pasted - mean) / std, ones, mask], dim=1)
+        pasted_units = (pasted - mean) / std
+        x = torch.cat([pasted_units, ones, mask], dim=1)
         hallucinated = self.hallucination(x)
         att = self.attention_pre(self.attention_encoder(x))
         if self.contextual is not None:
             att = self.contextual(att, att, mask)
         att = self.attention_out(self.attention_post(att))
-        refined = (self.refine_decoder(torch.cat([hallucinated, att], dim=1)) * std + mean).clamp(-1, 1)
+        refined = self.refine_decoder(torch.cat([hallucinated, att], dim=1))
+        refined = ((pasted_units + refined * mask if residual else refined) * std + mean).clamp(-1, 1)
         out = {"coarse": coarse, "refined": refined, "inpainted": compose(refined, image, mask)}
         if self.contextual is not None:
             out["offsets"] = self.contextual.last_offsets

@@ -44,7 +44,7 @@ from common.visualization import to_unit
 
 __all__ = ["ANInpaint"]
 
-Baseline = Literal["telea", "ns"]
+Baseline = Literal["telea", "ns", "harmonic"]
 
 
 class _EvalMetrics(nn.Module):
@@ -109,7 +109,8 @@ class ANInpaint(pl.LightningModule):
             reconstruction loss improving by ``plateau_min_delta`` (relative).
         plateau_min_delta: Relative improvement that resets the plateau counter.
         baselines: Classical methods scored on the same evaluation images and holes (``"telea"``, ``"ns"``: OpenCV
-            ``cv2.inpaint``, radius 3), logged as ``val/<method>/psnr`` etc.
+            ``cv2.inpaint``, radius 3; ``"harmonic"``: :func:`an_inpaint.fill.harmonic_fill`), logged as
+            ``val/<method>/psnr`` etc.
         area_bins: Hole-area fractions that bin the evaluation metrics (e.g. ``[0.1, 0.2, ..., 0.6]``; ``None``: no
             bins), logged as ``<stage>/psnr@10-20%`` etc.
         ssim_convention: ``"skimage"`` (default) or ``"matlab"`` (see :mod:`common.metrics.ssim`).

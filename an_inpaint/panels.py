@@ -32,7 +32,7 @@ def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
     masked = image * (1 - mask) + mask  # the hole shown in white
     columns = [("input with hole", masked), ("coarse", panel["coarse"]), ("refined", panel["refined"])]
     columns.append(("composited", panel["inpainted"]))
-    columns += [(f"{m} (OpenCV)", panel[m]) for m in METHODS if m in panel]
+    columns += [(m, panel[m]) for m in METHODS if m in panel]
     columns.append(("ground truth", image))
     tiles = [to_unit(t.float()) for _, t in columns]
     if panel.get("offsets") is not None:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from an_inpaint.critics import GlobalCritic, LocalCritic, MaskedPatchCritic
+from an_inpaint.fill import harmonic_fill
 from an_inpaint.generator import InpaintGenerator, compose, known_statistics
 from common.layers import AttentiveNorm2d, ContextualAttention2d
 
@@ -89,6 +90,25 @@ class TestInpaintGenerator:
         torch.testing.assert_close(mean[0, :, 0, 0], known.mean(dim=1))
         torch.testing.assert_close(std[0, :, 0, 0], known.std(dim=1, unbiased=False))
 
+    def test_harmonic_fill_start(self):
+        """hole_fill="harmonic": an untrained generator returns the harmonic fill; the residual lives in the hole."""
+        gen = InpaintGenerator(cnum=4, hole_fill="harmonic").eval()
+        image, mask = _batch()
+        out = gen(image, mask)
+        expected = harmonic_fill(image, mask).clamp(-1, 1)
+        torch.testing.assert_close(out["coarse"], expected)
+        torch.testing.assert_close(out["refined"], expected)
+        # The fill is harmonic: inside the hole each pixel is the mean of its 4 neighbours (away from the border).
+        fill = harmonic_fill(image, mask, iterations=400)
+        inner = mask[:, :, 1:-1, 1:-1] > 0
+        neighbours = (fill[:, :, :-2, 1:-1] + fill[:, :, 2:, 1:-1] + fill[:, :, 1:-1, :-2] + fill[:, :, 1:-1, 2:]) / 4
+        assert (fill[:, :, 1:-1, 1:-1] - neighbours).abs()[inner.expand_as(neighbours)].max() < 1e-3
+        with torch.no_grad():
+            gen.refine_decoder[-1][0].bias.fill_(0.1)
+        moved = gen(image, mask)["refined"]
+        assert torch.equal(moved[mask.expand_as(image) == 0], out["refined"][mask.expand_as(image) == 0])
+        assert (moved - out["refined"]).abs().max() > 0.05
+
     def test_gradients_reach_every_branch(self):
         """refined -> decoder, hallucination, attention (AN and CA) and coarse stage all get gradients."""
         gen = InpaintGenerator(cnum=4, attention="contextual+an", num_entities=4)
@@ -128,6 +148,8 @@ class TestInpaintGenerator:
             InpaintGenerator(attention="self")
         with pytest.raises(ValueError, match="branch_widths"):
             InpaintGenerator(branch_widths="wide")
+        with pytest.raises(ValueError, match="hole_fill"):
+            InpaintGenerator(hole_fill="telea")
 
 
 class TestCritics:
