@@ -18,7 +18,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -259,12 +258,4 @@ def write_json(result: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
-    return path
-
-
-def save_mask_png(mask: Tensor, path: str | Path) -> Path:
-    """Write a ``(1, H, W)`` hole mask as an 8-bit PNG, white = hole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((mask[0].numpy() > 0.5).astype(np.uint8) * 255).save(path)
     return path

@@ -151,10 +151,8 @@ class ReconstructionLoss:
         bh, bw = round(self.box_size * height), round(self.box_size * width)
         corners = fixed_boxes(mask, bh, bw).tolist()
         weights = deepfill_discount(bh, bw, self.gamma, device=pred.device, dtype=pred.dtype)
-        diffs = torch.stack(
-            [(pred[i, :, t : t + bh, c : c + bw] - target[i, :, t : t + bh, c : c + bw]).abs() for i, (t, c) in
-             enumerate(corners)]
-        )  # fmt: skip
+        boxes = [(slice(t, t + bh), slice(c, c + bw)) for t, c in corners]
+        diffs = torch.stack([(pred[i, :, r, c] - target[i, :, r, c]).abs() for i, (r, c) in enumerate(boxes)])
         return (diffs * weights).mean()
 
     def __call__(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

@@ -22,7 +22,9 @@ def main(folder: str, state: str, output: str, devices: int) -> None:
     torch.set_num_threads(1)
     model = tiny_model()
     model.load_state_dict(torch.load(state, weights_only=True))
-    data = ImageFolderInpaintingDataModule(train_root=folder, val_root=folder, resolution=32, batch_size=2, num_workers=0)
+    data = ImageFolderInpaintingDataModule(
+        train_root=folder, val_root=folder, resolution=32, batch_size=2, num_workers=0
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=devices,

@@ -16,7 +16,7 @@ SMALL_PHOTOS = {"train": ["astronaut", "coffee"], "val": ["chelsea"], "test": ["
 
 
 def write_paris_tree(root: Path, n_train: int = 5, n_eval: int = 3) -> Path:
-    """Paris StreetView layout with real files: 936x537 training JPGs (one held out for validation) and 227x227 ``NNN_im.png``."""
+    """Paris StreetView layout with real files: 936x537 training JPGs and 227x227 ``NNN_im.png`` test images."""
     photo = Image.fromarray(skdata.coffee())
     (root / "paris_train_original").mkdir(parents=True)
     (root / "paris_eval_gt").mkdir(parents=True)

@@ -122,7 +122,12 @@ class TestInpaintGenerator:
             grads = [p.grad for p in getattr(gen, name).parameters()]
             assert all(g is not None and g.abs().sum() > 0 for g in grads), name
         for name in ("entities", "beta", "alpha", "rho", "key", "query", "t"):
-            params = list(getattr(an, name).parameters()) if name in ("entities", "key", "query") else [getattr(an, name)]
+            module_or_param = getattr(an, name)
+            params = (
+                list(module_or_param.parameters())
+                if isinstance(module_or_param, torch.nn.Module)
+                else [module_or_param]
+            )
             assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params), f"AN {name}"
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.coarse.parameters())
 

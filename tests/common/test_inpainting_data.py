@@ -166,7 +166,6 @@ class TestImageFolder:
         with pytest.raises(ValueError, match="no mask of the same name.*001_im.png"):
             dm.setup("validate")
 
-
     def test_val_split_held_out_and_test_root(self, tmp_path):
         root = write_paris_tree(tmp_path, n_train=5)
         dm = ImageFolderInpaintingDataModule(
