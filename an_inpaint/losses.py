@@ -19,7 +19,10 @@ follows the DeepFill v1 framework it builds on (Yu et al., CVPR 2018, and its pu
 * a *known-region* ("ae") term: L1 outside the hole divided by the known-area fraction (DeepFill's
   ``reduce_mean(|x - y| (1 - m)) / reduce_mean(1 - m)``);
 * both terms on the coarse output (weight ``coarse_weight = 1.2``) and the refined output (weight 1), then
-  weighted by ``hole_weight = 1.2`` (DeepFill's ``l1_loss_alpha``) and ``known_weight = 1.2`` (``ae_loss_alpha``).
+  weighted by ``hole_weight = 1.2`` (DeepFill's ``l1_loss_alpha``) and ``known_weight = 1.2`` (``ae_loss_alpha``);
+* optionally (``ssim_weight > 0``; 0 in DeepFill and the paper) ``ssim_weight * (1 - SSIM)`` of the composited
+  result (:func:`common.metrics.ssim.ssim_map`, Gaussian 11x11, sigma 1.5, on [0, 1] images), a structure term
+  for short runs judged by SSIM.
 
 Every loss object is called on the generator's output dict and the batch and returns ``(loss, logs)``.
 """
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.data.masks import fixed_boxes
+from common.metrics.ssim import reduce_ssim_map, ssim_map
 from common.losses.wgan_gp import gradient_penalty, wgan_d_loss, wgan_g_loss
 
 __all__ = ["ReconstructionLoss", "WGANGPLoss", "deepfill_discount", "masked_l1", "spatial_discount"]
@@ -120,6 +124,7 @@ class ReconstructionLoss:
         gamma: Spatial discounting factor (DeepFill 0.9; 1 disables discounting).
         discount: ``"deepfill"`` (DeepFill's fixed box, rectangular holes) or ``"hole"`` (any hole shape).
         box_size: Side of DeepFill's box as a fraction of the image side (DeepFill: 128 / 256).
+        ssim_weight: Weight of ``1 - SSIM`` of the composited output (default 0: DeepFill's loss).
     """
 
     def __init__(
@@ -130,6 +135,7 @@ class ReconstructionLoss:
         gamma: float = 0.9,
         discount: Discount = "deepfill",
         box_size: float = 0.5,
+        ssim_weight: float = 0.0,
     ) -> None:
         if discount not in ("deepfill", "hole"):
             raise ValueError(f"discount must be 'deepfill' or 'hole', got {discount!r}")
@@ -137,12 +143,15 @@ class ReconstructionLoss:
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
         if not 0.0 < box_size <= 1.0:
             raise ValueError(f"box_size must be in (0, 1], got {box_size}")
+        if ssim_weight < 0:
+            raise ValueError(f"ssim_weight must be >= 0, got {ssim_weight}")
         self.hole_weight = hole_weight
         self.known_weight = known_weight
         self.coarse_weight = coarse_weight
         self.gamma = gamma
         self.discount = discount
         self.box_size = box_size
+        self.ssim_weight = ssim_weight
 
     def _hole_term(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         if self.discount == "hole":
@@ -156,15 +165,22 @@ class ReconstructionLoss:
         return (diffs * weights).mean()
 
     def __call__(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(loss, {"hole", "known"})`` of the generator output ``out`` (``coarse``, ``refined``) for ``batch``
-        (``image``, ``mask``); the logged terms are before ``hole_weight`` / ``known_weight``."""
+        """``(loss, {"hole", "known"[, "ssim"]})`` of the generator output ``out`` (``coarse``, ``refined``, and
+        ``inpainted`` for the SSIM term) for ``batch`` (``image``, ``mask``); the logged L1 terms are before
+        ``hole_weight`` / ``known_weight``."""
         target, mask = batch["image"], batch["mask"].to(batch["image"].dtype)
         coarse, refined = out["coarse"], out["refined"]
         hole = self.coarse_weight * self._hole_term(coarse, target, mask) + self._hole_term(refined, target, mask)
         known = 1.0 - mask
         known_term = self.coarse_weight * masked_l1(coarse, target, known) + masked_l1(refined, target, known)
         loss = self.hole_weight * hole + self.known_weight * known_term
-        return loss, {"hole": hole.detach(), "known": known_term.detach()}
+        logs = {"hole": hole.detach(), "known": known_term.detach()}
+        if self.ssim_weight:
+            unit = ((out["inpainted"] + 1) / 2, (target + 1) / 2)
+            ssim = reduce_ssim_map(ssim_map(*unit, double=False)).mean()
+            loss = loss + self.ssim_weight * (1 - ssim)
+            logs["ssim"] = ssim.detach()
+        return loss, logs
 
 
 class WGANGPLoss:

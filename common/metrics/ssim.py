@@ -70,8 +70,12 @@ def _channel_mixing(channels: int, dtype: torch.dtype, device: torch.device) -> 
     return mix
 
 
-def ssim_map(pred: Tensor, target: Tensor, data_range: float = 1.0, convention: Convention = "skimage") -> Tensor:
-    """Full-size SSIM map ``(B, C, H, W)`` in float64 (see the module docstring for the two conventions).
+def ssim_map(
+    pred: Tensor, target: Tensor, data_range: float = 1.0, convention: Convention = "skimage", double: bool = True
+) -> Tensor:
+    """Full-size SSIM map ``(B, C, H, W)`` (see the module docstring for the two conventions), differentiable.
+
+    ``double=True`` (metrics) computes in float64; ``False`` keeps the input dtype (e.g. a training loss).
 
     Raises:
         ValueError: Shapes differ, images are smaller than 11x11 or the convention is unknown.
@@ -82,7 +86,7 @@ def ssim_map(pred: Tensor, target: Tensor, data_range: float = 1.0, convention: 
         raise ValueError(f"SSIM needs two (B, C, H, W) images of one shape, got {tuple(pred.shape)}, {target.shape}")
     if min(pred.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(pred.shape[-2:])}")
-    x, y = pred.double(), target.double()
+    x, y = (pred.double(), target.double()) if double else (pred, target)
     stack = torch.stack([x, y, x * x, y * y, x * y])  # (5, B, C, H, W)
     if convention == "skimage":
         stats = _filter(stack, (-2, -1), "symmetric")

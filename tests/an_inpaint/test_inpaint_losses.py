@@ -1,5 +1,6 @@
 """Loss objects of an_inpaint against hand computations: DeepFill's exact discounted L1, the hole form, WGAN-GP."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -191,3 +192,30 @@ class TestWGANGPLoss:
     def test_exception(self):
         with pytest.raises(ValueError, match="lambda_adv"):
             WGANGPLoss(lambda_adv=-1)
+
+
+def test_ssim_term_matches_skimage():
+    from skimage.metrics import structural_similarity
+
+    torch.manual_seed(2)
+    target = torch.rand(2, 3, 24, 24, dtype=torch.float64) * 2 - 1
+    mask = _rect_mask(24, 24, 6, 6, 12, 12, batch=2).double()
+    pred = (torch.rand_like(target) * 2 - 1).requires_grad_(True)
+    out = {"coarse": pred, "refined": pred, "inpainted": pred * mask + target * (1 - mask)}
+    batch = {"image": target, "mask": mask}
+    plain, _ = ReconstructionLoss(discount="hole")(out, batch)
+    loss, logs = ReconstructionLoss(discount="hole", ssim_weight=0.5)(out, batch)
+    expected = np.mean([
+        structural_similarity(
+            ((out["inpainted"][i] + 1) / 2).detach().permute(1, 2, 0).numpy(),
+            ((target[i] + 1) / 2).permute(1, 2, 0).numpy(),
+            channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
+        )
+        for i in range(2)
+    ])  # fmt: skip
+    assert float(logs["ssim"]) == pytest.approx(expected, abs=1e-9)
+    torch.testing.assert_close(loss, plain + 0.5 * (1 - logs["ssim"]))
+    loss.backward()
+    assert pred.grad[:, :, 6:18, 6:18].abs().sum() > 0
+    with pytest.raises(ValueError, match="ssim_weight"):
+        ReconstructionLoss(ssim_weight=-1)
