@@ -99,7 +99,7 @@ class TestDefaults:
             cli_main(["fit", "--print_config"])
         bare = yaml.safe_load(capsys.readouterr().out)
         assert _canonical(bare["data"])["class_path"] is DemoInpaintingDataModule
-        assert bare["model"]["generator"]["init_args"]["cnum"] == 16
+        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "harmonic"  # not the paper's default
         with pytest.raises(SystemExit):
             cli_main(["fit", "--config", str(CONFIGS / "demo.yaml"), "--print_config"])
         demo = yaml.safe_load(capsys.readouterr().out)
@@ -154,6 +154,7 @@ class TestConfigs:
             assert torch.isfinite(metrics[key]), key
 
 
+@pytest.mark.slow
 def test_protocol_pipeline_fit_test_predict_baseline_evaluate(tmp_path):
     """Train briefly; `test` on the test split equals `evaluate` of `predict --predict_split test`'s files, and the
     OpenCV baseline of the same references is scored by the same code."""
