@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.data.masks import fixed_boxes
-from common.metrics.ssim import reduce_ssim_map, ssim_map
 from common.losses.wgan_gp import gradient_penalty, wgan_d_loss, wgan_g_loss
+from common.metrics.ssim import reduce_ssim_map, ssim_map
 
 __all__ = ["ReconstructionLoss", "WGANGPLoss", "deepfill_discount", "masked_l1", "spatial_discount"]
 
