@@ -18,13 +18,12 @@ from common.data.inpainting import (
 )
 from common.data.inpainting_datasets import Augmentation, InpaintingDataset, PredictFolderDataset, TensorCropDataset
 from common.data.inpainting_demo import DEMO_PHOTOS, DemoInpaintingDataModule, load_demo_photo
+from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
-    AreaBinnedMasks,
     CenterSquareMasks,
     FolderMasks,
     FreeFormMasks,
     MaskGenerator,
-    MixedMasks,
     RandomRectangleMasks,
     fixed_boxes,
     mask_bbox,

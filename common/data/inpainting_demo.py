@@ -27,7 +27,8 @@ from torch import Tensor
 
 from common.data.inpainting import InpaintingDataModule, PredictSplit
 from common.data.inpainting_datasets import Augmentation, TensorCropDataset, to_tensor
-from common.data.masks import CenterSquareMasks, FreeFormMasks, MaskGenerator, MixedMasks, RandomRectangleMasks
+from common.data.mask_mixtures import MixedMasks
+from common.data.masks import CenterSquareMasks, FreeFormMasks, MaskGenerator, RandomRectangleMasks
 
 __all__ = ["DEMO_PHOTOS", "DemoInpaintingDataModule", "load_demo_photo"]
 

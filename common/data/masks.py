@@ -15,10 +15,7 @@ Generators are small callable classes, so that configs pick them with ``class_pa
   with Gated Convolution": random walks of thick lines with round joints, random flips), with lengths and widths
   given as fractions of the image so that the defaults reproduce the 256x256 settings at any size.
 * :class:`FolderMasks`: a folder of mask images (white = missing by default).
-* :class:`MixedMasks`: one of several generators per mask, drawn with given probabilities (training on rectangles
-  and free-form holes at once, as LaMa's mixed mask generator).
-* :class:`AreaBinnedMasks`: free-form evaluation masks whose hole area falls in a given bin (mask ``i`` in bin
-  ``i % n_bins``), seeded per image: the fixed, binned free-form evaluation set of the inpainting literature.
+* Mixtures of these (several generators at once, area-binned evaluation masks): :mod:`common.data.mask_mixtures`.
 
 Facts from ``shared/reference/inpainting-anchors.md`` (sections 1c and 2).
 """
@@ -27,7 +24,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +34,10 @@ from torch import Tensor
 from common.data.images import list_images, load_rgb
 
 __all__ = [
-    "AreaBinnedMasks",
     "CenterSquareMasks",
     "FolderMasks",
     "FreeFormMasks",
     "MaskGenerator",
-    "MixedMasks",
     "RandomRectangleMasks",
     "fixed_boxes",
     "mask_bbox",
@@ -224,80 +218,6 @@ class FreeFormMasks(MaskGenerator):
         if float(torch.rand((), generator=generator)) < 0.5:
             mask = mask.flip(-2)
         return (mask > 0.5).float().contiguous()
-
-
-class MixedMasks(MaskGenerator):
-    """A mask from one of ``generators``, chosen at random with ``probabilities`` (normalised to sum to 1).
-
-    Args:
-        generators: The mask generators.
-        probabilities: One non-negative weight per generator (default: equal).
-    """
-
-    def __init__(self, generators: list[MaskGenerator], probabilities: list[float] | None = None) -> None:
-        if not generators:
-            raise ValueError("MixedMasks needs at least one generator")
-        weights = list(probabilities) if probabilities is not None else [1.0] * len(generators)
-        if len(weights) != len(generators) or any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
-                f"MixedMasks needs one non-negative probability per generator (not all 0), got {probabilities} for "
-                f"{len(generators)} generator(s)"
-            )
-        self.generators = list(generators)
-        self.probabilities = [w / sum(weights) for w in weights]
-
-    def __call__(self, height: int, width: int, generator: torch.Generator | None = None) -> Tensor:
-        weights = torch.tensor(self.probabilities, dtype=torch.float64)
-        index = int(torch.multinomial(weights, 1, generator=generator))
-        return self.generators[index](height, width, generator)
-
-
-class AreaBinnedMasks(MaskGenerator):
-    """Free-form masks whose hole fraction lies in a bin: mask ``i`` of an evaluation set falls in bin ``i % n``.
-
-    Called with an ``index`` (the sample's position in the evaluation set, see
-    :class:`common.data.inpainting_datasets.InpaintingDataset`), it draws strokes from ``strokes`` with the given
-    ``generator`` and unites them until the hole fraction reaches the bin's lower edge; a union that overshoots the
-    upper edge is discarded and drawing starts again (so a seeded generator gives the same mask every time). The
-    evaluation then reports every metric per bin (``InpaintingMetrics(area_bins=...)``).
-
-    Args:
-        bins: Increasing hole fractions; bin ``k`` is ``[bins[k], bins[k + 1])`` (default 10-20% ... 50-60%).
-        strokes: The stroke generator (default ``FreeFormMasks()``, DeepFill v2's brush strokes).
-        max_tries: Draws allowed before giving up with an error.
-    """
-
-    def __init__(
-        self,
-        bins: list[float] | None = None,
-        strokes: MaskGenerator | None = None,
-        max_tries: int = 1000,
-    ) -> None:
-        edges = [float(b) for b in (bins if bins is not None else [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])]
-        if len(edges) < 2 or any(b <= a for a, b in pairwise(edges)) or edges[0] < 0 or edges[-1] >= 1:
-            raise ValueError(f"bins must be >= 2 increasing fractions in [0, 1), got {bins}")
-        self.bins = edges
-        self.strokes = strokes if strokes is not None else FreeFormMasks()
-        self.max_tries = max_tries
-
-    def bin_of(self, index: int) -> tuple[float, float]:
-        """The area bin of evaluation mask ``index``."""
-        k = index % (len(self.bins) - 1)
-        return self.bins[k], self.bins[k + 1]
-
-    def __call__(self, height: int, width: int, generator: torch.Generator | None = None, index: int = 0) -> Tensor:
-        low, high = self.bin_of(index)
-        mask = torch.zeros(1, height, width)
-        for _ in range(self.max_tries):
-            candidate = torch.maximum(mask, self.strokes(height, width, generator))
-            area = float(candidate.mean())
-            if area > high:
-                mask = torch.zeros(1, height, width)  # overshoot: start again
-            elif area >= low:
-                return candidate
-            else:
-                mask = candidate
-        raise ValueError(f"no mask with a hole fraction in [{low}, {high}) after {self.max_tries} draws")
 
 
 class FolderMasks(MaskGenerator):

@@ -19,7 +19,8 @@ from common.data.inpainting import (
 )
 from common.data.inpainting_datasets import InpaintingDataset, PredictFolderDataset, eval_resize
 from common.data.inpainting_demo import DEMO_PHOTOS, DemoInpaintingDataModule
-from common.data.masks import AreaBinnedMasks, CenterSquareMasks, RandomRectangleMasks
+from common.data.mask_mixtures import AreaBinnedMasks
+from common.data.masks import CenterSquareMasks, RandomRectangleMasks
 
 
 def write_paris_tree(root: Path, n_train: int = 4, n_eval: int = 3, nested: bool = False) -> Path:

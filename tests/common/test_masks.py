@@ -7,13 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
+from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
-    AreaBinnedMasks,
     CenterSquareMasks,
     FolderMasks,
     FreeFormMasks,
     MaskGenerator,
-    MixedMasks,
     RandomRectangleMasks,
     fixed_boxes,
     mask_bbox,
