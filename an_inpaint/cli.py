@@ -1,58 +1,38 @@
-"""Command line of the inpainting task: ``python -m an_inpaint fit|validate|test|predict|evaluate``.
+"""Command line of the inpainting task: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline``.
 
-``fit`` with no arguments trains the bundled demo (:class:`common.data.inpainting.DemoInpaintingDataModule`, a
-small AN generator at 64x64, both training phases); ``configs/an_inpaint/paris256.yaml`` is the paper's Paris
-StreetView setting (AN paper, Wang et al., CVPR 2020, Section 5). Before training, ``fit`` runs one validation
-(``--validate_before_fit``, on by default) so that the metrics before and after training sit side by side in the
-log. ``predict`` inpaints ``--data.predict_root`` with the masks of ``--data.predict_mask_root`` and writes PNG
-files of the same names to ``--predict_writer.output_dir``. ``evaluate`` scores a folder of results against the
-ground truth with :func:`common.metrics.inpainting.score_folders` (the same code as the in-training validation).
+``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo (``configs/an_inpaint/demo.yaml``, shipped
+with the package); every other run starts from the constructors' defaults, which are the paper's Paris StreetView
+256x256 settings (``configs/an_inpaint/paris256.yaml`` writes them out with their sources). Before training,
+``fit`` runs one validation (``--validate_before_fit``, on by default) so that the metrics before and after
+training sit side by side in the log. ``predict`` inpaints a folder (``--data.init_args.predict_root`` with the
+masks of ``--data.init_args.predict_mask_root``) or the evaluation split (``--data.init_args.predict_split test``)
+and writes PNG files to ``--predict_writer.output_dir`` (with ``--predict_writer.reference_dir`` also the ground
+truth and masks). ``baseline`` does the same with OpenCV's classical inpainting, and ``evaluate`` scores a folder of
+results against the ground truth with :func:`an_inpaint.evaluation.score_folders` (the same metric code as the
+in-training validation).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from jsonargparse import ArgumentParser
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 
-from an_inpaint.module import ANInpaint, InpaintingPredictionWriter
+from an_inpaint.module import ANInpaint
+from an_inpaint.predict import InpaintingPredictionWriter
 from common.cli import ANLightningCLI
 
-__all__ = ["DEMO_DEFAULTS", "ANInpaintCLI", "cli_main", "evaluate_main"]
-
-DEMO_DEFAULTS: dict[str, Any] = {
-    "model.generator": {
-        "class_path": "an_inpaint.networks.InpaintGenerator",
-        "init_args": {"cnum": 16, "attention": "an"},
-    },
-    "model.global_critic": {
-        "class_path": "an_inpaint.networks.GlobalCritic",
-        "init_args": {"input_size": 64, "cnum": 16},
-    },
-    "model.local_critic": {
-        "class_path": "an_inpaint.networks.LocalCritic",
-        "init_args": {"input_size": 32, "cnum": 16},
-    },
-    "model.adversarial_start_step": 540,
-    "data": {
-        "class_path": "common.data.inpainting.DemoInpaintingDataModule",
-        "init_args": {"resolution": 64, "batch_size": 8, "train_samples_per_epoch": 1440},
-    },
-}
-"""Model and data defaults of the no-argument demo (also written out in ``configs/an_inpaint/demo.yaml``)."""
+__all__ = ["ANInpaintCLI", "baseline_main", "cli_main", "evaluate_main"]
 
 
 class ANInpaintCLI(ANLightningCLI):
-    """LightningCLI of ``an_inpaint``: demo defaults, the prediction writer and validation before ``fit``."""
+    """LightningCLI of ``an_inpaint``: the demo file, the prediction writer and validation before ``fit``."""
 
     task_name = "an_inpaint"
+    demo_config = "demo.yaml"
     task_trainer_defaults = {
-        "max_epochs": 6,
-        "log_every_n_steps": 10,
-        "num_sanity_val_steps": 0,
         "callbacks": [
             ModelCheckpoint(monitor="val/psnr", mode="max", filename="best-step{step}", auto_insert_metric_name=False)
         ],
@@ -67,7 +47,6 @@ class ANInpaintCLI(ANLightningCLI):
             default=True,
             help="fit: run one validation before training (the 'before' metrics, logged at step 0)",
         )
-        parser.set_defaults(DEMO_DEFAULTS)
 
     def before_fit(self) -> None:
         super().before_fit()
@@ -83,15 +62,15 @@ class ANInpaintCLI(ANLightningCLI):
 
 def evaluate_main(args: list[str] | None = None) -> dict:
     """``evaluate``: score a folder of inpainted images against the ground truth; print a table, write JSON."""
-    from common.metrics.inpainting import format_table, score_folders, write_json
+    from an_inpaint.evaluation import format_table, score_folders, write_json
 
     parser = ArgumentParser(
         prog="python -m an_inpaint evaluate",
-        description="PSNR / SSIM / MAE (whole image and hole only) of inpainted images vs ground truth, per image "
-        "then averaged, images in [0, 1] RGB quantised to uint8 (paper Table 3 protocol).",
+        description="PSNR / SSIM / MAE (whole image and hole only) of composited results vs the ground truth, per "
+        "image then averaged, RGB quantised to 8 bits; optional per-area-bin scores, LPIPS and FID.",
     )
-    parser.add_argument("--pred_dir", type=str, required=True, help="folder of inpainted images")
-    parser.add_argument("--gt_dir", type=str, required=True, help="folder of ground-truth images (same file names)")
+    parser.add_argument("--pred_dir", type=str, required=True, help="folder of inpainted (composited) images")
+    parser.add_argument("--gt_dir", type=str, required=True, help="folder of ground-truth images (same file stems)")
     parser.add_argument("--mask_dir", type=str | None, default=None, help="folder of masks (same stems; white = hole)")
     parser.add_argument(
         "--mask",
@@ -99,12 +78,29 @@ def evaluate_main(args: list[str] | None = None) -> dict:
         default="center",
         help="without --mask_dir: 'center' (centre square hole, half the shorter side) or 'none' (no hole metrics)",
     )
-    parser.add_argument("--resize_to", type=int | None, default=None, help="resize both images to this size first")
+    parser.add_argument("--resize_to", type=int | None, default=None, help="bring images to this square size first")
+    parser.add_argument("--resize", type=str, default="bilinear", help="filter of --resize_to: bilinear | lanczos")
+    parser.add_argument("--ssim", type=str, default="skimage", help="SSIM convention: skimage | matlab")
+    parser.add_argument("--area_bins", type=list[float] | None, default=None, help="hole-area bins, e.g. [0.1,0.2]")
+    parser.add_argument("--known_check", type=str, default="error", help="altered known pixels: error | warn | off")
+    parser.add_argument("--known_tolerance", type=int, default=0, help="accepted known-pixel difference (levels)")
     parser.add_argument("--lpips", type=bool, default=False, help="also LPIPS (downloads its weights on first use)")
+    parser.add_argument("--fid", type=bool, default=False, help="also FID (downloads Inception weights on first use)")
     parser.add_argument("--output", type=str | None, default=None, help="JSON file for the scores (per image and mean)")
     cfg = parser.parse_args(args)
     result = score_folders(
-        cfg.pred_dir, cfg.gt_dir, mask_dir=cfg.mask_dir, mask=cfg.mask, resize_to=cfg.resize_to, lpips=cfg.lpips
+        cfg.pred_dir,
+        cfg.gt_dir,
+        mask_dir=cfg.mask_dir,
+        mask=cfg.mask,
+        resize_to=cfg.resize_to,
+        resize=cfg.resize,
+        ssim=cfg.ssim,
+        area_bins=cfg.area_bins,
+        known_check=cfg.known_check,
+        known_tolerance=cfg.known_tolerance,
+        lpips=cfg.lpips,
+        fid=cfg.fid,
     )
     print(format_table(result), flush=True)
     if cfg.output:
@@ -113,14 +109,39 @@ def evaluate_main(args: list[str] | None = None) -> dict:
     return result
 
 
-def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpaintCLI | dict:
-    """Entry point. Returns the CLI object (or, for ``evaluate``, the scores)."""
+def baseline_main(args: list[str] | None = None) -> list:
+    """``baseline``: inpaint a folder of images and same-named masks classically (OpenCV Telea / Navier-Stokes, or
+    harmonic filling)."""
+    from an_inpaint.baselines import METHODS, inpaint_folder
+
+    parser = ArgumentParser(
+        prog="python -m an_inpaint baseline",
+        description="Classical inpainting (OpenCV cv2.inpaint Telea / Navier-Stokes, or harmonic filling) of a folder "
+        "of images with the same-named masks (white = hole); writes composited PNG files of the same names, to score "
+        "with `evaluate`.",
+    )
+    parser.add_argument("--method", type=str, required=True, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--image_dir", type=str, required=True, help="folder of images (the hole content is unused)")
+    parser.add_argument("--mask_dir", type=str, required=True, help="folder of masks, same file stems, white = hole")
+    parser.add_argument("--output_dir", type=str, required=True, help="folder for the results")
+    parser.add_argument("--radius", type=float, default=3.0, help="cv2.inpaint's inpaintRadius (pixels)")
+    cfg = parser.parse_args(args)
+    written = inpaint_folder(cfg.image_dir, cfg.mask_dir, cfg.output_dir, cfg.method, cfg.radius)
+    print(f"{len(written)} image(s) inpainted with {cfg.method} written to {cfg.output_dir}", flush=True)
+    return written
+
+
+def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpaintCLI | dict | list:
+    """Entry point. Returns the CLI object (for ``evaluate`` the scores, for ``baseline`` the written files)."""
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv and argv[0] == "evaluate":
         return evaluate_main(argv[1:])
+    if isinstance(argv, list) and argv and argv[0] == "baseline":
+        return baseline_main(argv[1:])
     description = (
-        "Generative inpainting with Attentive Normalization. Subcommands: fit, validate, test, predict (below) and "
-        "evaluate (score a folder of results: python -m an_inpaint evaluate --help)."
+        "Generative inpainting with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
+        "evaluate (score a folder of results: python -m an_inpaint evaluate --help) and baseline (OpenCV's classical "
+        "inpainting of a folder: python -m an_inpaint baseline --help)."
     )
     return ANInpaintCLI(
         ANInpaint, args=args, run=run, subclass_mode_data=True, parser_kwargs={"description": description}

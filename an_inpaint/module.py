@@ -1,88 +1,121 @@
 """LightningModule of the generative inpainting task (AN paper, Wang et al., CVPR 2020, Sections 4 and 5.1).
 
-Objective (paper eq. 9 and 10): the generator minimises DeepFill v1's reconstruction loss (see
-:mod:`an_inpaint.losses`) plus ``lambda_adv`` times the WGAN generator loss of a global and a local critic on the
-composited output ``C_hat = G(C, M) * M + Y * (1 - M)``; the critics minimise the WGAN-GP loss with
-``lambda_gp = 10`` and the gradient penalty restricted to the hole (DeepFill). AN's orthogonality regulariser is
-added with ``orthogonal_weight``.
+Objective (paper eq. 9 and 10): the generator minimises DeepFill v1's reconstruction loss
+(:class:`an_inpaint.losses.ReconstructionLoss`) plus, in phase 2, ``lambda_adv`` times the WGAN generator loss of a
+global and a local critic on the composited output ``C_hat = G(C, M) * M + Y * (1 - M)``; the critics minimise the
+WGAN-GP loss (:class:`an_inpaint.losses.WGANGPLoss`, ``lambda_gp = 10``, gradient penalty restricted to the hole
+as in DeepFill). AN's orthogonality regulariser is added with ``orthogonal_weight`` (in both phases, or only in
+phase 2 as the authors' code does, ``orthogonal_in_phase1=False``).
 
-Two-phase schedule (paper Section 5.1): phase 1 trains with the reconstruction loss only (``lambda_adv = 0``, the
-critics are neither used nor updated) until ``adversarial_start_step`` generator updates (during phase 1 this is
+Two-phase schedule (paper Section 5.1): phase 1 trains with the reconstruction loss only (the critics are neither
+used nor updated) until ``adversarial_start_step`` generator updates (during phase 1 this is
 ``trainer.global_step``), or earlier when ``plateau_patience`` validations pass without the validation
-reconstruction loss improving; phase 2 adds the adversarial term. The phase is a buffer (saved in checkpoints,
-so a run resumed in phase 2 stays there) and is derived only from quantities that are identical on every DDP rank
-(the global step and the all-reduced validation loss). In phase 2 every batch updates the critics and every
-``n_critic``-th batch also updates the generator (``n_critic`` critic updates, each on a fresh batch, per generator
-update). Adam, lr 1e-4, betas (0.5, 0.9) for both.
+reconstruction loss improving; phase 2 adds the adversarial term. The phase is a buffer (saved in checkpoints) and
+is derived only from quantities identical on every DDP rank. In phase 2 every batch updates the critics and every
+``n_critic``-th batch also updates the generator; on those batches the generator runs once, its output serving the
+critic update (detached) and the generator update. Each update is :func:`common.optimization.manual_step`.
 
-Validation reports PSNR / SSIM / MAE (and their hole-only variants) of the composited refined output, in [0, 1]
-RGB quantised to uint8, per image then averaged (the paper's Table 3 protocol), plus panels
-(input with hole | coarse | refined | composited | ground truth) and the AN layouts.
+Validation and test report PSNR / SSIM / MAE and their hole-only variants on the composited output
+(:class:`common.metrics.InpaintingMetrics`; per image, then averaged), optionally per mask-area bin, LPIPS and FID,
+and optionally the same metrics of OpenCV's classical inpainting on the same images and holes (``baselines``), so
+every run shows how it compares with Telea / Navier-Stokes. Validation also writes panels
+(input with hole | coarse | refined | composited | ground truth [| CA offsets]) and the AN layouts.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import Tensor, nn
 
-from an_inpaint.losses import compose, reconstruction_loss
-from an_inpaint.networks import GlobalCritic, InpaintGenerator, LocalCritic
-from common.callbacks.images import log_image, results_dir
+from an_inpaint.baselines import METHODS, classical_inpaint_batch
+from an_inpaint.critics import GlobalCritic, LocalCritic
+from an_inpaint.generator import InpaintGenerator, pad_to_multiple
+from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
+from an_inpaint.panels import log_panels
 from common.ddp import allow_unused_parameters
 from common.layers import orthogonal_loss
-from common.losses.wgan_gp import gradient_penalty, wgan_d_loss, wgan_g_loss
 from common.metrics.inpainting import InpaintingMetrics
-from common.visualization import image_grid, layout_panel, save_png, to_unit
+from common.metrics.perceptual import FIDMetric, LPIPSMetric
+from common.optimization import manual_step
+from common.visualization import to_unit
 
-__all__ = ["ANInpaint", "InpaintingPredictionWriter", "load_inpainter", "pad_to_multiple"]
+__all__ = ["ANInpaint"]
+
+Baseline = Literal["telea", "ns", "harmonic"]
 
 
-def pad_to_multiple(image: Tensor, mask: Tensor, multiple: int = 8) -> tuple[Tensor, Tensor, tuple[int, int]]:
-    """Pad image (replicate) and mask (with known pixels) at the bottom/right to a multiple of ``multiple``.
+class _EvalMetrics(nn.Module):
+    """The metrics of one evaluation stage: our model and each classical baseline, plus optional LPIPS / FID."""
 
-    Returns:
-        The padded image and mask and the original ``(H, W)``.
-    """
-    height, width = image.shape[-2:]
-    pad_h, pad_w = (-height) % multiple, (-width) % multiple
-    if pad_h or pad_w:
-        image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
-        mask = F.pad(mask, (0, pad_w, 0, pad_h), value=0.0)
-    return image, mask, (height, width)
+    def __init__(self, methods: list[str], area_bins: list[float] | None, lpips: bool, fid: bool, ssim: str) -> None:
+        super().__init__()
+        self.methods = methods
+        self.pixel = nn.ModuleDict(
+            {m: InpaintingMetrics(area_bins=area_bins, ssim_convention=ssim, sync_on_compute=True) for m in methods}
+        )
+        self.lpips = nn.ModuleDict({m: LPIPSMetric() for m in methods}) if lpips else None
+        self.fid = nn.ModuleDict({m: FIDMetric() for m in methods}) if fid else None
+
+    def reset(self) -> None:
+        for group in (self.pixel, self.lpips, self.fid):
+            for metric in (group or {}).values():
+                metric.reset()
+
+    def update(self, method: str, pred: Tensor, target: Tensor, mask: Tensor) -> None:
+        self.pixel[method].update(pred, target, mask)
+        if self.lpips is not None:
+            self.lpips[method].update(pred, target)
+        if self.fid is not None:
+            self.fid[method].update(pred, target)
+
+    def compute(self, prefix: str) -> dict[str, Tensor]:
+        values = {f"{prefix}/num_images": torch.tensor(float(self.pixel["model"].num_images()["all"]))}
+        for method in self.methods:
+            key = prefix if method == "model" else f"{prefix}/{method}"
+            values.update({f"{key}/{k}": v for k, v in self.pixel[method].compute().items()})
+            if self.lpips is not None:
+                values[f"{key}/lpips"] = self.lpips[method].compute()
+            if self.fid is not None:
+                values[f"{key}/fid"] = self.fid[method].compute()
+        return values
 
 
 class ANInpaint(pl.LightningModule):
     """Two-stage inpainting GAN with AN (or contextual attention) and WGAN-GP, trained in two phases.
 
     Args:
-        generator: The inpainting network, called as ``generator(image, mask) -> (coarse, refined)``
+        generator: The inpainting network, ``generator(image, mask) -> {"coarse", "refined", "inpainted"}``
             (default ``InpaintGenerator()``: cnum 32, AN attention branch).
         global_critic: Critic of the whole image, ``critic(image, mask) -> (B,)`` (default ``GlobalCritic()``,
             256x256 inputs).
-        local_critic: Critic of the hole, ``critic(image, mask) -> (B,)`` (default ``LocalCritic()``; use
-            ``MaskedPatchCritic`` for free-form masks).
+        local_critic: Critic of the hole, ``critic(image, mask) -> (B,)`` (default ``LocalCritic()``: DeepFill's
+            fixed 128 box; use ``MaskedPatchCritic`` for free-form masks).
+        reconstruction: The reconstruction loss (default ``ReconstructionLoss()``: DeepFill v1's exact form).
+        adversarial: The adversarial loss (default ``WGANGPLoss()``: lambda_adv 1e-3, lambda_gp 10).
         lr: Adam learning rate of the generator (paper: 1e-4; the authors' code defaults to 1e-5).
         critic_lr: Adam learning rate of the critics (default: ``lr``).
         betas: Adam betas of both optimizers (paper: (0.5, 0.9)).
+        lr_schedule: ``"constant"`` (the paper) or ``"cosine"`` (the generator's learning rate decays to 0 along a
+            half cosine over ``trainer.max_steps`` optimiser steps; for short runs).
         n_critic: Critic updates per generator update in phase 2 (DeepFill: 5).
-        lambda_gp: Gradient-penalty weight (paper eq. 10: 10).
-        lambda_adv: Adversarial weight in phase 2 (paper: 1e-3; phase 1 uses 0).
-        global_adv_weight: Weight of the global critic's term relative to the local one (DeepFill: 1).
-        hole_weight: Hole L1 weight (DeepFill ``l1_loss_alpha`` 1.2).
-        known_weight: Known-region L1 weight (DeepFill ``ae_loss_alpha`` 1.2).
-        coarse_weight: Weight of the coarse output's L1 terms (DeepFill ``coarse_alpha`` 1.2).
-        discount_gamma: Spatial discounting factor (DeepFill: 0.9; 1 disables).
-        orthogonal_weight: Weight of AN's orthogonality loss ``||W W^T - I||_F^2`` (summed over AN layers).
+        orthogonal_weight: Weight of AN's orthogonality loss ``||W W^T - I||_F^2`` (summed over AN layers; the
+            authors' 1e-3 inside the layer times 0.2 in the loss).
+        orthogonal_in_phase1: Add the orthogonality loss in phase 1 too (``False``: phase 2 only, the authors' code).
         adversarial_start_step: Generator updates of phase 1 (reconstruction only) before the critics start.
         plateau_patience: If set, also switch to phase 2 after this many validation runs without the validation
             reconstruction loss improving by ``plateau_min_delta`` (relative).
         plateau_min_delta: Relative improvement that resets the plateau counter.
+        baselines: Classical methods scored on the same evaluation images and holes (``"telea"``, ``"ns"``: OpenCV
+            ``cv2.inpaint``, radius 3; ``"harmonic"``: :func:`an_inpaint.fill.harmonic_fill`), logged as
+            ``val/<method>/psnr`` etc.
+        area_bins: Hole-area fractions that bin the evaluation metrics (e.g. ``[0.1, 0.2, ..., 0.6]``; ``None``: no
+            bins), logged as ``<stage>/psnr@10-20%`` etc.
+        ssim_convention: ``"skimage"`` (default) or ``"matlab"`` (see :mod:`common.metrics.ssim`).
+        lpips: Also LPIPS (AlexNet; torchvision downloads the backbone weights once).
+        fid: Also FID (Inception; torch-fidelity downloads its weights once).
         num_panel_images: Validation samples shown in the image panels.
     """
 
@@ -91,21 +124,23 @@ class ANInpaint(pl.LightningModule):
         generator: nn.Module | None = None,
         global_critic: nn.Module | None = None,
         local_critic: nn.Module | None = None,
+        reconstruction: ReconstructionLoss | None = None,
+        adversarial: WGANGPLoss | None = None,
         lr: float = 1e-4,
         critic_lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.9),
+        lr_schedule: Literal["constant", "cosine"] = "constant",
         n_critic: int = 5,
-        lambda_gp: float = 10.0,
-        lambda_adv: float = 1e-3,
-        global_adv_weight: float = 1.0,
-        hole_weight: float = 1.2,
-        known_weight: float = 1.2,
-        coarse_weight: float = 1.2,
-        discount_gamma: float = 0.9,
         orthogonal_weight: float = 2e-4,
+        orthogonal_in_phase1: bool = True,
         adversarial_start_step: int = 100_000,
         plateau_patience: int | None = None,
         plateau_min_delta: float = 1e-3,
+        baselines: list[Baseline] | None = None,
+        area_bins: list[float] | None = None,
+        ssim_convention: Literal["skimage", "matlab"] = "skimage",
+        lpips: bool = False,
+        fid: bool = False,
         num_panel_images: int = 8,
     ) -> None:
         super().__init__()
@@ -115,25 +150,27 @@ class ANInpaint(pl.LightningModule):
             raise ValueError(f"adversarial_start_step must be >= 0, got {adversarial_start_step}")
         if plateau_patience is not None and plateau_patience < 1:
             raise ValueError(f"plateau_patience must be >= 1 or None, got {plateau_patience}")
-        self.save_hyperparameters(ignore=["generator", "global_critic", "local_critic"])
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        unknown = sorted(set(baselines or []) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(METHODS)}")
+        self.save_hyperparameters(
+            ignore=["generator", "global_critic", "local_critic", "reconstruction", "adversarial"]
+        )
         self.automatic_optimization = False
         self.generator = generator if generator is not None else InpaintGenerator()
         self.global_critic = global_critic if global_critic is not None else GlobalCritic()
         self.local_critic = local_critic if local_critic is not None else LocalCritic()
+        self.reconstruction = reconstruction if reconstruction is not None else ReconstructionLoss()
+        self.adversarial = adversarial if adversarial is not None else WGANGPLoss()
         self.lr = lr
         self.critic_lr = critic_lr if critic_lr is not None else lr
         self.betas = (float(betas[0]), float(betas[1]))
+        self.lr_schedule = lr_schedule
         self.n_critic = n_critic
-        self.lambda_gp = lambda_gp
-        self.lambda_adv = lambda_adv
-        self.global_adv_weight = global_adv_weight
-        self.rec_weights = {
-            "hole_weight": hole_weight,
-            "known_weight": known_weight,
-            "coarse_weight": coarse_weight,
-            "gamma": discount_gamma,
-        }
         self.orthogonal_weight = orthogonal_weight
+        self.orthogonal_in_phase1 = orthogonal_in_phase1
         self.adversarial_start_step = adversarial_start_step
         self.plateau_patience = plateau_patience
         self.plateau_min_delta = plateau_min_delta
@@ -143,23 +180,28 @@ class ANInpaint(pl.LightningModule):
         self.register_buffer("critic_steps", torch.tensor(0, dtype=torch.long))
         self.register_buffer("plateau_best", torch.tensor(float("inf")))
         self.register_buffer("plateau_bad", torch.tensor(0, dtype=torch.long))
-        self.val_metrics = InpaintingMetrics(quantize=True, hole_metrics=True)
-        self.test_metrics = InpaintingMetrics(quantize=True, hole_metrics=True)
+        methods = ["model", *(baselines or [])]
+        self.val_metrics = _EvalMetrics(methods, area_bins, lpips, fid, ssim_convention)
+        self.test_metrics = _EvalMetrics(methods, area_bins, lpips, fid, ssim_convention)
         self._rec_sum = 0.0
         self._rec_count = 0
-        self._panel: dict[str, Tensor] | None = None
+        self._panel: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def forward(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(coarse, refined)`` raw outputs for images in [-1, 1] and masks with 1 = missing."""
+    @property
+    def critics(self) -> dict[str, nn.Module]:
+        return {"global": self.global_critic, "local": self.local_critic}
+
+    def forward(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """The generator's output dict for images in [-1, 1] and masks with 1 = missing."""
         return self.generator(image, mask)
 
     @torch.no_grad()
-    def inpaint(self, image: Tensor, mask: Tensor) -> Tensor:
-        """Composited result for images of any size (padded to a multiple of 8, then cropped back)."""
+    def inpaint(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """The output dict for images of any size (padded to a multiple of 8, every output cropped back)."""
         padded, padded_mask, (height, width) = pad_to_multiple(image, mask)
-        _, refined = self.generator(padded, padded_mask)
-        return compose(refined[..., :height, :width], image, mask)
+        out = self.generator(padded, padded_mask)
+        return {k: v[..., :height, :width] for k, v in out.items() if k != "offsets"}
 
     @property
     def in_adversarial_phase(self) -> bool:
@@ -168,34 +210,6 @@ class ANInpaint(pl.LightningModule):
     def _update_phase(self) -> None:
         if int(self.phase) == 1 and self.global_step >= self.adversarial_start_step:
             self.phase.fill_(2)
-
-    def _critic_scores(self, images: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        return self.global_critic(images, mask), self.local_critic(images, mask)
-
-    def critic_loss(self, real: Tensor, fake: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """WGAN-GP critic loss (paper eq. 10) of both critics; the penalty is restricted to the hole."""
-        real_g, real_l = self._critic_scores(real, mask)
-        fake_g, fake_l = self._critic_scores(fake, mask)
-        wgan = wgan_d_loss(real_g, fake_g) + wgan_d_loss(real_l, fake_l)
-        gp = gradient_penalty(lambda x: self.global_critic(x, mask), real, fake, mask=mask)
-        gp = gp + gradient_penalty(lambda x: self.local_critic(x, mask), real, fake, mask=mask)
-        return {"loss": wgan + self.lambda_gp * gp, "wgan": wgan, "gp": gp}
-
-    def generator_loss(self, image: Tensor, mask: Tensor, adversarial: bool) -> dict[str, Tensor]:
-        """Reconstruction (+ orthogonality) loss, plus ``lambda_adv`` times the WGAN term in phase 2."""
-        coarse, refined = self.generator(image, mask)
-        out = reconstruction_loss(coarse, refined, image, mask, **self.rec_weights)
-        out["rec"] = out["loss"]
-        loss = out["rec"]
-        if self.orthogonal_weight:
-            out["orthogonal"] = orthogonal_loss(self.generator)
-            loss = loss + self.orthogonal_weight * out["orthogonal"]
-        if adversarial:
-            fake_g, fake_l = self._critic_scores(compose(refined, image, mask), mask)
-            out["adv"] = self.global_adv_weight * wgan_g_loss(fake_g) + wgan_g_loss(fake_l)
-            loss = loss + self.lambda_adv * out["adv"]
-        out["loss"] = loss
-        return out
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -214,49 +228,68 @@ class ANInpaint(pl.LightningModule):
                 f"model.global_critic.init_args.input_size={size}"
             )
 
+    def _scheduled_lr(self) -> float:
+        if self.lr_schedule == "constant":
+            return self.lr
+        total = self.trainer.max_steps
+        if total is None or total <= 0:
+            raise ValueError("lr_schedule='cosine' needs trainer.max_steps > 0")
+        progress = min(self.global_step / total, 1.0)
+        return self.lr * 0.5 * (1.0 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+    def _generator_loss(self, out: dict[str, Tensor], batch: dict[str, Tensor], adversarial: bool):
+        loss, logs = self.reconstruction(out, batch)
+        logs["rec"] = loss.detach()
+        if self.orthogonal_weight and (adversarial or self.orthogonal_in_phase1):
+            orth = orthogonal_loss(self.generator)
+            loss = loss + self.orthogonal_weight * orth
+            logs["orthogonal"] = orth.detach()
+        if adversarial:
+            adv, adv_logs = self.adversarial.generator_loss(self.critics, out["inpainted"], batch["mask"])
+            loss = loss + adv
+            logs.update(adv_logs)
+        logs["g_loss"] = loss.detach()
+        return loss, logs
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         image, mask = batch["image"], batch["mask"]
         g_opt, d_opt = self.optimizers()
         self._update_phase()
         adversarial = self.in_adversarial_phase
-        logs: dict[str, Tensor | float] = {"train/phase": float(self.phase)}
+        g_step = not adversarial or (int(self.critic_steps) + 1) % self.n_critic == 0
+        with torch.set_grad_enabled(g_step):
+            out = self.generator(image, mask)  # once per batch: the critic update and the generator update share it
+        logs: dict[str, Tensor | float] = {"phase": float(self.phase)}
         if adversarial:
-            self.toggle_optimizer(d_opt)
-            with torch.no_grad():
-                _, refined = self.generator(image, mask)
-            d_out = self.critic_loss(image, compose(refined, image, mask), mask)
-            d_opt.zero_grad()
-            self.manual_backward(d_out["loss"])
-            d_opt.step()
-            self.untoggle_optimizer(d_opt)
+            _, d_logs = manual_step(
+                self, d_opt, lambda: self.adversarial.critic_loss(self.critics, image, out["inpainted"], mask)
+            )
             self.critic_steps += 1
-            logs.update({"train/d_loss": d_out["loss"], "train/d_wgan": d_out["wgan"], "train/gp": d_out["gp"]})
-            if int(self.critic_steps) % self.n_critic != 0:
-                self.log_dict(logs, prog_bar=False, batch_size=image.shape[0])
-                return
-        self.toggle_optimizer(g_opt)
-        g_out = self.generator_loss(image, mask, adversarial)
-        g_opt.zero_grad()
-        self.manual_backward(g_out["loss"])
-        g_opt.step()
-        self.untoggle_optimizer(g_opt)
-        logs.update({f"train/{k}": v for k, v in g_out.items() if k not in ("loss", "rec")})
-        logs["train/g_loss"] = g_out["loss"]
-        self.log("train/rec", g_out["rec"], prog_bar=True, batch_size=image.shape[0])
-        self.log_dict(logs, batch_size=image.shape[0])
+            logs.update(d_logs)
+        if g_step:
+            for group in g_opt.param_groups:
+                group["lr"] = self._scheduled_lr()
+            _, g_logs = manual_step(self, g_opt, lambda: self._generator_loss(out, batch, adversarial))
+            logs.update(g_logs)
+            self.log("train/rec", g_logs["rec"], prog_bar=True, batch_size=image.shape[0])
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
 
     # -------------------------------------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict[str, Any], metrics: InpaintingMetrics) -> dict[str, Tensor]:
+    def _eval_step(self, batch: dict[str, Any], metrics: _EvalMetrics, with_loss: bool) -> dict[str, Tensor]:
         image, mask = batch["image"], batch["mask"]
-        coarse, refined = self.generator(image, mask)
-        composited = compose(refined, image, mask)
-        metrics.update(to_unit(composited), to_unit(image), mask)
-        rec = reconstruction_loss(coarse, refined, image, mask, **self.rec_weights)["loss"]
-        self._rec_sum += float(rec) * image.shape[0]
-        self._rec_count += image.shape[0]
-        return {"coarse": coarse, "refined": refined, "composited": composited}
+        out = self.generator(image, mask)
+        target = to_unit(image)
+        metrics.update("model", to_unit(out["inpainted"]), target, mask)
+        for method in metrics.methods[1:]:
+            out[method] = classical_inpaint_batch(image, mask, method)
+            metrics.update(method, to_unit(out[method]), target, mask)
+        if with_loss:
+            rec, _ = self.reconstruction(out, batch)
+            self._rec_sum += float(rec) * image.shape[0]
+            self._rec_count += image.shape[0]
+        return out
 
-    def _start_eval(self, metrics: InpaintingMetrics) -> None:
+    def _start_eval(self, metrics: _EvalMetrics) -> None:
         # Reset here (not only after compute): a validation run before fit resets the states inside
         # inference mode, and in-training validation must not update those inference tensors in place.
         metrics.reset()
@@ -269,46 +302,44 @@ class ANInpaint(pl.LightningModule):
         self._start_eval(self.test_metrics)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        out = self._eval_step(batch, self.val_metrics)
+        out = self._eval_step(batch, self.val_metrics, with_loss=True)
         if batch_idx == 0:
             n = self.num_panel_images
             self._panel = {"image": batch["image"][:n], "mask": batch["mask"][:n]}
             self._panel.update({k: v[:n] for k, v in out.items()})
-            self._panel["layouts"] = {k: v[:n] for k, v in self.generator_layouts().items()}
+            self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics)
-
-    def generator_layouts(self) -> dict[str, Tensor]:
-        layouts = getattr(self.generator, "layouts", None)
-        return layouts() if callable(layouts) else {}
+        self._eval_step(batch, self.test_metrics, with_loss=False)
 
     def _mean_rec_loss(self) -> Tensor:
         totals = torch.tensor([self._rec_sum, float(self._rec_count)], device=self.device, dtype=torch.float64)
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         return (totals[0] / totals[1].clamp_min(1)).float()
 
-    def _log_metrics(self, prefix: str, metrics: InpaintingMetrics) -> dict[str, Tensor]:
-        values = {f"{prefix}/{k}": v for k, v in metrics.compute().items()}
-        values[f"{prefix}/rec_loss"] = self._mean_rec_loss()
+    def _log_metrics(self, prefix: str, metrics: _EvalMetrics, with_loss: bool) -> dict[str, Tensor]:
+        values = metrics.compute(prefix)
+        if with_loss:
+            values[f"{prefix}/rec_loss"] = self._mean_rec_loss()
         metrics.reset()
         psnr = values.pop(f"{prefix}/psnr")
-        self.log(f"{prefix}/psnr", psnr, prog_bar=True)
-        self.log_dict(values)
+        self.log(f"{prefix}/psnr", psnr, prog_bar=True, sync_dist=False)
+        self.log_dict(values, sync_dist=False)  # already reduced over ranks (sums)
         values[f"{prefix}/psnr"] = psnr
         return values
 
     def on_validation_epoch_end(self) -> None:
-        values = self._log_metrics("val", self.val_metrics)
+        values = self._log_metrics("val", self.val_metrics, with_loss=True)
         if self.trainer.sanity_checking:
             return
-        self._log_panels()
+        if self._panel is not None:
+            log_panels(self.trainer, self._panel)
         fitting = self.trainer.state.fn == "fit"
         if fitting and self.plateau_patience is not None and not self.in_adversarial_phase:
             self._plateau_update(float(values["val/rec_loss"]))
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test", self.test_metrics)
+        self._log_metrics("test", self.test_metrics, with_loss=False)
 
     def _plateau_update(self, loss: float) -> None:
         if loss < float(self.plateau_best) * (1.0 - self.plateau_min_delta):
@@ -319,76 +350,12 @@ class ANInpaint(pl.LightningModule):
         if int(self.plateau_bad) >= self.plateau_patience:
             self.phase.fill_(2)
 
-    def _log_panels(self) -> None:
-        if self._panel is None:
-            return
-        p = self._panel
-        masked = p["image"] * (1 - p["mask"]) + p["mask"]  # the hole shown in white
-        columns = [masked, p["coarse"], p["refined"], p["composited"], p["image"]]
-        rows = torch.stack([to_unit(c.float()) for c in columns], dim=1).flatten(0, 1)
-        log_image(
-            self.trainer,
-            "val/panel",
-            image_grid(rows, nrow=len(columns)),
-            caption="input with hole | coarse | refined | composited | ground truth",
-        )
-        for name, layout in p["layouts"].items():
-            panel = layout_panel(to_unit(p["composited"].float()), layout.float())
-            log_image(self.trainer, f"val/layout_{name}", panel, caption=f"AN layout of {name}")
-
     # ------------------------------------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        return {"inpainted": to_unit(self.inpaint(batch["image"], batch["mask"])), "name": batch["name"]}
-
-
-class InpaintingPredictionWriter(BasePredictionWriter):
-    """Write each ``predict`` result as ``<output_dir>/<name>.png`` (the composited image, same name as its input).
-
-    Args:
-        output_dir: Folder for the PNG files (default: ``<results dir>/predictions``).
-    """
-
-    def __init__(self, output_dir: str | None = None) -> None:
-        super().__init__(write_interval="batch")
-        self.output_dir = output_dir
-
-    def folder(self, trainer: pl.Trainer) -> Path:
-        return Path(self.output_dir) if self.output_dir else results_dir(trainer) / "predictions"
-
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
-        folder = self.folder(trainer)
-        for image, name in zip(prediction["inpainted"], prediction["name"], strict=True):
-            save_png(image, folder / f"{name}.png")
-
-
-def load_inpainter(checkpoint: str | Path, config: str | Path | None = None) -> ANInpaint:
-    """Rebuild a trained :class:`ANInpaint` from a checkpoint and the run's saved ``config.yaml``.
-
-    The networks are configured through ``class_path`` (not stored as hyperparameters), so the architecture comes
-    from the run's config: by default ``<run>/config.yaml`` next to ``<run>/checkpoints/<name>.ckpt``.
-
-    Args:
-        checkpoint: A ``.ckpt`` file written by ``python -m an_inpaint fit``.
-        config: The run's config file (default: ``config.yaml`` in the checkpoint folder's parent).
-
-    Returns:
-        The model in eval mode, on the CPU.
-
-    Raises:
-        FileNotFoundError: If the checkpoint or the config is missing.
-    """
-    import yaml
-    from jsonargparse import ArgumentParser
-
-    checkpoint = Path(checkpoint)
-    config = Path(config) if config is not None else checkpoint.parent.parent / "config.yaml"
-    for path, what in ((checkpoint, "checkpoint"), (config, "config")):
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
-    parser = ArgumentParser()
-    parser.add_class_arguments(ANInpaint, "model", fail_untyped=False)
-    model_cfg = yaml.safe_load(config.read_text())["model"]
-    model = parser.instantiate_classes(parser.parse_object({"model": model_cfg})).model
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    return model.eval()
+        out = self.inpaint(batch["image"], batch["mask"])
+        return {
+            "inpainted": to_unit(out["inpainted"]),
+            "image": to_unit(batch["image"]),
+            "mask": batch["mask"],
+            "name": batch["name"],
+        }

@@ -1,10 +1,10 @@
 """Training throughput of the inpainting GAN (AN paper, Wang et al., CVPR 2020, Sections 4 and 5.1).
 
-Times one phase-2 *cycle*: ``n_critic`` critic updates (each: a no-grad generator pass on a fresh batch, the
-WGAN-GP loss of the global and local critics, backward, Adam step) followed by one generator update
-(reconstruction + orthogonality + adversarial loss, backward, Adam step), exactly the calls
-:class:`an_inpaint.module.ANInpaint` makes in ``training_step``; and one phase-1 step (generator update with the
-reconstruction loss only). Reported per configuration and device:
+Times one phase-2 *cycle* of ``n_critic`` batches, exactly as :class:`an_inpaint.module.ANInpaint` trains: every
+batch runs the generator once (without gradients, except on the last batch of the cycle) and updates the critics
+(WGAN-GP loss of the global and local critics, backward, Adam step); the last batch then also updates the generator
+from the same output dict (reconstruction + orthogonality + adversarial loss, backward, Adam step). Also one phase-1
+step (generator update with the reconstruction loss only). Reported per configuration and device:
 
 * ``cycle_s``: seconds per generator update with its ``n_critic`` critic updates (median of ``--iters``);
 * ``g_images_per_s``: images per second through the generator update (``batch / cycle_s``);
@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from an_inpaint.losses import compose
+from an_inpaint.critics import GlobalCritic, LocalCritic
+from an_inpaint.generator import InpaintGenerator
 from an_inpaint.module import ANInpaint
-from an_inpaint.networks import GlobalCritic, InpaintGenerator, LocalCritic
 from common.data.masks import RandomRectangleMasks
 
 CONFIGS: dict[str, dict[str, int]] = {
@@ -66,22 +66,29 @@ def _batch(batch: int, size: int, device: torch.device, seed: int) -> tuple[torc
     return image.to(device), mask.to(device)
 
 
-def _critic_update(model: ANInpaint, opt: torch.optim.Optimizer, image: torch.Tensor, mask: torch.Tensor) -> None:
-    with torch.no_grad():
-        _, refined = model.generator(image, mask)
-    loss = model.critic_loss(image, compose(refined, image, mask), mask)["loss"]
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-def _generator_update(
-    model: ANInpaint, opt: torch.optim.Optimizer, image: torch.Tensor, mask: torch.Tensor, adversarial: bool
+def _batch_update(
+    model: ANInpaint,
+    opts: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    adversarial: bool,
+    generator_update: bool,
 ) -> None:
-    loss = model.generator_loss(image, mask, adversarial)["loss"]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    """One training batch: one generator pass, the critic update (phase 2), the generator update (if due)."""
+    g_opt, d_opt = opts
+    batch = {"image": image, "mask": mask}
+    with torch.set_grad_enabled(generator_update):
+        out = model.generator(image, mask)
+    if adversarial:
+        _step(d_opt, model.adversarial.critic_loss(model.critics, image, out["inpainted"], mask)[0])
+    if generator_update:
+        _step(g_opt, model._generator_loss(out, batch, adversarial)[0])
 
 
 def measure(
@@ -90,16 +97,15 @@ def measure(
     """Time the phase-2 cycle and the phase-1 step of one configuration."""
     config = {**CONFIGS[name], "batch": batch}
     model = build(config, attention, device)
-    g_opt, d_opt = model.configure_optimizers()
+    opts = model.configure_optimizers()
     batches = [_batch(batch, config["resolution"], device, seed) for seed in range(n_critic)]
 
     def cycle() -> None:
-        for image, mask in batches:
-            _critic_update(model, d_opt, image, mask)
-        _generator_update(model, g_opt, *batches[-1], adversarial=True)
+        for i, (image, mask) in enumerate(batches):
+            _batch_update(model, opts, image, mask, adversarial=True, generator_update=i == n_critic - 1)
 
     def phase1() -> None:
-        _generator_update(model, g_opt, *batches[0], adversarial=False)
+        _batch_update(model, opts, *batches[0], adversarial=False, generator_update=True)
 
     times: dict[str, list[float]] = {"cycle": [], "phase1": []}
     for key, fn in (("cycle", cycle), ("phase1", phase1)):

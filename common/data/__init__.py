@@ -9,41 +9,56 @@ from common.data.class_images import (
     DigitsDataModule,
     ImageNetDataModule,
 )
+from common.data.distributed import EvalDistributedSampler, eval_sampler
 from common.data.images import CorruptImageError, center_crop_long_side, list_images, load_rgb, resize
 from common.data.inpainting import (
-    DemoInpaintingDataModule,
     ImageFolderInpaintingDataModule,
+    InpaintingDataModule,
     ParisStreetViewDataModule,
-    PredictFolderDataset,
 )
+from common.data.inpainting_datasets import Augmentation, InpaintingDataset, PredictFolderDataset, TensorCropDataset
+from common.data.inpainting_demo import DEMO_PHOTOS, DemoInpaintingDataModule, load_demo_photo
+from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
     CenterSquareMasks,
     FolderMasks,
     FreeFormMasks,
     MaskGenerator,
     RandomRectangleMasks,
+    fixed_boxes,
     mask_bbox,
     mask_bboxes,
     validate_mask,
 )
 
 __all__ = [
+    "DEMO_PHOTOS",
+    "AreaBinnedMasks",
+    "Augmentation",
     "CenterSquareMasks",
     "ClassFolderDataModule",
     "ClassImageDataModule",
     "CorruptImageError",
     "DemoInpaintingDataModule",
     "DigitsDataModule",
+    "EvalDistributedSampler",
     "FolderMasks",
     "FreeFormMasks",
     "ImageFolderInpaintingDataModule",
     "ImageNetDataModule",
+    "InpaintingDataModule",
+    "InpaintingDataset",
     "MaskGenerator",
+    "MixedMasks",
     "ParisStreetViewDataModule",
     "PredictFolderDataset",
     "RandomRectangleMasks",
+    "TensorCropDataset",
     "center_crop_long_side",
+    "eval_sampler",
+    "fixed_boxes",
     "list_images",
+    "load_demo_photo",
     "load_rgb",
     "mask_bbox",
     "mask_bboxes",

@@ -15,6 +15,7 @@ Generators are small callable classes, so that configs pick them with ``class_pa
   with Gated Convolution": random walks of thick lines with round joints, random flips), with lengths and widths
   given as fractions of the image so that the defaults reproduce the 256x256 settings at any size.
 * :class:`FolderMasks`: a folder of mask images (white = missing by default).
+* Mixtures of these (several generators at once, area-binned evaluation masks): :mod:`common.data.mask_mixtures`.
 
 Facts from ``shared/reference/inpainting-anchors.md`` (sections 1c and 2).
 """
@@ -38,6 +39,7 @@ __all__ = [
     "FreeFormMasks",
     "MaskGenerator",
     "RandomRectangleMasks",
+    "fixed_boxes",
     "mask_bbox",
     "mask_bboxes",
     "validate_mask",
@@ -336,6 +338,41 @@ def mask_bboxes(masks: Tensor) -> Tensor:
         except ValueError as err:
             raise ValueError(f"sample {i}: {err}") from err
     return torch.tensor(boxes, dtype=torch.long, device=masks.device).view(-1, 4)
+
+
+def fixed_boxes(mask: Tensor, height: int, width: int) -> Tensor:
+    """DeepFill v1's fixed-size box around each sample's hole: ``(B, 2)`` long tensor of ``(top, left)``.
+
+    DeepFill v1 draws a ``height`` x ``width`` box (128x128 at 256x256), then shrinks the hole symmetrically inside
+    it (``bbox2mask``); its spatially discounted L1 and its local critic both work on that box, hole plus 0-16 px of
+    known context. Here the box is recovered from the mask alone: it is centred on the hole's bounding box (the
+    top-left corner rounded down) and moved inside the image. For DeepFill's random rectangles this is exactly the
+    box the hole was drawn in.
+
+    Args:
+        mask: ``(B, 1, H, W)``, 1 = missing.
+        height: Box height in pixels.
+        width: Box width in pixels.
+
+    Raises:
+        ValueError: A mask has no hole, the box is larger than the image, or a hole's bounding box does not fit in
+            the box (free-form holes: use a hole-based discount or a mask-pooled critic instead).
+    """
+    img_h, img_w = mask.shape[-2:]
+    if height > img_h or width > img_w:
+        raise ValueError(f"a {height}x{width} box does not fit in {img_h}x{img_w} images")
+    boxes = mask_bboxes(mask)
+    too_big = torch.nonzero((boxes[:, 2] > height) | (boxes[:, 3] > width)).flatten().tolist()
+    if too_big:
+        i = too_big[0]
+        raise ValueError(
+            f"the hole of sample {i} spans {int(boxes[i, 2])}x{int(boxes[i, 3])} pixels, more than the fixed "
+            f"{height}x{width} box of DeepFill v1's rectangular holes; for larger or free-form holes use the "
+            "hole-based discount (discount='hole') and a resizing or mask-pooled local critic"
+        )
+    top = (boxes[:, 0] + (boxes[:, 2] - height).div(2, rounding_mode="floor")).clamp(0, img_h - height)
+    left = (boxes[:, 1] + (boxes[:, 3] - width).div(2, rounding_mode="floor")).clamp(0, img_w - width)
+    return torch.stack([top, left], dim=1)
 
 
 def validate_mask(mask: Tensor, image: Tensor, allow_empty: bool = False, allow_full: bool = False) -> Tensor:

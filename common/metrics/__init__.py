@@ -1,4 +1,4 @@
-"""Metrics: FID / IS / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS) for inpainting."""
+"""Metrics: FID / IS / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS, FID) for inpainting."""
 
 from common.metrics.generation import (
     GenerationMetrics,
@@ -11,29 +11,26 @@ from common.metrics.generation import (
 from common.metrics.inpainting import (
     PSNR_CAP_DB,
     InpaintingMetrics,
-    LPIPSMetric,
-    format_table,
     mae_per_image,
     psnr_per_image,
-    score_folders,
     ssim_per_image,
-    write_json,
 )
+from common.metrics.perceptual import FIDMetric, LPIPSMetric
+from common.metrics.ssim import ssim_map
 
 __all__ = [
     "PSNR_CAP_DB",
+    "FIDMetric",
     "GenerationMetrics",
     "InceptionFeatureExtractor",
     "InpaintingMetrics",
     "LPIPSMetric",
     "RandomProjectionExtractor",
-    "format_table",
     "frechet_distance",
     "inception_score",
     "mae_per_image",
     "psnr_per_image",
     "reference_cache_path",
-    "score_folders",
+    "ssim_map",
     "ssim_per_image",
-    "write_json",
 ]

@@ -6,12 +6,17 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from an_inpaint.critics import GlobalCritic, LocalCritic
+from an_inpaint.generator import InpaintGenerator
 from an_inpaint.module import ANInpaint
-from an_inpaint.networks import GlobalCritic, InpaintGenerator, LocalCritic
+from common.data.inpainting_demo import DemoInpaintingDataModule
+from common.data.masks import RandomRectangleMasks
+
+SMALL_PHOTOS = {"train": ["astronaut", "coffee"], "val": ["chelsea"], "test": ["flower"]}
 
 
-def write_paris_tree(root: Path, n_train: int = 4, n_eval: int = 3) -> Path:
-    """Paris StreetView layout with real files: 936x537 training JPGs and 227x227 ``NNN_im.png``."""
+def write_paris_tree(root: Path, n_train: int = 5, n_eval: int = 3) -> Path:
+    """Paris StreetView layout with real files: 936x537 training JPGs and 227x227 ``NNN_im.png`` test images."""
     photo = Image.fromarray(skdata.coffee())
     (root / "paris_train_original").mkdir(parents=True)
     (root / "paris_eval_gt").mkdir(parents=True)
@@ -45,3 +50,12 @@ def tiny_model(size: int = 32, **kwargs) -> ANInpaint:
         local_critic=LocalCritic(input_size=16, cnum=4),
         **kwargs,
     )
+
+
+def tiny_demo_data(**kwargs) -> DemoInpaintingDataModule:
+    """The demo DataModule at 32x32 on a few photographs (fast to set up), DeepFill's rectangles for training."""
+    options = {"resolution": 32, "batch_size": 2, "train_samples_per_epoch": 32, "num_eval_crops": 2}
+    options.setdefault("train_masks", RandomRectangleMasks())
+    options.update(kwargs)
+    options.setdefault("photos", SMALL_PHOTOS)
+    return DemoInpaintingDataModule(**options)

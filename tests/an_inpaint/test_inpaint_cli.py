@@ -1,4 +1,5 @@
-"""CLI of an_inpaint: every config parses and runs (fast_dev_run), evaluate, predict, the no-argument demo defaults."""
+"""CLI of an_inpaint: paper defaults vs the demo file, every config runs, the protocol pipeline predict -> baseline ->
+evaluate on the test split, evaluate's composited check."""
 
 import importlib
 import json
@@ -7,14 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from inpaint_helpers import write_image_mask_folders, write_paris_tree
 from PIL import Image
-from skimage import data as skdata
 
 from an_inpaint.cli import cli_main
-from an_inpaint.module import load_inpainter
-from an_inpaint.networks import InpaintGenerator
-from common.data.inpainting import DemoInpaintingDataModule, ParisStreetViewDataModule
+from an_inpaint.evaluation import KnownRegionError
+from an_inpaint.generator import InpaintGenerator
+from an_inpaint.predict import load_inpainter
+from common.data.inpainting import ParisStreetViewDataModule
+from common.data.inpainting_demo import DemoInpaintingDataModule
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "an_inpaint"
 PARIS = str(CONFIGS / "paris256.yaml")
@@ -34,10 +37,12 @@ def _tiny_paris(root, tmp_path, size=32):
         f"--data.resolution={size}",
         "--data.batch_size=2",
         "--data.num_workers=0",
+        "--data.val_images=1",
         f"--model.global_critic.init_args.input_size={size}",
         *TINY_MODEL,
         f"--trainer.default_root_dir={tmp_path}",
         "--trainer.logger=false",
+        "--trainer.accelerator=cpu",
     ]
 
 
@@ -54,43 +59,81 @@ def _canonical(value):
     return value
 
 
-class TestConfigs:
-    def test_demo_yaml_is_the_default(self):
-        default = cli_main([], run=False).config.as_dict()
-        demo = cli_main(["--config", str(CONFIGS / "demo.yaml")], run=False).config.as_dict()
-        for key in ("model", "data", "trainer", "validate_before_fit"):
-            assert _canonical(default[key]) == _canonical(demo[key]), key
-
-    @pytest.mark.parametrize(
-        ("extra", "attention"),
-        [([], "an"), (["paris256_ca.yaml"], "contextual"), (["paris256_ca_an.yaml"], "contextual+an")],
-    )
-    def test_paris_configs_parse(self, paris_root, extra, attention):
-        args = ["--config", PARIS] + [a for name in extra for a in ("--config", str(CONFIGS / name))]
-        cli = cli_main([*args, f"--data.root={paris_root}"], run=False)
-        assert isinstance(cli.datamodule, ParisStreetViewDataModule)
-        assert cli.datamodule.batch_size == 16
-        assert cli.datamodule.resolution == 256
-        gen = cli.model.generator
+class TestDefaults:
+    def test_constructor_defaults_are_the_papers_paris_settings(self, paris_root):
+        """A run with its own data and no config gets the paper's model, never the demo's toy settings."""
+        args = ["--data", "common.data.inpainting.ParisStreetViewDataModule", f"--data.init_args.root={paris_root}"]
+        cli = cli_main(args, run=False)
+        model, gen = cli.model, cli.model.generator
         assert isinstance(gen, InpaintGenerator)
-        assert gen.attention == attention
-        assert gen.cnum == 32
-        assert cli.model.lambda_adv == 1e-3
-        assert cli.model.n_critic == 5
-        assert cli.model.lambda_gp == 10
-        assert cli.model.betas == (0.5, 0.9)
-        assert cli.model.lr == 1e-4
+        assert (gen.cnum, gen.attention, gen.branch_widths, gen.normalize_known) == (32, "an", "deepfill", False)
+        an = next(m for m in gen.modules() if type(m).__name__ == "AttentiveNorm2d")
+        assert an.affine and an.value is None and an.num_entities == 16
+        assert model.global_critic.input_size == 256
+        assert (model.local_critic.input_size, model.local_critic.crop_mode) == (128, "box")
+        assert model.reconstruction.discount == "deepfill" and model.reconstruction.gamma == 0.9
+        assert (model.adversarial.lambda_adv, model.adversarial.lambda_gp) == (1e-3, 10.0)
+        assert (model.lr, model.betas, model.n_critic, model.adversarial_start_step) == (1e-4, (0.5, 0.9), 5, 100_000)
+        assert model.lr_schedule == "constant"
+        assert cli.datamodule.resolution == 256 and cli.datamodule.batch_size == 16
+        trainer = cli.config["trainer"]
+        assert trainer["accelerator"] == "auto" and trainer["devices"] == "auto"
+        assert trainer["max_epochs"] is None and trainer["max_steps"] == -1
+
+    def test_paris_config_writes_out_the_defaults(self, paris_root):
+        default = cli_main(["--data", "common.data.inpainting.ParisStreetViewDataModule",
+                            f"--data.init_args.root={paris_root}"], run=False)  # fmt: skip
+        paris = cli_main(["--config", PARIS, f"--data.root={paris_root}"], run=False)
+        for name in ("generator", "global_critic", "local_critic"):
+            assert str(getattr(paris.model, name)) == str(getattr(default.model, name)), name
+        for name in ("reconstruction", "adversarial"):
+            assert vars(getattr(paris.model, name)) == vars(getattr(default.model, name)), name
+        assert dict(paris.model.hparams) == dict(default.model.hparams)
+        skip = {"_log_hyperparams", "prepare_data_per_node", "allow_zero_length_dataloader_with_multiple_devices"}
+        data = {k: repr(v) for k, v in vars(paris.datamodule).items() if k not in skip and not k.startswith("trainer")}
+        assert data == {k: repr(v) for k, v in vars(default.datamodule).items() if k in data}
+
+    def test_bare_fit_loads_the_demo_file_from_any_folder(self, tmp_path, monkeypatch, capsys):
+        monkeypatch.chdir(tmp_path)  # outside the repository: the demo file ships with the package
+        with pytest.raises(SystemExit):
+            cli_main(["fit", "--print_config"])
+        bare = yaml.safe_load(capsys.readouterr().out)
+        assert _canonical(bare["data"])["class_path"] is DemoInpaintingDataModule
+        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "harmonic"  # not the paper's default
+        with pytest.raises(SystemExit):
+            cli_main(["fit", "--config", str(CONFIGS / "demo.yaml"), "--print_config"])
+        demo = yaml.safe_load(capsys.readouterr().out)
+        for key in ("model", "data", "trainer", "validate_before_fit"):
+            assert _canonical(bare[key]) == _canonical(demo[key]), key
 
     def test_unknown_key(self, capsys):
         with pytest.raises(SystemExit):
             cli_main(["fit", "--model.not_a_key=1"])
         assert "not_a_key" in capsys.readouterr().err
 
-    @pytest.mark.parametrize("extra", [[], ["paris256_ca.yaml"], ["paris256_ca_an.yaml"]])
+
+EXTRAS = [[], ["paris256_ca.yaml"], ["paris256_ca_an.yaml"], ["paris256_authors.yaml"]]
+
+
+class TestConfigs:
+    @pytest.mark.parametrize(
+        ("extra", "attention"), list(zip(EXTRAS, ["an", "contextual", "contextual+an", "an"], strict=True))
+    )
+    def test_paris_configs_parse(self, paris_root, extra, attention):
+        args = ["--config", PARIS] + [a for name in extra for a in ("--config", str(CONFIGS / name))]
+        cli = cli_main([*args, f"--data.root={paris_root}"], run=False)
+        assert isinstance(cli.datamodule, ParisStreetViewDataModule)
+        assert cli.model.generator.attention == attention
+        assert cli.model.generator.cnum == 32
+        if extra == ["paris256_authors.yaml"]:
+            an = next(m for m in cli.model.generator.modules() if type(m).__name__ == "AttentiveNorm2d")
+            assert an.value is not None and not an.affine and cli.model.generator.branch_widths == "authors"
+            assert not cli.model.orthogonal_in_phase1
+
+    @pytest.mark.parametrize("extra", EXTRAS)
     def test_paris_fast_dev_run(self, paris_root, tmp_path, extra):
         args = ["fit", "--config", PARIS] + [a for name in extra for a in ("--config", str(CONFIGS / name))]
         args += _tiny_paris(paris_root, tmp_path)
-        # Both phases: phase 2 from the first step, a generator update every second batch.
         args += ["--model.adversarial_start_step=0", "--model.n_critic=2", "--trainer.fast_dev_run=2"]
         cli = cli_main(args)
         assert int(cli.model.phase) == 2
@@ -99,77 +142,82 @@ class TestConfigs:
 
     def test_demo_fast_dev_run_with_wandb_offline(self, tmp_path):
         cli = cli_main(
-            [
-                "fit",
-                "--config",
-                str(CONFIGS / "demo.yaml"),
-                "--data.init_args.resolution=32",
-                "--data.init_args.num_val_crops=1",
-                "--model.global_critic.init_args.input_size=32",
-                *TINY_MODEL,
-                "--model.adversarial_start_step=1",
-                "--trainer.fast_dev_run=2",
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--trainer.logger.init_args.save_dir={tmp_path}",
-            ]
+            ["fit", "--config", str(CONFIGS / "demo.yaml"), "--data.init_args.resolution=32"]
+            + ["--data.init_args.num_eval_crops=1", "--model.global_critic.init_args.input_size=32"]
+            + ["--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4"]
+            + ["--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}"]
+            + ["--model.adversarial_start_step=1", "--trainer.fast_dev_run=2", f"--trainer.default_root_dir={tmp_path}"]
+            + [f"--trainer.logger.init_args.save_dir={tmp_path}"]
         )
-        assert isinstance(cli.datamodule, DemoInpaintingDataModule)
         metrics = cli.trainer.callback_metrics
-        for key in (
-            "val/psnr",
-            "val/ssim",
-            "val/mae",
-            "val/psnr_hole",
-            "val/ssim_hole",
-            "val/mae_hole",
-            "val/rec_loss",
-        ):
+        for key in ("val/psnr", "val/ssim_hole", "val/rec_loss", "val/telea/psnr", "val/ns/psnr"):
             assert torch.isfinite(metrics[key]), key
 
 
-def test_fit_then_validate_test_predict(tmp_path):
-    """A short real run; its checkpoint then validates, tests and predicts a folder of odd-sized images."""
+@pytest.mark.slow
+def test_protocol_pipeline_fit_test_predict_baseline_evaluate(tmp_path):
+    """Train briefly; `test` on the test split equals `evaluate` of `predict --predict_split test`'s files, and the
+    OpenCV baseline of the same references is scored by the same code."""
     root = write_paris_tree(tmp_path / "paris")
     common = _tiny_paris(root, tmp_path)
     cli = cli_main(
         ["fit", "--config", PARIS, *common, "--model.adversarial_start_step=2", "--model.n_critic=1"]
-        + ["--trainer.max_steps=6", "--trainer.limit_val_batches=1", "--trainer.enable_checkpointing=true"]
+        + ["--trainer.max_steps=6", "--trainer.enable_checkpointing=true"]
     )
     assert int(cli.model.phase) == 2
-    ckpt = cli.trainer.checkpoint_callback.last_model_path or cli.trainer.checkpoint_callback.best_model_path
-    assert Path(ckpt).is_file()
-    # The run's config.yaml and checkpoint rebuild the trained network (notebook path).
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
     loaded = load_inpainter(ckpt)
     assert loaded.generator.cnum == 4
     torch.testing.assert_close(loaded.state_dict()["phase"], torch.tensor(2))
-    val = cli_main(["validate", "--config", PARIS, *common, f"--ckpt_path={ckpt}", "--trainer.limit_val_batches=1"])
-    assert "val/psnr" in val.trainer.callback_metrics
-    cli_main(["test", "--config", PARIS, *common, f"--ckpt_path={ckpt}"])
+    tested = cli_main(["test", "--config", PARIS, *common, f"--ckpt_path={ckpt}"]).trainer.callback_metrics
+    assert tested["test/num_images"] == 3  # the paris_eval_gt images, never the validation images
+    out, ref = tmp_path / "pred", tmp_path / "ref"
+    cli_main(
+        ["predict", "--config", PARIS, *common, f"--ckpt_path={ckpt}", "--data.predict_split=test"]
+        + [f"--predict_writer.output_dir={out}", f"--predict_writer.reference_dir={ref}"]
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["001_im.png", "002_im.png", "003_im.png"]
+    scores = cli_main(["evaluate", f"--pred_dir={out}", f"--gt_dir={ref / 'gt'}", f"--mask_dir={ref / 'masks'}"])
+    for key in ("psnr", "ssim", "mae", "psnr_hole"):
+        assert scores["mean"][key] == pytest.approx(float(tested[f"test/{key}"]), abs=2e-4), key
+    # The raw 227x227 ground truth, brought to 32 with the same (bilinear) resize, gives the same known pixels.
+    raw = cli_main(["evaluate", f"--pred_dir={out}", f"--gt_dir={root / 'paris_eval_gt'}", "--resize_to=32"])
+    assert raw["mean"]["psnr"] == pytest.approx(scores["mean"]["psnr"], abs=1e-6)
+    telea = tmp_path / "telea"
+    cli_main(["baseline", "--method=telea", f"--image_dir={ref / 'gt'}", f"--mask_dir={ref / 'masks'}",
+              f"--output_dir={telea}"])  # fmt: skip
+    baseline = cli_main(["evaluate", f"--pred_dir={telea}", f"--gt_dir={ref / 'gt'}", f"--mask_dir={ref / 'masks'}"])
+    assert baseline["count"] == 3 and baseline["mean"]["psnr"] != scores["mean"]["psnr"]
+
+
+def test_predict_a_folder_of_any_size(tmp_path, paris_root):
     images, masks = write_image_mask_folders(tmp_path / "predict")
     out = tmp_path / "predicted"
     cli_main(
-        ["predict", "--config", PARIS, *common, f"--ckpt_path={ckpt}", f"--predict_writer.output_dir={out}"]
+        ["predict", "--config", PARIS, *_tiny_paris(paris_root, tmp_path), f"--predict_writer.output_dir={out}"]
         + [f"--data.predict_root={images}", f"--data.predict_mask_root={masks}"]
     )
-    assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
     src = np.asarray(Image.open(images / "img0.png").convert("RGB"))
     res = np.asarray(Image.open(out / "img0.png").convert("RGB"))
     hole = np.asarray(Image.open(masks / "img0.png")) > 127
-    assert np.array_equal(res[~hole], src[~hole])
+    assert res.shape == src.shape and np.array_equal(res[~hole], src[~hole])
 
 
 class TestEvaluate:
-    def _folders(self, tmp_path):
+    def _folders(self, tmp_path, composited=True):
+        from skimage import data as skdata
+
         gt, pred = tmp_path / "gt", tmp_path / "pred"
         gt.mkdir()
         pred.mkdir()
-        photo = skdata.chelsea()
         rng = np.random.default_rng(0)
         for i in range(2):
-            crop = photo[40 * i : 40 * i + 64, 100 : 100 + 64]
+            crop = skdata.chelsea()[40 * i : 40 * i + 64, 100 : 100 + 64]
             Image.fromarray(crop).save(gt / f"{i:03d}_im.png")
             noisy = crop.astype(int)
-            noisy[16:48, 16:48] += rng.integers(-30, 31, size=(32, 32, 3))
+            noisy[16:48, 16:48] += rng.integers(-30, 31, size=(32, 32, 3))  # inside the centre hole
+            if not composited:
+                noisy[0:4, 0:4] += 9  # known pixels altered
             Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(pred / f"{i:03d}_im.png")
         return gt, pred
 
@@ -178,17 +226,23 @@ class TestEvaluate:
         out = tmp_path / "scores.json"
         result = cli_main(["evaluate", f"--pred_dir={pred}", f"--gt_dir={gt}", f"--output={out}"])
         printed = capsys.readouterr().out
-        assert "PSNR (dB)" in printed
-        assert f"{result['mean']['psnr']:.2f}" in printed
+        assert "PSNR (dB)" in printed and f"{result['mean']['psnr']:.2f}" in printed
         saved = json.loads(out.read_text())
-        assert set(saved["per_image"]) == {"000_im", "001_im"}
-        # PSNR of each file pair against a direct formula on the 8-bit files.
         for stem, scores in saved["per_image"].items():
             a = np.asarray(Image.open(pred / f"{stem}.png"), dtype=np.float64) / 255
             b = np.asarray(Image.open(gt / f"{stem}.png"), dtype=np.float64) / 255
             assert scores["psnr"] == pytest.approx(10 * np.log10(1 / np.mean((a - b) ** 2)), abs=1e-3)
-            assert scores["mae"] == pytest.approx(np.mean(np.abs(a - b)), abs=1e-5)
-        assert saved["mean"]["psnr"] == pytest.approx(np.mean([s["psnr"] for s in saved["per_image"].values()]))
+            assert scores["mae_hole"] == pytest.approx(np.mean(np.abs(a - b)[16:48, 16:48]), abs=1e-5)
+
+    def test_known_region_check(self, tmp_path):
+        gt, pred = self._folders(tmp_path, composited=False)
+        with pytest.raises(KnownRegionError, match=r"000_im: 16 known pixel\(s\).*by up to 9 of 255"):
+            cli_main(["evaluate", f"--pred_dir={pred}", f"--gt_dir={gt}"])
+        with pytest.warns(UserWarning, match="differ from the ground truth"):
+            result = cli_main(["evaluate", f"--pred_dir={pred}", f"--gt_dir={gt}", "--known_check=warn"])
+        assert result["protocol"]["altered_known_pixels"] == {"000_im": 16, "001_im": 16}
+        ok = cli_main(["evaluate", f"--pred_dir={pred}", f"--gt_dir={gt}", "--known_tolerance=9"])
+        assert ok["protocol"]["altered_known_pixels"] == {}
 
     def test_errors(self, tmp_path):
         gt, pred = self._folders(tmp_path)
@@ -197,3 +251,5 @@ class TestEvaluate:
             cli_main(["evaluate", f"--pred_dir={pred}", f"--gt_dir={gt}"])
         with pytest.raises(SystemExit):
             cli_main(["evaluate", f"--pred_dir={pred}"])
+        with pytest.raises(SystemExit):
+            cli_main(["baseline", "--method=telea"])

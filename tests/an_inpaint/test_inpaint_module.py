@@ -1,15 +1,18 @@
-"""ANInpaint: the two-phase schedule, resume, critic steps, validation metrics and predict."""
+"""ANInpaint: the two-phase schedule, one generator pass per batch, options, baselines in validation, predict."""
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from inpaint_helpers import tiny_model, write_image_mask_folders
+from inpaint_helpers import tiny_demo_data, tiny_model, write_image_mask_folders
 from PIL import Image
 from pytorch_lightning.callbacks import Callback
 
-from an_inpaint.module import InpaintingPredictionWriter, pad_to_multiple
-from common.data.inpainting import DemoInpaintingDataModule
+from an_inpaint.baselines import classical_inpaint_batch
+from an_inpaint.generator import pad_to_multiple
+from an_inpaint.predict import InpaintingPredictionWriter
+from common.metrics.inpainting import InpaintingMetrics
+from common.visualization import to_unit
 
 
 def _snapshot(module):
@@ -17,25 +20,26 @@ def _snapshot(module):
 
 
 class Recorder(Callback):
-    """Per batch: global step before it, phase after it, and whether each network changed."""
+    """Per batch: global step before it, phase after it, which networks changed, generator forward passes."""
 
     def __init__(self):
         self.rows = []
+        self.forwards = 0
+
+    def on_fit_start(self, trainer, pl_module):
+        def count(*args):
+            self.forwards += 1
+
+        pl_module.generator.register_forward_hook(count)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._before = (trainer.global_step, _snapshot(pl_module.generator), _snapshot(pl_module.global_critic))
-        self._local = _snapshot(pl_module.local_critic)
+        self._before = {n: _snapshot(getattr(pl_module, n)) for n in ("generator", "global_critic", "local_critic")}
+        self._step, self._forwards = trainer.global_step, self.forwards
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step, gen, critic = self._before
+        changed = {n: not torch.equal(v, _snapshot(getattr(pl_module, n))) for n, v in self._before.items()}
         self.rows.append(
-            {
-                "step": step,
-                "phase": int(pl_module.phase),
-                "g_changed": not torch.equal(gen, _snapshot(pl_module.generator)),
-                "d_changed": not torch.equal(critic, _snapshot(pl_module.global_critic))
-                and not torch.equal(self._local, _snapshot(pl_module.local_critic)),
-            }
+            {"step": self._step, "phase": int(pl_module.phase), "forwards": self.forwards - self._forwards, **changed}
         )
 
 
@@ -55,39 +59,37 @@ def _trainer(tmp_path, batches, epochs=1, callbacks=(), **kwargs):
     )
 
 
-def _data(**kwargs):
-    return DemoInpaintingDataModule(resolution=32, batch_size=2, train_samples_per_epoch=32, num_val_crops=1, **kwargs)
-
-
 class TestSchedule:
-    def test_phase_switch_and_critic_untouched(self, tmp_path):
+    def test_phases_each_critic_untouched_in_phase_one_and_one_generator_pass(self, tmp_path):
         model = tiny_model(adversarial_start_step=3, n_critic=2)
         recorder = Recorder()
-        _trainer(tmp_path, 7, callbacks=[recorder], enable_checkpointing=False).fit(model, datamodule=_data())
+        _trainer(tmp_path, 7, callbacks=[recorder], enable_checkpointing=False).fit(model, datamodule=tiny_demo_data())
         rows = recorder.rows
-        # Phase 1 for global steps 0, 1, 2: generator only; critics untouched.
         assert [r["phase"] for r in rows] == [1, 1, 1, 2, 2, 2, 2]
-        assert all(r["g_changed"] and not r["d_changed"] for r in rows[:3])
-        # Phase 2: critics every batch, generator every n_critic-th batch.
-        assert all(r["d_changed"] for r in rows[3:])
-        assert [r["g_changed"] for r in rows[3:]] == [False, True, False, True]
+        # Phase 1: the generator changes every batch; neither critic changes (each checked on its own).
+        for r in rows[:3]:
+            assert r["generator"] and not r["global_critic"] and not r["local_critic"]
+        # Phase 2: both critics every batch, the generator every n_critic-th batch.
+        assert all(r["global_critic"] and r["local_critic"] for r in rows[3:])
+        assert [r["generator"] for r in rows[3:]] == [False, True, False, True]
         assert int(model.critic_steps) == 4
+        # One generator pass per training batch, also on batches that update both networks.
+        assert [r["forwards"] for r in rows] == [1] * 7
 
     def test_resume_in_phase_two_stays_there(self, tmp_path):
         model = tiny_model(adversarial_start_step=2, n_critic=1)
         ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-        _trainer(tmp_path, 4, callbacks=[ckpt]).fit(model, datamodule=_data())
+        _trainer(tmp_path, 4, callbacks=[ckpt]).fit(model, datamodule=tiny_demo_data())
         assert int(model.phase) == 2
         state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
         assert int(state["phase"]) == 2
-        # A new run whose own schedule would stay in phase 1 for a long time, resumed from the checkpoint.
         resumed = tiny_model(adversarial_start_step=10**6, n_critic=1)
         recorder = Recorder()
         _trainer(tmp_path, 4, epochs=2, callbacks=[recorder]).fit(
-            resumed, datamodule=_data(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt")
+            resumed, datamodule=tiny_demo_data(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt")
         )
         assert recorder.rows, "the resumed run trained"
-        assert all(r["phase"] == 2 and r["d_changed"] for r in recorder.rows)
+        assert all(r["phase"] == 2 and r["global_critic"] and r["local_critic"] for r in recorder.rows)
 
     def test_plateau_switch(self):
         model = tiny_model(adversarial_start_step=10**6, plateau_patience=2, plateau_min_delta=0.01)
@@ -99,32 +101,76 @@ class TestSchedule:
         model._plateau_update(0.85)
         assert int(model.phase) == 2
 
+    def test_cosine_learning_rate(self, tmp_path):
+        model = tiny_model(adversarial_start_step=10**6, lr=1e-3, lr_schedule="cosine")
+        _trainer(tmp_path, None, epochs=-1, max_steps=4, enable_checkpointing=False).fit(
+            model, datamodule=tiny_demo_data()
+        )
+        g_opt, _ = model.optimizers()
+        # The last update ran at global step 3 of 4.
+        assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 3 / 4)))
+
     def test_exception(self):
         with pytest.raises(ValueError, match="n_critic"):
             tiny_model(n_critic=0)
         with pytest.raises(ValueError, match="plateau_patience"):
             tiny_model(plateau_patience=0)
+        with pytest.raises(ValueError, match="baseline"):
+            tiny_model(baselines=["patchmatch"])
+        with pytest.raises(ValueError, match="lr_schedule"):
+            tiny_model(lr_schedule="step")
 
     def test_critic_size_mismatch(self, tmp_path):
-        model = tiny_model(size=64)
         with pytest.raises(ValueError, match="input_size=32"):
-            _trainer(tmp_path, 1, enable_checkpointing=False).fit(model, datamodule=_data())
+            _trainer(tmp_path, 1, enable_checkpointing=False).fit(tiny_model(size=64), datamodule=tiny_demo_data())
 
 
-class TestLosses:
-    def test_generator_and_critic_losses(self):
+class TestGeneratorLoss:
+    def _batch(self):
         torch.manual_seed(0)
-        model = tiny_model()
         image = torch.rand(2, 3, 32, 32) * 2 - 1
         mask = torch.zeros(2, 1, 32, 32)
         mask[:, :, 8:24, 8:24] = 1
-        out = model.generator_loss(image, mask, adversarial=False)
-        assert set(out) == {"loss", "rec", "hole", "known", "orthogonal"}
-        torch.testing.assert_close(out["loss"], out["rec"] + model.orthogonal_weight * out["orthogonal"])
-        adv = model.generator_loss(image, mask, adversarial=True)
-        assert "adv" in adv
-        d = model.critic_loss(image, image.flip(0), mask)
-        torch.testing.assert_close(d["loss"], d["wgan"] + 10 * d["gp"])
+        return {"image": image, "mask": mask}
+
+    def test_terms(self):
+        model = tiny_model()
+        batch = self._batch()
+        out = model.generator(batch["image"], batch["mask"])
+        loss, logs = model._generator_loss(out, batch, adversarial=False)
+        rec, _ = model.reconstruction(out, batch)
+        torch.testing.assert_close(loss, rec + model.orthogonal_weight * logs["orthogonal"])
+        assert "adv" not in logs
+        loss2, logs2 = model._generator_loss(out, batch, adversarial=True)
+        adv, _ = model.adversarial.generator_loss(model.critics, out["inpainted"], batch["mask"])
+        torch.testing.assert_close(loss2, loss + adv)
+
+    def test_orthogonal_only_in_phase_two(self):
+        model = tiny_model(orthogonal_in_phase1=False)
+        batch = self._batch()
+        out = model.generator(batch["image"], batch["mask"])
+        _, logs = model._generator_loss(out, batch, adversarial=False)
+        assert "orthogonal" not in logs
+        _, logs = model._generator_loss(out, batch, adversarial=True)
+        assert "orthogonal" in logs
+
+
+def test_validation_scores_the_baselines_like_the_model(tmp_path):
+    model = tiny_model(baselines=["telea", "ns"])
+    data = tiny_demo_data()
+    metrics = _trainer(tmp_path, 1).validate(model, datamodule=data, verbose=False)[0]
+    data.setup("validate")
+    batch = next(iter(data.val_dataloader()))
+    expected = InpaintingMetrics()
+    expected.update(to_unit(classical_inpaint_batch(batch["image"], batch["mask"], "telea")), to_unit(batch["image"]),
+                    batch["mask"])  # fmt: skip
+    assert metrics["val/telea/psnr"] == pytest.approx(float(expected.compute()["psnr"]), abs=1e-4)
+    assert metrics["val/ns/ssim"] != metrics["val/telea/ssim"]
+    assert metrics["val/num_images"] == len(data.val_set)
+    panels = sorted((tmp_path / "images").glob("val_panel_*.png"))
+    assert panels, "validation wrote the panel"
+    width = Image.open(panels[0]).size[0]
+    assert width == 7 * (32 + 2) + 2  # input | coarse | refined | composited | telea | ns | ground truth
 
 
 class TestPredict:
@@ -138,7 +184,7 @@ class TestPredict:
     def test_predict_writes_same_names_and_keeps_known_pixels(self, tmp_path):
         images, masks = write_image_mask_folders(tmp_path)
         out = tmp_path / "out"
-        dm = _data(predict_root=str(images), predict_mask_root=str(masks))
+        dm = tiny_demo_data(predict_root=str(images), predict_mask_root=str(masks))
         trainer = _trainer(tmp_path, 1, callbacks=[InpaintingPredictionWriter(str(out))])
         trainer.predict(tiny_model(), datamodule=dm, return_predictions=False)
         assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]

@@ -1,9 +1,11 @@
-"""Shapes, ranges and errors of the inpainting networks."""
+"""The inpainting generator (output dict, options, gradients) and the critics (crops, mask weighting by value)."""
 
 import pytest
 import torch
 
-from an_inpaint.networks import GlobalCritic, InpaintGenerator, LocalCritic, MaskedPatchCritic, mask_bounding_boxes
+from an_inpaint.critics import GlobalCritic, LocalCritic, MaskedPatchCritic
+from an_inpaint.fill import harmonic_fill
+from an_inpaint.generator import InpaintGenerator, compose, known_statistics
 from common.layers import AttentiveNorm2d, ContextualAttention2d
 
 
@@ -16,66 +18,128 @@ def _batch(b=2, h=32, w=48):
     return image, mask
 
 
+def _an_layers(gen):
+    return [m for m in gen.modules() if isinstance(m, AttentiveNorm2d)]
+
+
 class TestInpaintGenerator:
     @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an"])
-    def test_cardinality(self, attention):
+    def test_output_dict(self, attention):
         gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)
         image, mask = _batch()
-        coarse, refined = gen(image, mask)
-        assert coarse.shape == refined.shape == image.shape
-        assert coarse.abs().max() <= 1
-        assert refined.abs().max() <= 1
-        has_ca = any(isinstance(m, ContextualAttention2d) for m in gen.modules())
-        has_an = any(isinstance(m, AttentiveNorm2d) for m in gen.modules())
-        assert has_ca == ("contextual" in attention)
-        assert has_an == ("an" in attention.split("+"))
-        if has_ca:
-            assert gen.last_offsets.shape == (2, 2, 4, 6)  # 1/4 resolution, matched at rate 2
-        else:
-            assert gen.last_offsets is None
-        layouts = gen.layouts()
-        assert len(layouts) == int(has_an)
-        for layout in layouts.values():
+        out = gen(image, mask)
+        assert set(out) == {"coarse", "refined", "inpainted"} | ({"offsets"} if "contextual" in attention else set())
+        for key in ("coarse", "refined", "inpainted"):
+            assert out[key].shape == image.shape
+            assert out[key].abs().max() <= 1
+        # "inpainted" is the refined output composited: the known pixels are the input's, exactly.
+        torch.testing.assert_close(out["inpainted"], compose(out["refined"], image, mask), rtol=0, atol=0)
+        assert torch.equal(out["inpainted"][mask.expand_as(image) == 0], image[mask.expand_as(image) == 0])
+        assert any(isinstance(m, ContextualAttention2d) for m in gen.modules()) == ("contextual" in attention)
+        assert bool(_an_layers(gen)) == ("an" in attention.split("+"))
+        if "contextual" in attention:
+            assert out["offsets"].shape == (2, 2, 4, 6)  # 1/4 resolution, matched at rate 2
+        for layout in gen.layouts().values():
             assert layout.shape == (2, 4, 8, 12)
 
     def test_hole_content_is_ignored(self):
-        gen = InpaintGenerator(cnum=4, attention="contextual").eval()
+        for normalize in (False, True):
+            gen = InpaintGenerator(cnum=4, attention="contextual", normalize_known=normalize).eval()
+            image, mask = _batch()
+            other = image * (1 - mask) + torch.rand_like(image) * mask
+            for key, value in gen(image, mask).items():
+                torch.testing.assert_close(value, gen(other, mask)[key])
+
+    def test_an_options(self):
+        # Default: the paper's eq. 5 (per-region affine), the input itself normalised.
+        (an,) = _an_layers(InpaintGenerator(cnum=4))
+        assert an.beta is not None and an.alpha is not None
+        assert an.value is None
+        # The authors' inpainting layer: no affine, a value projection of C channels.
+        (an,) = _an_layers(InpaintGenerator(cnum=4, an_affine=False, an_value_projection=True))
+        assert an.beta is None and an.alpha is None
+        assert an.value.weight.shape == (16, 16, 1, 1)
+
+    def test_branch_widths(self):
+        def widths(gen, branch):
+            return [m.out_channels for m in getattr(gen, branch).modules() if isinstance(m, torch.nn.Conv2d)][:4]
+
+        deepfill, authors = InpaintGenerator(cnum=4), InpaintGenerator(cnum=4, branch_widths="authors")
+        assert widths(deepfill, "hallucination") == [4, 4, 8, 8]
+        assert widths(deepfill, "attention_encoder") == [4, 4, 8, 16]
+        assert widths(authors, "hallucination") == [4, 8, 8, 16]
+        assert widths(authors, "attention_encoder") == [4, 8, 8, 16]
         image, mask = _batch()
-        other = image * (1 - mask) + torch.rand_like(image) * mask
-        for a, b in zip(gen(image, mask), gen(other, mask), strict=True):
-            torch.testing.assert_close(a, b)
+        assert authors(image, mask)["refined"].shape == image.shape
 
-    def test_an_is_not_affine_by_default(self):
-        gen = InpaintGenerator(cnum=4, attention="an")
-        an = next(m for m in gen.modules() if isinstance(m, AttentiveNorm2d))
-        assert an.beta is None
-        assert an.alpha is None
-        an = next(m for m in InpaintGenerator(cnum=4, an_affine=True).modules() if isinstance(m, AttentiveNorm2d))
-        assert an.beta is not None
+    def test_normalize_known_is_equivariant_to_the_known_colours(self):
+        """In standardised units the output follows an affine change of the known pixels exactly (no clipping)."""
+        gen = InpaintGenerator(cnum=4, normalize_known=True).eval()
+        image, mask = _batch()
+        image = image * 0.3  # keep every output far from the [-1, 1] clip
+        with torch.no_grad():
+            for p in gen.parameters():
+                p.mul_(0.5)
+            base = gen(image, mask)
+            moved = gen(image * 0.5 + 0.2, mask)
+        assert base["refined"].abs().max() < 0.9
+        torch.testing.assert_close(moved["refined"], base["refined"] * 0.5 + 0.2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(moved["coarse"], base["coarse"] * 0.5 + 0.2, rtol=1e-4, atol=1e-5)
+        mean, std = known_statistics(image, mask)
+        known = image[0][:, mask[0, 0] == 0]
+        torch.testing.assert_close(mean[0, :, 0, 0], known.mean(dim=1))
+        torch.testing.assert_close(std[0, :, 0, 0], known.std(dim=1, unbiased=False))
 
-    def test_backward(self):
+    def test_harmonic_fill_start(self):
+        """hole_fill="harmonic": an untrained generator returns the harmonic fill; the residual lives in the hole."""
+        gen = InpaintGenerator(cnum=4, hole_fill="harmonic").eval()
+        image, mask = _batch()
+        out = gen(image, mask)
+        expected = harmonic_fill(image, mask).clamp(-1, 1)
+        torch.testing.assert_close(out["coarse"], expected)
+        torch.testing.assert_close(out["refined"], expected)
+        # The fill is harmonic: inside the hole each pixel is the mean of its 4 neighbours (away from the border).
+        fill = harmonic_fill(image, mask, iterations=400)
+        inner = mask[:, :, 1:-1, 1:-1] > 0
+        neighbours = (fill[:, :, :-2, 1:-1] + fill[:, :, 2:, 1:-1] + fill[:, :, 1:-1, :-2] + fill[:, :, 1:-1, 2:]) / 4
+        assert (fill[:, :, 1:-1, 1:-1] - neighbours).abs()[inner.expand_as(neighbours)].max() < 1e-3
+        with torch.no_grad():
+            gen.refine_decoder[-1][0].bias.fill_(0.1)
+        moved = gen(image, mask)["refined"]
+        assert torch.equal(moved[mask.expand_as(image) == 0], out["refined"][mask.expand_as(image) == 0])
+        assert (moved - out["refined"]).abs().max() > 0.05
+
+    def test_gradients_reach_every_branch(self):
+        """refined -> decoder, hallucination, attention (AN and CA) and coarse stage all get gradients."""
         gen = InpaintGenerator(cnum=4, attention="contextual+an", num_entities=4)
+        (an,) = _an_layers(gen)
+        with torch.no_grad():
+            an.rho.fill_(0.5)  # rho starts at 0, which would hide AN's own parameters from the loss
         image, mask = _batch()
-        coarse, refined = gen(image, mask)
-        (coarse.mean() + refined.mean()).backward()
-        assert all(p.grad is not None for n, p in gen.named_parameters() if p.requires_grad and "coarse" in n)
+        out = gen(image, mask)
+        (out["refined"] * mask).sum().backward()
+        for name in ("refine_decoder", "hallucination", "attention_encoder", "attention_pre", "attention_post"):
+            grads = [p.grad for p in getattr(gen, name).parameters()]
+            assert all(g is not None and g.abs().sum() > 0 for g in grads), name
+        for name in ("entities", "beta", "alpha", "rho", "key", "query", "t"):
+            module_or_param = getattr(an, name)
+            params = (
+                list(module_or_param.parameters())
+                if isinstance(module_or_param, torch.nn.Module)
+                else [module_or_param]
+            )
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params), f"AN {name}"
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.coarse.parameters())
 
-    @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an"])
-    def test_refinement_sees_the_coarse_result(self, attention):
-        """DeepFill: the refinement stage gets the coarse output pasted into the hole, so changing the coarse
-        network changes the refined output (inside the hole), and refined gets gradients from coarse."""
-        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4).eval()
+    def test_refinement_sees_the_coarse_result(self):
+        gen = InpaintGenerator(cnum=4, attention="an", num_entities=4).eval()
         image, mask = _batch()
         with torch.no_grad():
-            _, before = gen(image, mask)
+            before = gen(image, mask)["refined"]
             for p in gen.coarse.parameters():
                 p.add_(torch.randn_like(p))
-            _, after = gen(image, mask)
-        assert (after - before).abs().max() > 1e-6  # exactly 0 when the refinement input hides the coarse result
-        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)  # unsaturated coarse output
-        _, refined = gen(image, mask)
-        refined.mean().backward()
-        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.coarse.parameters())
+            after = gen(image, mask)["refined"]
+        assert (after - before).abs().max() > 1e-6
 
     def test_exception(self):
         gen = InpaintGenerator(cnum=4)
@@ -87,6 +151,10 @@ class TestInpaintGenerator:
             gen(image, mask[:, :, :16])
         with pytest.raises(ValueError, match="attention"):
             InpaintGenerator(attention="self")
+        with pytest.raises(ValueError, match="branch_widths"):
+            InpaintGenerator(branch_widths="wide")
+        with pytest.raises(ValueError, match="hole_fill"):
+            InpaintGenerator(hole_fill="telea")
 
 
 class TestCritics:
@@ -97,24 +165,46 @@ class TestCritics:
         with pytest.raises(ValueError, match="input_size"):
             critic(torch.zeros(1, 3, 64, 64))
 
-    def test_local_crops_the_hole(self):
-        image, mask = _batch()
-        critic = LocalCritic(input_size=16, cnum=4)
-        assert critic(image, mask).shape == (2,)
+    def test_local_deepfill_box_holds_hole_and_context(self):
+        """DeepFill: a fixed box of input_size around the hole, hole shrunk symmetrically inside it."""
+        image = torch.rand(2, 3, 64, 64)
+        mask = torch.zeros(2, 1, 64, 64)
+        mask[0, :, 10 + 3 : 10 + 32 - 3, 20 + 1 : 20 + 32 - 1] = 1  # drawn in the box at (10, 20)
+        mask[1, :, 40:60, 50:64] = 1  # near the corner: the box moves inside the image
+        critic = LocalCritic(input_size=32, cnum=4)
         crops = critic.crop(image, mask)
-        torch.testing.assert_close(crops[0], image[0, :, 4:20, 8:24])  # 16x16 box: no resize
-        # Pixels outside the box do not change the score.
-        other = image + (1 - mask) * 0.5
-        torch.testing.assert_close(critic(image, mask), critic(other, mask))
+        torch.testing.assert_close(crops[0], image[0, :, 10:42, 20:52])
+        torch.testing.assert_close(crops[1], image[1, :, 32:64, 32:64])
+        # The context strip inside the box changes the score; pixels outside the box do not.
+        inside, outside = image.clone(), image.clone()
+        inside[0, :, 11, 21] += 1
+        outside[0, :, 50, 5] += 1
+        scores = critic(image, mask)
+        assert critic(inside, mask)[0] != scores[0]
+        torch.testing.assert_close(critic(outside, mask), scores)
+        big = torch.zeros(1, 1, 64, 64)
+        big[:, :, 0:40, 0:10] = 1
+        with pytest.raises(ValueError, match="fixed 32x32 box"):
+            critic(image[:1], big)
 
-    def test_masked_patch(self):
+    def test_local_resize(self):
         image, mask = _batch()
-        critic = MaskedPatchCritic(cnum=4)
+        critic = LocalCritic(input_size=16, cnum=4, crop="resize")
+        torch.testing.assert_close(critic.crop(image, mask)[0], image[0, :, 4:20, 8:24])  # 16x16: no resize
         assert critic(image, mask).shape == (2,)
+        with pytest.raises(ValueError, match="crop"):
+            LocalCritic(crop="tight")
 
-    def test_bounding_boxes(self):
-        _, mask = _batch()
-        mask[0, 0, 30, 47] = 1
-        empty = torch.zeros(1, 1, 8, 8)
-        assert mask_bounding_boxes(mask) == [(4, 8, 27, 40), (12, 24, 16, 16)]
-        assert mask_bounding_boxes(empty) == [(0, 0, 8, 8)]
+    def test_masked_patch_weighting_by_value(self):
+        critic = MaskedPatchCritic(cnum=4)
+        image = torch.rand(1, 3, 64, 64)
+        assert critic.score_map(image).shape == (1, 1, 4, 4)
+        scores = torch.arange(16, dtype=torch.float32).view(1, 1, 4, 4)
+        critic.score_map = lambda x: scores  # a known score map
+        mask = torch.zeros(1, 1, 64, 64)
+        mask[:, :, 0:16, 0:16] = 1  # all of patch (0, 0)
+        mask[:, :, 16:24, 16:32] = 1  # half of patch (1, 1)
+        # weights: patch (0, 0) -> 1, patch (1, 1) -> 0.5; scores 0 and 5.
+        assert critic(image, mask).item() == pytest.approx((1 * 0 + 0.5 * 5) / 1.5)
+        with pytest.raises(ValueError, match="needs the mask"):
+            critic(image, None)

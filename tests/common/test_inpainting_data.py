@@ -1,7 +1,9 @@
-"""Inpainting DataModules on small trees of real image files (Paris StreetView layout), and the demo set."""
+"""Inpainting DataModules on small trees of real image files (Paris StreetView layout), and the demo set: splits
+(validation held out of training, test apart), evaluation resize filters, binned free-form test masks."""
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,15 +12,18 @@ from skimage import data as skdata
 
 from common.data.images import CorruptImageError
 from common.data.inpainting import (
-    DemoInpaintingDataModule,
     ImageFolderInpaintingDataModule,
     ParisStreetViewDataModule,
-    PredictFolderDataset,
+    held_out_split,
+    paris_validation_split,
 )
+from common.data.inpainting_datasets import InpaintingDataset, PredictFolderDataset, eval_resize
+from common.data.inpainting_demo import DEMO_PHOTOS, DemoInpaintingDataModule
+from common.data.mask_mixtures import AreaBinnedMasks
 from common.data.masks import CenterSquareMasks, RandomRectangleMasks
 
 
-def write_paris_tree(root: Path, n_train: int = 3, n_eval: int = 3, nested: bool = False) -> Path:
+def write_paris_tree(root: Path, n_train: int = 4, n_eval: int = 3, nested: bool = False) -> Path:
     """Paris StreetView layout with real JPEG/PNG files: 936x537 training JPGs and 227x227 ``NNN_im.png``."""
     photo = Image.fromarray(skdata.coffee())
     train = root / "paris_train_original"
@@ -43,31 +48,38 @@ def _check_batch(batch, batch_size, size):
 
 class TestParisStreetView:
     @pytest.mark.parametrize("nested", [False, True])
-    def test_train_and_eval(self, tmp_path, nested):
-        root = write_paris_tree(tmp_path, nested=nested)
-        dm = ParisStreetViewDataModule(str(root), resolution=64, batch_size=2, num_workers=0)
+    def test_train_val_test_splits(self, tmp_path, nested):
+        root = write_paris_tree(tmp_path, n_train=6, nested=nested)
+        dm = ParisStreetViewDataModule(str(root), resolution=64, batch_size=2, num_workers=0, val_images=2)
         dm.setup("fit")
         batch = next(iter(dm.train_dataloader()))
         _check_batch(batch, 2, 64)
         assert (batch["mask"].flatten(1).sum(1) > 0).all()
+        # Validation: 2 training images held out (fixed by name and seed), never trained on; no test images.
+        train_names = {p.stem for p in dm.train_set.paths}
+        val_names = {p.stem for p in dm.val_set.paths}
+        assert len(train_names) == 4 and len(val_names) == 2 and not train_names & val_names
+        assert all(not name.endswith("_im") for name in val_names)
+        _, held = paris_validation_split(root / "paris_train_original", 2)
+        assert {p.stem for p in held} == val_names
         val = next(iter(dm.val_dataloader()))
         _check_batch(val, 2, 64)
-        assert val["name"] == ["001_im", "002_im"]
-        # The fixed centre hole: 32x32 at (16, 16) in 64x64.
         expected = torch.zeros(1, 64, 64)
-        expected[:, 16:48, 16:48] = 1
-        assert torch.equal(val["mask"][0], expected)
-        assert torch.equal(val["mask"][1], expected)
-        # Evaluation images are the 227x227 files resized, deterministically.
-        again = next(iter(dm.val_dataloader()))
-        torch.testing.assert_close(again["image"], val["image"])
+        expected[:, 16:48, 16:48] = 1  # the centre hole
+        assert torch.equal(val["mask"][0], expected) and torch.equal(val["mask"][1], expected)
+        assert dm.test_set is None  # fit never builds the test split
+        # Test: the paris_eval_gt images only.
+        dm.setup("test")
+        test = next(iter(dm.test_dataloader()))
+        assert test["name"] == ["001_im", "002_im"]
+        torch.testing.assert_close(next(iter(dm.test_dataloader()))["image"], test["image"])
 
     def test_train_crops_are_crops(self, tmp_path):
-        root = write_paris_tree(tmp_path, n_train=1)
-        dm = ParisStreetViewDataModule(str(root), resolution=256, batch_size=1, num_workers=0, flip=False)
+        root = write_paris_tree(tmp_path, n_train=2)
+        dm = ParisStreetViewDataModule(str(root), resolution=256, batch_size=1, num_workers=0, flip=False, val_images=1)
         dm.setup("fit")
         sample = dm.train_set[0]["image"]
-        path = next((root / "paris_train_original").iterdir())
+        path = dm.train_set.paths[0]
         full = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
         # The crop appears verbatim somewhere in the 936x537 image.
         candidates = torch.nonzero((full == sample[:, :1, :1]).all(0))
@@ -76,7 +88,9 @@ class TestParisStreetView:
             for t, left in candidates.tolist()
             if t + 256 <= 537 and left + 256 <= 936
         )
-        dm_resize = ParisStreetViewDataModule(str(root), resolution=64, train_transform="resize", num_workers=0)
+        dm_resize = ParisStreetViewDataModule(
+            str(root), resolution=64, train_transform="resize", num_workers=0, val_images=1
+        )
         dm_resize.setup("fit")
         assert dm_resize.train_set[0]["image"].shape == (3, 64, 64)
 
@@ -97,18 +111,21 @@ class TestParisStreetView:
             f.unlink()
         with pytest.raises(ValueError, match="no image files"):
             ParisStreetViewDataModule(str(root), num_workers=0).setup("fit")
+        root1 = write_paris_tree(tmp_path / "c", n_train=3)
+        with pytest.raises(ValueError, match="cannot hold out 100 validation image"):
+            ParisStreetViewDataModule(str(root1), num_workers=0).setup("fit")
         root2 = write_paris_tree(tmp_path / "b")
         for f in (root2 / "paris_eval_gt").iterdir():
             f.rename(f.with_name(f.name.replace("_im", "_gt")))
         with pytest.raises(ValueError, match=r"_im\.png"):
-            ParisStreetViewDataModule(str(root2), num_workers=0).setup("validate")
+            ParisStreetViewDataModule(str(root2), num_workers=0, val_images=1).setup("test")
 
     def test_corrupt_image(self, tmp_path):
-        root = write_paris_tree(tmp_path, n_train=1)
-        bad = next((root / "paris_train_original").iterdir())
-        bad.write_bytes(bad.read_bytes()[:200])
-        dm = ParisStreetViewDataModule(str(root), resolution=64, num_workers=0)
+        root = write_paris_tree(tmp_path, n_train=2)
+        dm = ParisStreetViewDataModule(str(root), resolution=64, num_workers=0, val_images=1)
         dm.setup("fit")
+        bad = dm.train_set.paths[0]
+        bad.write_bytes(bad.read_bytes()[:200])
         with pytest.raises(CorruptImageError, match=bad.name):
             dm.train_set[0]
 
@@ -124,7 +141,7 @@ class TestImageFolder:
             Image.fromarray(m).save(masks / f"{i + 1:03d}_im.png")
         dm = ImageFolderInpaintingDataModule(
             str(root / "paris_train_original"),
-            str(root / "paris_eval_gt"),
+            val_root=str(root / "paris_eval_gt"),
             resolution=32,
             batch_size=3,
             num_workers=0,
@@ -144,10 +161,26 @@ class TestImageFolder:
         masks.mkdir()
         Image.fromarray(np.full((8, 8), 255, np.uint8)).save(masks / "other.png")
         dm = ImageFolderInpaintingDataModule(
-            str(root / "paris_train_original"), str(root / "paris_eval_gt"), val_mask_root=str(masks), num_workers=0
-        )
+            str(root / "paris_train_original"), val_root=str(root / "paris_eval_gt"), val_mask_root=str(masks),
+            num_workers=0,
+        )  # fmt: skip
         with pytest.raises(ValueError, match="no mask of the same name.*001_im.png"):
             dm.setup("validate")
+
+    def test_val_split_held_out_and_test_root(self, tmp_path):
+        root = write_paris_tree(tmp_path, n_train=5)
+        dm = ImageFolderInpaintingDataModule(
+            str(root / "paris_train_original"), test_root=str(root / "paris_eval_gt"), val_split=2, resolution=32,
+            num_workers=0,
+        )  # fmt: skip
+        dm.setup("fit")
+        train, val = {p.name for p in dm.train_set.paths}, {p.name for p in dm.val_set.paths}
+        assert len(train) == 3 and len(val) == 2 and not train & val
+        assert val == {p.name for p in held_out_split(list((root / "paris_train_original").iterdir()), 2)[1]}
+        dm.setup("test")
+        assert len(dm.test_set) == 3
+        with pytest.raises(ValueError, match="val_root .* or val_split"):
+            ImageFolderInpaintingDataModule(str(root / "paris_train_original"))
 
 
 class TestPredictFolder:
@@ -171,35 +204,72 @@ class TestPredictFolder:
 
 
 class TestDemo:
-    def test_demo(self):
-        dm = DemoInpaintingDataModule(resolution=32, batch_size=4, train_samples_per_epoch=8, num_val_crops=3)
+    def test_demo_splits(self):
+        small = {"train": ["coffee", "moon"], "val": ["chelsea"], "test": ["grace_hopper"]}
+        dm = DemoInpaintingDataModule(
+            resolution=32, batch_size=4, train_samples_per_epoch=8, num_eval_crops=3, photos=small
+        )
         dm.setup("fit")
-        assert len(dm.train_set) == 8
-        assert len(dm.val_set) == 6
-        _check_batch(next(iter(dm.train_dataloader())), 4, 32)
+        assert len(dm.train_set) == 8 and len(dm.val_set) == 3
+        batch = next(iter(dm.train_dataloader()))
+        _check_batch(batch, 4, 32)
         val = next(iter(dm.val_dataloader()))
-        _check_batch(val, 4, 32)
-        assert val["name"][0].startswith("chelsea_")
-        assert dm.val_set[5]["name"].startswith("flower_")
+        _check_batch(val, 3, 32)
+        assert all(name.startswith("chelsea_") for name in val["name"])
         assert torch.equal(val["mask"][0], CenterSquareMasks(0.5)(32, 32))
-        # Validation is deterministic; training crops come from other photographs.
-        torch.testing.assert_close(next(iter(dm.val_dataloader()))["image"], val["image"])
-        train_names = {dm.train_set[i]["name"].split("_")[0] for i in range(8)}
-        assert train_names <= {"astronaut", "coffee", "rocket", "china"}
+        torch.testing.assert_close(next(iter(dm.val_dataloader()))["image"], val["image"])  # fixed crops
+        train_names = {dm.train_set[i]["name"].rsplit("_", 2)[0] for i in range(8)}
+        assert train_names <= {"coffee", "moon"}
+        dm.setup("test")
+        assert all(dm.test_set[i]["name"].startswith("grace_hopper_") for i in range(3))
+
+    def test_the_named_photographs(self):
+        train, val, test = (set(DEMO_PHOTOS[k]) for k in ("train", "val", "test"))
+        assert len(train) >= 10 and not train & val and not train & test and not val & test
+        dm = DemoInpaintingDataModule(resolution=32, num_eval_crops=1)
+        dm.setup("test")
+        assert [dm.val_set[i]["name"].rsplit("_", 2)[0] for i in range(2)] == ["chelsea", "flower"]
+        assert [dm.test_set[i]["name"].rsplit("_", 2)[0] for i in range(2)] == ["motorcycle_left", "grace_hopper"]
 
     def test_exception(self):
         with pytest.raises(ValueError, match="divisible by 8"):
             DemoInpaintingDataModule(resolution=30)
-        dm = DemoInpaintingDataModule()
+        with pytest.raises(ValueError, match="training split and an evaluation split"):
+            DemoInpaintingDataModule(photos={"train": ["chelsea"]})
+        with pytest.raises(ValueError, match="unknown demo photograph"):
+            DemoInpaintingDataModule(photos={"val": ["lena"]})
         with pytest.raises(ValueError, match="predict_root"):
-            dm.setup("predict")
+            DemoInpaintingDataModule().setup("predict")
+
+
+def test_eval_resize_filters():
+    from PIL import Image as PILImage
+
+    photo = PILImage.fromarray(skdata.coffee()[:227, 100:327])
+    bilinear = eval_resize(photo, 256, "bilinear")
+    assert np.array_equal(bilinear, cv2.resize(np.asarray(photo), (256, 256), interpolation=cv2.INTER_LINEAR))
+    lanczos = eval_resize(photo, 256, "lanczos")
+    assert np.array_equal(lanczos, np.asarray(photo.resize((256, 256), PILImage.Resampling.LANCZOS)))
+    assert np.abs(bilinear.astype(int) - lanczos).mean() > 0.5  # the choice changes the pixels
+    with pytest.raises(ValueError, match="eval resize"):
+        eval_resize(photo, 256, "bicubic")
+
+
+def test_binned_free_form_test_masks(tmp_path):
+    root = write_paris_tree(tmp_path, n_train=2, n_eval=6)
+    dm = ParisStreetViewDataModule(
+        str(root), resolution=64, num_workers=0, val_images=1, test_masks=AreaBinnedMasks(bins=[0.1, 0.2, 0.3, 0.4])
+    )
+    dm.setup("test")
+    areas = [float(dm.test_set[i]["mask"].mean()) for i in range(6)]
+    for i, area in enumerate(areas):
+        low, high = [(0.1, 0.2), (0.2, 0.3), (0.3, 0.4)][i % 3]
+        assert low <= area < high, (i, area)
+    assert areas == [float(dm.test_set[i]["mask"].mean()) for i in range(6)]  # fixed: seeded per image
 
 
 def test_mask_files_follow_the_image_crop(tmp_path):
     """A non-square image and its same-size mask: the hole stays where it is in the image after crop + resize."""
-    from PIL import Image
-
-    from common.data.inpainting import InpaintingDataset
     from common.data.masks import FolderMasks
 
     (tmp_path / "img").mkdir()

@@ -1,12 +1,8 @@
-"""Tests for ``common.metrics.inpainting``: PSNR / SSIM / MAE vs scikit-image and numpy, the Metric, folders."""
-
-import json
-import os
+"""Tests for ``common.metrics``: PSNR / SSIM / MAE vs scikit-image, scipy and numpy, area bins, LPIPS, FID."""
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -14,16 +10,13 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from common.metrics.inpainting import (
     PSNR_CAP_DB,
     InpaintingMetrics,
-    LPIPSMetric,
-    format_table,
     mae_per_image,
     psnr_per_image,
     quantize_8bit,
-    score_folders,
-    ssim_map,
     ssim_per_image,
-    write_json,
 )
+from common.metrics.perceptual import FIDMetric, LPIPSMetric
+from common.metrics.ssim import ssim_map
 
 SSIM_KW = {
     "channel_axis": -1,
@@ -223,91 +216,6 @@ def test_lpips_untrained_network_without_download(tmp_path, monkeypatch):
         LPIPSMetric(net="resnet")
 
 
-# ------------------------------------------------------------------------------------------------ folder scoring
-def _write_folders(tmp_path, n=3, size=64, pred_size=None, names=None):
-    preds, gts = _pairs(n=n, size=(size, size), seed=1)
-    names = names or [f"{i:03d}_im" for i in range(n)]
-    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
-    pred_dir.mkdir(exist_ok=True)
-    gt_dir.mkdir(exist_ok=True)
-    for name, pred, gt in zip(names, preds, gts, strict=True):
-        Image.fromarray(np.round(gt * 255).astype(np.uint8)).save(gt_dir / f"{name}.png")
-        image = Image.fromarray(np.round(pred * 255).astype(np.uint8))
-        if pred_size is not None:
-            image = image.resize((pred_size, pred_size))
-        image.save(pred_dir / f"{name}.png")
-    return pred_dir, gt_dir, names
-
-
-def test_score_folders_center_mask_and_json(tmp_path):
-    pred_dir, gt_dir, names = _write_folders(tmp_path)
-    result = score_folders(str(pred_dir), str(gt_dir), progress=False)
-    assert result["count"] == 3
-    assert sorted(result["per_image"]) == names
-    assert set(result["mean"]) == {"psnr", "ssim", "mae", "psnr_hole", "ssim_hole", "mae_hole"}
-    # Independent check of one image: skimage on the files, centre 32x32 hole at (16, 16).
-    gt8 = np.asarray(Image.open(gt_dir / "001_im.png"))
-    pred8 = np.asarray(Image.open(pred_dir / "001_im.png"))
-    scores = result["per_image"]["001_im"]
-    assert scores["psnr"] == pytest.approx(peak_signal_noise_ratio(gt8, pred8, data_range=255), abs=1e-4)
-    assert scores["ssim"] == pytest.approx(structural_similarity(gt8 / 255.0, pred8 / 255.0, **SSIM_KW), abs=1e-6)
-    hole = (pred8[16:48, 16:48].astype(np.float64) - gt8[16:48, 16:48]) / 255.0
-    assert scores["mae_hole"] == pytest.approx(np.abs(hole).mean(), abs=1e-6)
-    assert result["mean"]["psnr"] == pytest.approx(np.mean([result["per_image"][n]["psnr"] for n in names]))
-
-    table = format_table(result)
-    assert table.splitlines()[0].startswith("| images | PSNR (dB) | SSIM | MAE |")
-    assert f"| 3 | {result['mean']['psnr']:.2f} |" in table
-    path = write_json(result, tmp_path / "out" / "scores.json")
-    loaded = json.loads(path.read_text())
-    assert loaded["count"] == 3
-    assert loaded["per_image"]["000_im"]["ssim"] == pytest.approx(result["per_image"]["000_im"]["ssim"])
-    assert loaded["protocol"]["mask"] == "center"
-
-
-def test_score_folders_mask_dir_none_mask_and_resize(tmp_path):
-    pred_dir, gt_dir, names = _write_folders(tmp_path, n=2, size=64, pred_size=80)
-    with pytest.raises(ValueError, match=r"is 80x80 but the ground truth 000_im.png is 64x64"):
-        score_folders(str(pred_dir), str(gt_dir), progress=False)
-    resized = score_folders(str(pred_dir), str(gt_dir), mask="none", resize_to=64, progress=False)
-    assert set(resized["mean"]) == {"psnr", "ssim", "mae"}
-    assert resized["protocol"]["resize_to"] == 64
-
-    mask_dir = tmp_path / "masks"
-    mask_dir.mkdir()
-    for name in names:
-        m = np.zeros((32, 32), np.uint8)  # half resolution: resized (nearest) to the image size
-        m[0:16, :] = 255
-        Image.fromarray(m).save(mask_dir / f"{name}.png")
-    result = score_folders(str(pred_dir), str(gt_dir), mask_dir=str(mask_dir), resize_to=64, progress=False)
-    gt8 = np.asarray(Image.open(gt_dir / "000_im.png"))
-    pred8 = np.asarray(Image.open(pred_dir / "000_im.png").resize((64, 64), Image.Resampling.LANCZOS))
-    hole = (pred8[0:32].astype(np.float64) - gt8[0:32]) / 255.0
-    assert result["per_image"]["000_im"]["mae_hole"] == pytest.approx(np.abs(hole).mean(), abs=1e-6)
-    assert result["per_image"]["000_im"]["psnr"] == pytest.approx(resized["per_image"]["000_im"]["psnr"])
-    os.remove(mask_dir / f"{names[1]}.png")
-    with pytest.raises(ValueError, match=f"no mask in .* for 1 image.*{names[1]}"):
-        score_folders(str(pred_dir), str(gt_dir), mask_dir=str(mask_dir), resize_to=64, progress=False)
-    Image.fromarray(np.zeros((32, 32), np.uint8)).save(mask_dir / f"{names[1]}.png")  # no hole
-    with pytest.raises(ValueError, match=f"mask for {names[1]}: mask has no missing pixel"):
-        score_folders(str(pred_dir), str(gt_dir), mask_dir=str(mask_dir), resize_to=64, progress=False)
-
-
-def test_score_folders_errors(tmp_path):
-    pred_dir, gt_dir, names = _write_folders(tmp_path, n=3)
-    os.rename(pred_dir / "002_im.png", pred_dir / "zzz.png")
-    with pytest.raises(ValueError, match=r"no prediction in .* for 1 ground-truth image\(s\): 002_im.*zzz"):
-        score_folders(str(pred_dir), str(gt_dir), progress=False)
-    with pytest.raises(FileNotFoundError, match="missing"):
-        score_folders(str(tmp_path / "missing"), str(gt_dir), progress=False)
-    with pytest.raises(ValueError, match="mask must be 'center' or 'none'"):
-        score_folders(str(pred_dir), str(gt_dir), mask="random", progress=False)
-    os.rename(pred_dir / "zzz.png", pred_dir / "002_im.png")
-    (pred_dir / "001_im.png").write_bytes(b"corrupt")
-    with pytest.raises(ValueError, match="001_im.png"):
-        score_folders(str(pred_dir), str(gt_dir), progress=False)
-
-
 def test_metric_on_device(device):
     preds, gts = _pairs(n=2)
     mask = _mask(2)
@@ -318,3 +226,79 @@ def test_metric_on_device(device):
     for key, value in metric.compute().items():
         assert value.device.type == device.type
         torch.testing.assert_close(value.cpu(), cpu.compute()[key], rtol=1e-5, atol=1e-5)
+
+
+def _matlab_ssim_reference(pred: np.ndarray, gt: np.ndarray) -> float:
+    """MATLAB's documented ssim of an H x W x 3 array as a volume, from scipy: an 11x11x11 Gaussian (sigma 1.5,
+    radius 5) with replicate ("nearest") padding, mean of the whole map, C1 = 0.01^2, C2 = 0.03^2 on [0, 1]."""
+    from scipy.ndimage import gaussian_filter
+
+    def blur(x):
+        return gaussian_filter(x, sigma=1.5, mode="nearest", truncate=5 / 1.5)
+
+    mu_x, mu_y = blur(pred), blur(gt)
+    var_x, var_y = blur(pred * pred) - mu_x**2, blur(gt * gt) - mu_y**2
+    cov = blur(pred * gt) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    full = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(full.mean())
+
+
+def test_matlab_convention_matches_scipy_volume_filter_and_differs_from_skimage():
+    preds, gts = _pairs(n=3)
+    ours = ssim_per_image(_t(preds).double(), _t(gts).double(), convention="matlab")
+    expected = [_matlab_ssim_reference(p, g) for p, g in zip(preds, gts, strict=True)]
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-9)
+    skimage_values = [structural_similarity(g, p, **SSIM_KW) for p, g in zip(preds, gts, strict=True)]
+    assert np.abs(ours.numpy() - skimage_values).max() > 1e-3  # a different convention, not a rounding change
+    metric = InpaintingMetrics(ssim_convention="matlab", quantize=False)
+    metric.update(_t(preds), _t(gts), _mask(3))
+    assert metric.compute()["ssim"].item() == pytest.approx(np.mean(expected), abs=1e-6)
+    with pytest.raises(ValueError, match="ssim_convention"):
+        InpaintingMetrics(ssim_convention="tf")
+
+
+def test_area_bins_by_value():
+    preds, gts = _pairs(n=4)
+    masks = torch.zeros(4, 1, 48, 64)
+    masks[0, :, :6] = 1  # 12.5% of the image
+    masks[1, :, :12] = 1  # 25%
+    masks[2, :, :7] = 1  # 14.6%
+    masks[3, :, :40] = 1  # 83%: outside every bin
+    metric = InpaintingMetrics(area_bins=[0.1, 0.2, 0.3])
+    metric.update(_t(preds), _t(gts), masks)
+    result = metric.compute()
+    per_image = metric.per_image()
+    torch.testing.assert_close(result["psnr@10-20%"], per_image["psnr"][[0, 2]].mean())
+    torch.testing.assert_close(result["mae_hole@20-30%"], per_image["mae_hole"][1])
+    torch.testing.assert_close(result["psnr"], per_image["psnr"].mean())  # the overall mean keeps every image
+    assert metric.num_images() == {"all": 4, "10-20%": 2, "20-30%": 1}
+    with pytest.raises(ValueError, match="area_bins"):
+        InpaintingMetrics(area_bins=[0.3, 0.2])
+
+
+class _MeanColourFeatures(torch.nn.Module):
+    """A stand-in FID feature extractor (as torchmetrics' tests use): per-channel means and stds of uint8 images."""
+
+    def forward(self, x):
+        x = x.float() / 255
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+def test_fid_with_a_stand_in_extractor_matches_torchmetrics(tmp_path, monkeypatch):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    preds, gts = _pairs(n=8, size=(32, 32))
+    metric = FIDMetric(feature=_MeanColourFeatures())
+    metric.update(_t(preds[:5]), _t(gts[:5]))
+    metric.update(_t(preds[5:]), _t(gts[5:]))
+    reference = FrechetInceptionDistance(feature=_MeanColourFeatures(), normalize=True)
+    reference.update(quantize_8bit(_t(gts)), real=True)
+    reference.update(quantize_8bit(_t(preds)), real=False)
+    torch.testing.assert_close(metric.compute(), reference.compute().float())
+    assert metric.compute() > 0
+    metric.reset()
+    metric.update(_t(gts), _t(gts))
+    assert abs(metric.compute().item()) < 1e-3
+    assert not (tmp_path / "torch_home").exists()

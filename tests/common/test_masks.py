@@ -7,12 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
     CenterSquareMasks,
     FolderMasks,
     FreeFormMasks,
     MaskGenerator,
     RandomRectangleMasks,
+    fixed_boxes,
     mask_bbox,
     mask_bboxes,
     validate_mask,
@@ -261,3 +263,48 @@ def test_validate_mask_errors():
         validate_mask(masks[:1], batch)
     with pytest.raises(ValueError, match="image must be"):
         validate_mask(masks, torch.rand(8, 8))
+
+
+def test_fixed_boxes_recover_deepfills_box():
+    gen = torch.Generator().manual_seed(3)
+    rect = RandomRectangleMasks()  # DeepFill: a 128 box at random, the hole shrunk symmetrically inside it
+    for _ in range(20):
+        top = int(torch.randint(0, 129, (1,), generator=gen))
+        left = int(torch.randint(0, 129, (1,), generator=gen))
+        dh, dw = (int(torch.randint(0, 17, (1,), generator=gen)) for _ in range(2))
+        mask = torch.zeros(1, 1, 256, 256)
+        mask[:, :, top + dh : top + 128 - dh, left + dw : left + 128 - dw] = 1
+        assert fixed_boxes(mask, 128, 128).tolist() == [[top, left]]
+    masks = torch.stack([rect(64, 64, gen) for _ in range(8)])
+    corners = fixed_boxes(masks, 32, 32)
+    for m, (t, c) in zip(masks, corners.tolist(), strict=True):
+        assert m[:, t : t + 32, c : c + 32].sum() == m.sum()  # the whole hole inside the box
+    edge = torch.zeros(1, 1, 64, 64)
+    edge[:, :, 60:64, 0:4] = 1
+    assert fixed_boxes(edge, 32, 32).tolist() == [[32, 0]]  # moved inside the image
+    with pytest.raises(ValueError, match="spans 40x4"):
+        fixed_boxes(torch.nn.functional.pad(torch.ones(1, 1, 40, 4), (0, 60, 0, 24)), 32, 32)
+    with pytest.raises(ValueError, match="no hole"):
+        fixed_boxes(torch.zeros(1, 1, 64, 64), 32, 32)
+
+
+def test_mixed_masks_choose_by_probability():
+    mixed = MixedMasks([CenterSquareMasks(0.5), CenterSquareMasks(0.25)], [3.0, 1.0])
+    gen = torch.Generator().manual_seed(0)
+    big = sum(int(mixed(32, 32, gen).sum()) == 256 for _ in range(400))
+    assert 260 < big < 340  # about 3/4
+    with pytest.raises(ValueError, match="one non-negative probability per generator"):
+        MixedMasks([CenterSquareMasks()], [1.0, 2.0])
+
+
+def test_area_binned_masks():
+    binned = AreaBinnedMasks()  # 10-20% ... 50-60%
+    for index in range(10):
+        low, high = binned.bin_of(index)
+        mask = binned(64, 64, torch.Generator().manual_seed(index), index=index)
+        assert _is_binary_float(mask, 64, 64)
+        assert low <= float(mask.mean()) < high
+        assert torch.equal(mask, binned(64, 64, torch.Generator().manual_seed(index), index=index))
+    assert binned.bin_of(0) == (0.1, 0.2) and binned.bin_of(6) == (0.2, 0.3)
+    with pytest.raises(ValueError, match="bins"):
+        AreaBinnedMasks(bins=[0.5, 0.2])

@@ -1,0 +1,261 @@
+"""Scoring folders of inpainted images: ``python -m an_inpaint evaluate``, the same code as in-training validation.
+
+:func:`score_folders` pairs result and ground-truth files by stem, brings the ground truth to the results' size
+with the evaluation resize (:func:`common.data.inpainting_datasets.eval_resize`), checks that each result is
+*composited* (its known pixels equal the ground truth's; a result that altered them would be scored on pixels the
+method was given), and measures every pair with :class:`common.metrics.InpaintingMetrics` (plus optional LPIPS /
+FID), so the model, OpenCV's baselines (``python -m an_inpaint baseline``) or any other method are measured
+identically. Results go to a markdown table and a JSON file (per image, mean, per area bin, and the protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from common.data.images import list_images, load_rgb
+from common.data.inpainting_datasets import EvalResize, eval_resize
+from common.data.masks import CenterSquareMasks, FolderMasks, validate_mask
+from common.metrics.inpainting import PSNR_CAP_DB, InpaintingMetrics
+from common.metrics.perceptual import FIDMetric, LPIPSMetric
+from common.metrics.ssim import SSIM_SIGMA, SSIM_WINDOW
+
+__all__ = ["KnownRegionError", "check_known_region", "format_table", "score_folders", "write_json"]
+
+KnownCheck = Literal["error", "warn", "off"]
+
+
+class KnownRegionError(ValueError):
+    """A result whose known pixels differ from the ground truth (it was not composited)."""
+
+
+def _by_stem(folder: str | Path, what: str) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in files:
+            raise ValueError(
+                f"{what} folder {folder} has two files named {path.stem!r}: {files[path.stem].name}, {path.name}"
+            )
+        files[path.stem] = path
+    return files
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _to_unit_tensor(pixels: np.ndarray) -> Tensor:
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+
+
+def check_known_region(
+    pred: np.ndarray, gt: np.ndarray, hole: np.ndarray, name: str, mode: KnownCheck = "error", tolerance: int = 0
+) -> int:
+    """Count the known pixels where ``pred`` differs from ``gt`` by more than ``tolerance`` levels (any channel).
+
+    Args:
+        pred: ``(H, W, 3)`` uint8 result.
+        gt: ``(H, W, 3)`` uint8 ground truth.
+        hole: ``(H, W)`` bool, True = missing.
+        name: Image name for the message.
+        mode: ``"error"`` raises :class:`KnownRegionError`, ``"warn"`` warns, ``"off"`` only counts.
+        tolerance: Largest accepted difference in 8-bit levels (0: exact, as composited PNG files are).
+
+    Returns:
+        The number of differing known pixels.
+    """
+    known = ~hole
+    diff = np.abs(pred.astype(np.int16) - gt.astype(np.int16)).max(axis=-1)
+    bad = int(((diff > tolerance) & known).sum())
+    if bad and mode != "off":
+        message = (
+            f"{name}: {bad} known pixel(s) ({100 * bad / max(int(known.sum()), 1):.2f}% of the known region) differ "
+            f"from the ground truth (by up to {int(diff[known].max())} of 255): evaluate scores composited results "
+            "(the method's output inside the hole, the ground truth outside). Composite the result first, use the "
+            "same evaluation resize as the prediction, or pass --known_check warn / off."
+        )
+        if mode == "error":
+            raise KnownRegionError(message)
+        warnings.warn(message, stacklevel=2)
+    return bad
+
+
+def score_folders(
+    pred_dir: str,
+    gt_dir: str,
+    mask_dir: str | None = None,
+    mask: str = "center",
+    resize_to: int | None = None,
+    resize: EvalResize = "bilinear",
+    ssim: Literal["skimage", "matlab"] = "skimage",
+    area_bins: list[float] | None = None,
+    known_check: KnownCheck = "error",
+    known_tolerance: int = 0,
+    lpips: bool = False,
+    lpips_pretrained: bool = True,
+    fid: bool = False,
+    fid_feature: int | torch.nn.Module = 2048,
+    progress: bool = True,
+) -> dict:
+    """Score a folder of inpainted images against a folder of ground truth, per image and on average.
+
+    Args:
+        pred_dir: Folder of results (composited outputs).
+        gt_dir: Folder of ground-truth images.
+        mask_dir: Folder of masks matched by stem (white = hole), resized (nearest) to the result's size; they
+            give the hole metrics and the known-region check. Without it, ``mask`` decides.
+        mask: Without ``mask_dir``: ``"center"`` (the centre square with half the shorter side, the Paris
+            protocol's 128x128 hole at 256x256) or ``"none"`` (whole-image metrics only, no check).
+        resize_to: Bring every image that is not ``resize_to`` x ``resize_to`` to that size (centre square, then
+            ``resize``), e.g. 256 for the 227x227 Paris ground truth; without it, sizes must match.
+        resize: ``"bilinear"`` (OpenCV, the AN authors' test script) or ``"lanczos"``.
+        ssim: SSIM convention, ``"skimage"`` or ``"matlab"`` (:mod:`common.metrics.ssim`).
+        area_bins: Hole-area fractions binning the scores (e.g. ``[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]``).
+        known_check: What a result with altered known pixels gives: ``"error"``, ``"warn"`` or ``"off"``.
+        known_tolerance: Accepted difference of known pixels in 8-bit levels (e.g. for JPEG results).
+        lpips: Also LPIPS (AlexNet; downloads the backbone weights on first use).
+        lpips_pretrained: ``False`` uses an untrained LPIPS network (tests only).
+        fid: Also FID (torchmetrics / torch-fidelity Inception; downloads its weights on first use).
+        fid_feature: FID feature layer or a stand-in ``nn.Module`` (tests).
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        ``{"per_image": {stem: {metric: value}}, "mean": {metric: value}, "count": N, "bins": {bin: N},
+        "protocol": {...}}``.
+
+    Raises:
+        FileNotFoundError: A folder is missing.
+        KnownRegionError: A result's known pixels differ from the ground truth (``known_check="error"``).
+        ValueError: No images, names that do not pair up (listed), an image pair of different sizes without
+            ``resize_to``, a missing or invalid mask, or an unknown ``mask`` value.
+    """
+    if mask not in ("center", "none"):
+        raise ValueError(f"mask must be 'center' or 'none' (or give mask_dir), got {mask!r}")
+    if known_check not in ("error", "warn", "off"):
+        raise ValueError(f"known_check must be 'error', 'warn' or 'off', got {known_check!r}")
+    preds = _by_stem(pred_dir, "prediction")
+    gts = _by_stem(gt_dir, "ground-truth")
+    missing, extra = sorted(set(gts) - set(preds)), sorted(set(preds) - set(gts))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"no prediction in {pred_dir} for {len(missing)} ground-truth image(s): {_names(missing)}")
+        if extra:
+            parts.append(f"no ground truth in {gt_dir} for {len(extra)} prediction(s): {_names(extra)}")
+        raise ValueError("prediction and ground-truth files do not pair up by name; " + "; ".join(parts))
+    folder_masks = None
+    if mask_dir is not None:
+        folder_masks = FolderMasks(mask_dir)
+        no_mask = sorted(set(gts) - set(folder_masks.names))
+        if no_mask:
+            raise ValueError(f"no mask in {mask_dir} for {len(no_mask)} image(s): {_names(no_mask)}")
+    hole_metrics = folder_masks is not None or mask == "center"
+    metrics = InpaintingMetrics(
+        quantize=True, hole_metrics=hole_metrics, ssim_convention=ssim, area_bins=area_bins if hole_metrics else None
+    )
+    lpips_metric = LPIPSMetric(pretrained=lpips_pretrained) if lpips else None
+    fid_metric = FIDMetric(feature=fid_feature) if fid else None
+    stems = sorted(gts)
+    altered = {}
+    for stem in tqdm(stems, desc="scoring", unit="image", disable=not progress):
+        pred_img, gt_img = load_rgb(preds[stem]), load_rgb(gts[stem])
+        if resize_to is not None:
+            pred_px, gt_px = (eval_resize(im, resize_to, resize) for im in (pred_img, gt_img))
+        elif pred_img.size != gt_img.size:
+            (pw, ph), (gw, gh) = pred_img.size, gt_img.size
+            raise ValueError(
+                f"{preds[stem].name} is {pw}x{ph} but the ground truth {gts[stem].name} is {gw}x{gh} "
+                "(width x height); pass resize_to to bring both to one size"
+            )
+        else:
+            pred_px, gt_px = np.asarray(pred_img), np.asarray(gt_img)
+        pred, target = _to_unit_tensor(pred_px), _to_unit_tensor(gt_px)
+        height, width = target.shape[-2:]
+        hole = None
+        if folder_masks is not None:
+            hole = folder_masks.by_name(stem, height, width)
+        elif mask == "center":
+            hole = CenterSquareMasks(0.5)(height, width)
+        if hole is not None:
+            try:
+                hole = validate_mask(hole, target[0]).unsqueeze(0)
+            except ValueError as err:
+                raise ValueError(f"mask for {stem}: {err}") from err
+            count = check_known_region(pred_px, gt_px, hole[0, 0].numpy() > 0.5, stem, known_check, known_tolerance)
+            if count:
+                altered[stem] = count
+        metrics.update(pred, target, hole)
+        for extra_metric in (lpips_metric, fid_metric):
+            if extra_metric is not None:
+                extra_metric.update(pred, target)
+    mean = {k: float(v) for k, v in metrics.compute().items()}
+    values = {k: v.tolist() for k, v in metrics.per_image().items()}
+    if lpips_metric is not None:
+        mean["lpips"] = float(lpips_metric.compute())
+        values["lpips"] = lpips_metric.per_image().tolist()
+    if fid_metric is not None:
+        mean["fid"] = float(fid_metric.compute())
+    per_image = {stem: {k: values[k][i] for k in values} for i, stem in enumerate(stems)}
+    protocol = {
+        "pairing": "by file stem",
+        "range": "RGB in [0, 1], quantised to 8 bits",
+        "average": "per image, then mean over images",
+        "ssim": f"{ssim} convention, Gaussian window {SSIM_WINDOW}, sigma {SSIM_SIGMA}",
+        "psnr_cap_db": PSNR_CAP_DB,
+        "mask": f"folder {mask_dir}" if mask_dir is not None else mask,
+        "resize_to": resize_to,
+        "resize": resize if resize_to is not None else None,
+        "known_check": known_check,
+        "altered_known_pixels": altered,
+        "pred_dir": str(pred_dir),
+        "gt_dir": str(gt_dir),
+    }
+    if lpips:
+        protocol["lpips"] = "alex" + ("" if lpips_pretrained else " (untrained: not comparable)")
+    bins = {k: v for k, v in metrics.num_images().items() if k != "all"}
+    return {"per_image": per_image, "mean": mean, "count": len(stems), "bins": bins, "protocol": protocol}
+
+
+_LABELS = {
+    "psnr": ("PSNR (dB)", 2),
+    "ssim": ("SSIM", 4),
+    "mae": ("MAE", 4),
+    "psnr_hole": ("PSNR hole (dB)", 2),
+    "ssim_hole": ("SSIM hole", 4),
+    "mae_hole": ("MAE hole", 4),
+    "lpips": ("LPIPS", 4),
+    "fid": ("FID", 2),
+}
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def format_table(result: dict) -> str:
+    """Markdown table of :func:`score_folders`' means: one row for all images, one per non-empty area bin."""
+    keys = [k for k in _LABELS if k in result["mean"]]
+    header = ["images", "N"] + [_LABELS[k][0] for k in keys]
+    rows = [["all", str(result["count"])] + [_fmt(result["mean"][k], _LABELS[k][1]) for k in keys]]
+    for label, count in result.get("bins", {}).items():
+        if count:
+            cells = [_fmt(result["mean"].get(f"{k}@{label}"), _LABELS[k][1]) for k in keys]
+            rows.append([f"hole {label}", str(count), *cells])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    """Write the scores of :func:`score_folders` as JSON (parent folders are created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    return path
