@@ -262,14 +262,19 @@ class ANInpaint(pl.LightningModule):
         logs: dict[str, Tensor | float] = {"phase": float(self.phase)}
         if adversarial:
             _, d_logs = manual_step(
-                self, d_opt, lambda: self.adversarial.critic_loss(self.critics, image, out["inpainted"], mask)
+                self,
+                d_opt,
+                lambda: self.adversarial.critic_loss(self.critics, image, out["inpainted"], mask),
+                name="critics",
             )
             self.critic_steps += 1
             logs.update(d_logs)
         if g_step:
             for group in g_opt.param_groups:
                 group["lr"] = self._scheduled_lr()
-            _, g_logs = manual_step(self, g_opt, lambda: self._generator_loss(out, batch, adversarial))
+            _, g_logs = manual_step(
+                self, g_opt, lambda: self._generator_loss(out, batch, adversarial), name="generator"
+            )
             logs.update(g_logs)
             self.log("train/rec", g_logs["rec"], prog_bar=True, batch_size=image.shape[0])
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
