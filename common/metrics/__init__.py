@@ -1,4 +1,4 @@
-"""Metrics: FID / IS / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS) for inpainting."""
+"""Metrics: FID / IS / KID / precision-recall / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS) for inpainting."""
 
 from common.metrics.generation import (
     GenerationMetrics,
@@ -6,6 +6,8 @@ from common.metrics.generation import (
     RandomProjectionExtractor,
     frechet_distance,
     inception_score,
+    kernel_inception_distance,
+    precision_recall,
     reference_cache_path,
 )
 from common.metrics.inpainting import (
@@ -30,7 +32,9 @@ __all__ = [
     "format_table",
     "frechet_distance",
     "inception_score",
+    "kernel_inception_distance",
     "mae_per_image",
+    "precision_recall",
     "psnr_per_image",
     "reference_cache_path",
     "score_folders",
