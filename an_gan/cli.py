@@ -57,7 +57,10 @@ def _init_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 def _spec(cls: type, **overrides: Any) -> dict[str, Any]:
     skip = _LINKED if cls in (Generator, Discriminator) else ()
-    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {**_init_defaults(cls, skip), **overrides}}
+    return {
+        "class_path": f"{cls.__module__}.{cls.__qualname__}",
+        "init_args": {**_init_defaults(cls, skip), **overrides},
+    }
 
 
 def _adam(lr: float) -> dict[str, Any]:

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from an_gan.evaluation import eval_mode
 from an_gan.samples import class_noise
-from common.data.class_images import DigitsDataModule
 from common.data.class_datasets import dataset_labels
+from common.data.class_images import DigitsDataModule
 from common.data.images import list_images
 
 __all__ = ["demo_quality", "digit_features", "format_demo_quality", "judge", "score_digit_folder"]
@@ -53,9 +53,7 @@ def _spread(features: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     return out
 
 
-def judge(
-    fake: np.ndarray, fake_labels: np.ndarray, data: DigitsDataModule | None = None
-) -> dict[str, Any]:
+def judge(fake: np.ndarray, fake_labels: np.ndarray, data: DigitsDataModule | None = None) -> dict[str, Any]:
     """Real accuracy, class-consistency, CAS and spread ratio of generated digit features (module docstring).
 
     Args:

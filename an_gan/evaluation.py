@@ -174,10 +174,19 @@ class GenerationEvaluator:
             return InceptionFeatureExtractor.feature_dim
         return feature_dim(self._extractor)
 
+    def _num_logits(self) -> int:
+        k = getattr(self._extractor, "num_logits", None)
+        if k is None:
+            with torch.no_grad():
+                _, logits = self._extractor(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+            k = logits.shape[1]
+        return int(k)
+
     def metrics(self, device: torch.device | str = "cpu") -> GenerationMetrics:
         """The pooled metric object (holds the reference statistics between evaluations)."""
         if self._metrics is None:
-            self._metrics = GenerationMetrics(self._feature_dim(), self.is_splits, self.kid_prc_num_samples)
+            k = InceptionFeatureExtractor.num_logits if self._extractor is None else self._num_logits()
+            self._metrics = GenerationMetrics(self._feature_dim(), self.is_splits, self.kid_prc_num_samples, k)
         return self._metrics.to(device)
 
     def classes(self, num_classes: int) -> list[int]:

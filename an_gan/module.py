@@ -171,7 +171,7 @@ class ANGAN(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor, which: str | None = None) -> Tensor:
-        """Images in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: ``eval_generator``), eval mode."""
+        """Images in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator), eval mode."""
         which = which or self.eval_generator
         net = self.ema_generator() if which == "ema" else self.generator
         with eval_mode(net):

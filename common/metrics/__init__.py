@@ -1,4 +1,5 @@
-"""Metrics: FID / IS / KID / precision-recall / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS) for inpainting."""
+"""Metrics: FID / IS / KID / precision-recall / intra-FID for class-conditional generation, PSNR / SSIM / MAE
+(+ LPIPS) for inpainting."""
 
 from common.metrics.generation import (
     GenerationMetrics,

@@ -173,8 +173,8 @@ def test_fast_dev_run(config, tmp_path):
 
 def _demo_fit(tmp_path: Path, max_steps: int, extra: list[str] = ()):
     demo = str(Path(__file__).resolve().parents[2] / "configs" / "an_gan" / "demo.yaml")
-    args = ["fit", "--config", demo, "--data.init_args.batch_size=8", *_tiny(tmp_path), f"--trainer.max_steps={max_steps}",
-            "--trainer.val_check_interval=2", "--trainer.limit_train_batches=4",
+    args = ["fit", "--config", demo, "--data.init_args.batch_size=8", *_tiny(tmp_path),
+            f"--trainer.max_steps={max_steps}", "--trainer.val_check_interval=2", "--trainer.limit_train_batches=4",
             f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
             f"--trainer.default_root_dir={tmp_path / 'runs'}", *extra]  # fmt: skip
     return cli_main(args)

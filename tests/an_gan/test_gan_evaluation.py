@@ -175,6 +175,16 @@ class TestEvaluator:
         shares = [[row for row in plan if row[0] % 2 == rank] for rank in (0, 1)]  # what run(rank, world=2) takes
         assert sorted(shares[0] + shares[1]) == plan and not set(shares[0]) & set(shares[1])
 
+    def test_builds_offline_and_fails_on_first_use(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # empty cache, and no network:
+        monkeypatch.setattr(
+            torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+        )
+        evaluator = GenerationEvaluator()  # constructing must not need the Inception weights
+        assert evaluator.extractor_name == "inception-v3-tf-2015-12-05"
+        with pytest.raises(RuntimeError, match="weights-inception-2015-12-05"):
+            evaluator.feature_extractor  # noqa: B018
+
     def test_exception(self, data):
         with pytest.raises(ValueError, match="num_samples"):
             GenerationEvaluator(num_samples=1)

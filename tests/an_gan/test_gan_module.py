@@ -155,7 +155,9 @@ class TestStandingStatistics:
         ema = model.ema_generator()
         raw_layers, ema_layers = normalization_layers(model.generator), normalization_layers(ema)
         assert len(ema_layers) == len(raw_layers) > 0
-        assert any(not torch.allclose(e.running_mean, r.running_mean) for e, r in zip(ema_layers, raw_layers))
+        assert any(
+            not torch.allclose(e.running_mean, r.running_mean) for e, r in zip(ema_layers, raw_layers, strict=True)
+        )
 
         # They are the plain average of the batch statistics of the seeded standing batches (recomputed here).
         gen = torch.Generator().manual_seed(0)
@@ -174,7 +176,7 @@ class TestStandingStatistics:
         # The EMA generator generates with them: swapping in the raw G's statistics changes its output.
         z, y = torch.randn(4, 8), torch.arange(4)
         out = model.generate(z, y, which="ema")
-        for e, r in zip(ema_layers, raw_layers):
+        for e, r in zip(ema_layers, raw_layers, strict=True):
             e.running_mean.copy_(r.running_mean)
             e.running_var.copy_(r.running_var)
         assert not torch.allclose(model.ema.averaged.eval()(z, y), out)

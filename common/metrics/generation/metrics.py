@@ -57,6 +57,8 @@ class GenerationMetrics(Metric):
         feature_dim: width D of the features.
         is_splits: Inception Score splits (10 in the SN-GAN / SA-GAN protocol).
         kid_prc_num_samples: features per side kept for KID and precision / recall (0: not computed).
+        num_logits: width K of the logits (needed under DDP when a process may see no generated image; else
+            taken from the first update).
         **kwargs: passed to ``torchmetrics.Metric`` (e.g. ``sync_on_compute``, ``process_group``).
     """
 
@@ -64,7 +66,14 @@ class GenerationMetrics(Metric):
     higher_is_better = None
     full_state_update = False
 
-    def __init__(self, feature_dim: int, is_splits: int = 10, kid_prc_num_samples: int = 10000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        is_splits: int = 10,
+        kid_prc_num_samples: int = 10000,
+        num_logits: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if feature_dim < 1 or is_splits < 1 or kid_prc_num_samples < 0:
             raise ValueError(
@@ -72,6 +81,7 @@ class GenerationMetrics(Metric):
                 f"{kid_prc_num_samples}"
             )
         self.feature_dim, self.is_splits, self.kid_prc_num_samples = feature_dim, is_splits, kid_prc_num_samples
+        self.num_logits = num_logits
         self._reference_loaded = False
         d, f64 = feature_dim, torch.float64
         for side in ("real", "fake"):
@@ -114,6 +124,23 @@ class GenerationMetrics(Metric):
                     raise ValueError("generated samples need their logits (N, K) for the Inception Score")
                 self.fake_logits.append(logits.detach().float())
                 self.fake_logit_positions.append(positions)
+                self.num_logits = self.num_logits or logits.shape[1]
+
+    def _sync_dist(self, *args: Any, **kwargs: Any) -> None:
+        # A process may hold no sample of some list state (e.g. no reference feature among the first N); every
+        # process must still join every gather, with a tensor of the right rank and dtype.
+        empty = {
+            "features": torch.zeros(0, self.feature_dim),
+            "positions": torch.zeros(0, dtype=torch.long),
+            "logits": torch.zeros(0, self.num_logits or 1),
+            "logit_positions": torch.zeros(0, dtype=torch.long),
+        }
+        for side in ("real", "fake"):
+            for name, value in empty.items():
+                attr = f"{side}_{name}"
+                if hasattr(self, attr) and isinstance(getattr(self, attr), list) and not getattr(self, attr):
+                    getattr(self, attr).append(value.to(self.real_sum.device))
+        super()._sync_dist(*args, **kwargs)
 
     def has_reference(self) -> bool:
         """True when reference statistics were accumulated or loaded."""
