@@ -38,11 +38,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from an_gan.samples import class_counts, class_noise, positions
+from an_gan.samples import class_counts, class_folders, class_noise, positions, read_image
 from common.data.images import list_images
 from common.metrics.generation import (
     ClassStatistics,
@@ -357,7 +356,7 @@ class GenerationEvaluator:
                 images whose size differs from the reference resolution.
         """
         device = torch.device(device or "cpu")
-        folders = self._class_folders(Path(samples), reference)
+        folders = class_folders(Path(samples), reference.class_names, reference.num_classes)
         self.prepare(reference, device)
         self.metrics(device).reset()
         k = reference.num_classes
@@ -374,41 +373,12 @@ class GenerationEvaluator:
                 )
             stats = ClassStatistics(self._feature_dim(), device) if intra_count else None
             for start in range(0, total, self.batch_size):
-                batch = [
-                    self._read(p, reference.resolution) for p in files[start : min(start + self.batch_size, total)]
-                ]
+                chunk = files[start : min(start + self.batch_size, total)]
+                batch = [read_image(p, reference.resolution) for p in chunk]
                 self._consume(torch.stack(batch).to(device), cls, start, fid_count, stats, k)
             if stats is not None:
                 intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats)
         return self._finish(reference, intra_values, device)
-
-    @staticmethod
-    def _class_folders(samples: Path, reference: ReferenceData) -> dict[int, Path]:
-        if not samples.is_dir():
-            raise FileNotFoundError(f"samples folder not found: {samples}")
-        folders: dict[int, Path] = {}
-        for sub in sorted(p for p in samples.iterdir() if p.is_dir()):
-            if sub.name in reference.class_names:
-                cls = reference.class_names.index(sub.name)
-            elif sub.name.isdigit() and int(sub.name) < reference.num_classes:
-                cls = int(sub.name)
-            else:
-                raise ValueError(
-                    f"{sub} is neither a class index below {reference.num_classes} nor a class name of the reference "
-                    f"({', '.join(reference.class_names[:3])}, ...)"
-                )
-            folders[cls] = sub
-        if not folders:
-            raise ValueError(f"no class sub-folders in {samples} (expected <class>/<index>.png)")
-        return folders
-
-    @staticmethod
-    def _read(path: Path, resolution: int) -> Tensor:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-        if array.shape[:2] != (resolution, resolution):
-            raise ValueError(f"{path} is {array.shape[1]}x{array.shape[0]}, the reference is {resolution}x{resolution}")
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
     def describe(self, num_classes: int) -> dict[str, Any]:
         """The protocol as a dict (for JSON reports)."""

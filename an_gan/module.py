@@ -337,9 +337,9 @@ class ANGAN(pl.LightningModule):
         if self.ema is not None and self.ema_settings.standing_batches > 0:
             # The checkpoint's EMA generator carries its own standing statistics (load_generator uses them).
             net = self.ema_generator()
-            state = checkpoint["state_dict"]
+            state, layers = checkpoint["state_dict"], {id(m) for m in normalization_layers(net)}
             for layer_name, layer in net.named_modules():
-                if layer in normalization_layers(net):
+                if id(layer) in layers:
                     for buffer_name, value in layer.named_buffers(recurse=False):
                         key = f"ema.averaged.{layer_name}.{buffer_name}"
                         if key in state:

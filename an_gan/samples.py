@@ -15,13 +15,23 @@ and the KID / precision-recall subsets follow that order, so they do not depend 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["NOISE_CHUNK", "ClassSampleDataset", "class_counts", "class_noise", "positions"]
+__all__ = [
+    "NOISE_CHUNK",
+    "ClassSampleDataset",
+    "class_counts",
+    "class_folders",
+    "class_noise",
+    "positions",
+    "read_image",
+]
 
 #: Rows of noise drawn per seeded generator (fixed, so a stream's values never depend on how much is drawn).
 NOISE_CHUNK = 64
@@ -89,3 +99,39 @@ class ClassSampleDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         return self.z[i], self.labels[i], self.indices[i]
+
+
+def class_folders(samples: Path, class_names: Sequence[str], num_classes: int) -> dict[int, Path]:
+    """The class sub-folders of a samples folder: ``{class index: folder}``.
+
+    A folder is named by its class index (``0003``, as ``predict`` writes it) or by one of ``class_names``.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: a sub-folder that names no class, or no sub-folders at all.
+    """
+    if not samples.is_dir():
+        raise FileNotFoundError(f"samples folder not found: {samples}")
+    folders: dict[int, Path] = {}
+    for sub in sorted(p for p in samples.iterdir() if p.is_dir()):
+        if sub.name in class_names:
+            folders[list(class_names).index(sub.name)] = sub
+        elif sub.name.isdigit() and int(sub.name) < num_classes:
+            folders[int(sub.name)] = sub
+        else:
+            raise ValueError(
+                f"{sub} is neither a class index below {num_classes} nor a class name of the reference "
+                f"({', '.join(list(class_names)[:3])}, ...)"
+            )
+    if not folders:
+        raise ValueError(f"no class sub-folders in {samples} (expected <class>/<index>.png)")
+    return folders
+
+
+def read_image(path: Path, resolution: int) -> Tensor:
+    """An image file as uint8 ``(3, R, R)``; its size must be ``resolution`` (the reference's)."""
+    with Image.open(path) as img:
+        array = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if array.shape[:2] != (resolution, resolution):
+        raise ValueError(f"{path} is {array.shape[1]}x{array.shape[0]}, the reference is {resolution}x{resolution}")
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
