@@ -21,7 +21,12 @@ baselines' published numbers) and keep the literal reading as ``Discriminator(nu
  128     16->16, 16->8, 8->4, 4->2, 2->1         1 v, 2 v, 4 v, 8 v, 16 v, 16 (sngan ``snresnet.py``)
  64      16->8, 8->4, 4->2, 2->1                 1 v, 2 v, 4 v, 8 v, 16 v (``snresnet_64.py``)
  32      4->4, 4->4, 4->4 (CIFAR G, 256 wide)    2 v, 2 v, 2, 2 (CIFAR D, 128 wide, ``snresnet_32.py``)
+ 16      4->4, 4->4 (ours: the CIFAR G, one       2 v, 2, 2 (ours: the CIFAR D, one block shorter)
+         block shorter, for CPU demos)
 ======  =====================================  =====================================================
+
+The 16-px row is not a published architecture: it exists for the bundled digits demo (8x8 scans), where 32x32
+maps would cost four times the compute for no information.
 
 Parameter counts at 128x128, 1000 classes, ``ch = 64``, no long-range module (checked by the tests against the
 layer-by-layer count of the reference code): G 41,996,931; D 39,443,137 with SA-GAN's wide blocks (``wide=True``,
@@ -67,12 +72,18 @@ __all__ = [
 #: Names accepted for the long-range slot.
 LONG_RANGE_CHOICES: tuple[str, ...] = ("an", "an_bn", "sa", "none")
 #: Generator width multipliers per output resolution: entry 0 is the 4x4 input, entry i+1 the output of block i.
-G_WIDTHS: dict[int, tuple[int, ...]] = {128: (16, 16, 8, 4, 2, 1), 64: (16, 8, 4, 2, 1), 32: (4, 4, 4, 4)}
+G_WIDTHS: dict[int, tuple[int, ...]] = {
+    128: (16, 16, 8, 4, 2, 1),
+    64: (16, 8, 4, 2, 1),
+    32: (4, 4, 4, 4),
+    16: (4, 4, 4),
+}
 #: Discriminator blocks per input resolution: (output width multiplier, down-samples).
 D_BLOCKS: dict[int, tuple[tuple[int, bool], ...]] = {
     128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
     64: ((1, True), (2, True), (4, True), (8, True), (16, True)),
     32: ((2, True), (2, True), (2, False), (2, False)),
+    16: ((2, True), (2, False), (2, False)),
 }
 
 
@@ -111,7 +122,7 @@ class Generator(nn.Module):
 
     Args:
         num_classes: number of classes K (linked from the data by the CLI).
-        resolution: output size R, one of 32, 64, 128 (linked from the data by the CLI).
+        resolution: output size R, one of 16, 32, 64, 128 (linked from the data by the CLI).
         z_dim: noise dimension (SN-GAN / SA-GAN: 128).
         ch: base width; block widths are ``ch * G_WIDTHS[resolution]`` (64 is the published model).
         long_range: ``"an"`` (the paper's model), ``"an_bn"`` (Table 4 "AN w BN"), ``"sa"`` (SA-GAN) or
@@ -236,7 +247,7 @@ class Discriminator(nn.Module):
 
     Args:
         num_classes: number of classes K (linked from the data by the CLI).
-        resolution: input size R, one of 32, 64, 128 (linked from the data by the CLI).
+        resolution: input size R, one of 16, 32, 64, 128 (linked from the data by the CLI).
         ch: base width; block widths are ``ch * D_BLOCKS[resolution]`` multipliers.
         long_range: ``"an"``, ``"an_bn"``, ``"sa"`` or ``"none"``.
         long_range_block: the block holding AN (inside it, after conv1: block 0 is the paper's first block, on
