@@ -1,78 +1,93 @@
-"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict``.
+"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate``.
 
 LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` and any
-``common.data.class_images.ClassImageDataModule`` subclass (``--data`` takes a ``class_path``). With no arguments
-``fit`` trains the bundled demo (scikit-learn digits at 32x32, tiny networks, CPU-sized; ``configs/an_gan/demo.yaml``
-spells out the same settings). The data's ``num_classes`` and ``resolution`` are linked into the model
-(``apply_on="instantiate"``). Checkpoints: ``last.ckpt`` and ``best-fid.ckpt`` (lowest ``val/fid``).
+``common.data.class_images.ClassImageDataModule`` subclass (``--data`` takes a ``class_path``).
 
-``predict`` reads no images: it generates ``--model.predict_num_per_class`` images for each class of
-``--model.predict_classes`` (default all) with the module's own dataloader and writes one folder of PNGs per class
-(see ``an_gan.sampling``). The data section is still built for the ``num_classes``/``resolution`` links, so the
-run's data root must exist (only its class folders are listed); on a machine without the data use
-``an_gan.sampling.load_generator``. Pass the run's ``config.yaml`` so the networks match the checkpoint::
+* ``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo, ``configs/an_gan/demo.yaml`` (scikit-learn
+  digits at 32x32, CPU-sized; it ships with the package), and ends with the demo's judge
+  (:func:`an_gan.demo_quality.demo_quality`). Any other run starts from the constructors' defaults, which are the
+  paper's ImageNet 128 model and recipe (``--print_config`` shows them); no trainer default pins the accelerator,
+  the device count or the run length.
+* The data's ``num_classes`` and ``resolution`` are linked into both networks (``apply_on="instantiate"``).
+* Checkpoints: ``last.ckpt`` and ``best-fid.ckpt`` (lowest ``val/fid``: the validation evaluator's split and seed,
+  never the test evaluator's).
+* ``predict`` reads no images: :class:`an_gan.sampling.ClassFolderWriter` (``--predict_writer.*``) generates images
+  per class and writes ``<class:04d>/<index:06d>.png``. Pass the run's ``config.yaml`` so the networks match::
 
-    python -m an_gan predict --config RUN/config.yaml --ckpt_path RUN/checkpoints/last.ckpt \\
-        --model.predict_num_per_class 50 --model.predict_output_dir samples/
+      python -m an_gan predict --config RUN/config.yaml --ckpt_path RUN/checkpoints/last.ckpt \\
+          --predict_writer.num_per_class 50 --predict_writer.output_dir samples/
+
+* ``evaluate`` scores a folder of generated images in class sub-folders with the same code as in-training
+  validation (:meth:`an_gan.evaluation.GenerationEvaluator.score_folder`), prints a table and writes JSON::
+
+      python -m an_gan evaluate --samples samples/ --reference /data/real_class_folders --output scores.json
+      python -m an_gan evaluate --samples samples/ --data common.data.imagenet.ImageNetDataModule \\
+          --data.init_args.root /data/imagenet
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
+import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
+from jsonargparse import ArgumentParser
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from an_gan.evaluation import GenerationEvaluator
 from an_gan.module import ANGAN
+from an_gan.networks import Discriminator, Generator
+from an_gan.sampling import ClassFolderWriter
 from common.cli import ANLightningCLI
-from common.data.class_images import ClassImageDataModule
+from common.data.class_images import ClassFolderDataModule, ClassImageDataModule, DigitsDataModule
 
-__all__ = ["DEMO_DATA_DEFAULTS", "DEMO_MODEL_DEFAULTS", "DEMO_TRAINER_DEFAULTS", "ANGANCLI", "cli_main"]
+__all__ = ["ANGANCLI", "MODEL_DEFAULTS", "cli_main", "evaluate_main", "format_scores"]
 
-#: Model settings of the no-argument demo (digits, 32x32, CPU): mirrored in configs/an_gan/demo.yaml.
-DEMO_MODEL_DEFAULTS: dict[str, Any] = {
-    "z_dim": 64,
-    "g_ch": 8,
-    "d_ch": 16,
-    "g_long_range": "an",
-    "g_long_range_block": 1,
-    "d_long_range": "an",
-    "d_long_range_block": 0,
-    "num_entities": 8,
-    "g_lr": 4e-4,
-    "d_lr": 8e-4,
-    "betas": (0.0, 0.9),
-    "ema_decay": 0.99,
-    "ema_start_step": 100,
-    "eval_num_samples": 500,
-    "eval_batch_size": 250,
-    "feature_extractor": {
-        "class_path": "common.metrics.generation.RandomProjectionExtractor",
-        "init_args": {"feature_dim": 16, "num_logits": 10, "seed": 0},
-    },
-    "sample_every_n_steps": 250,
-    "samples_per_class": 10,
-}
-#: Data settings of the no-argument demo.
-DEMO_DATA_DEFAULTS: dict[str, Any] = {"resolution": 32, "batch_size": 32}
-#: Trainer settings of the no-argument demo (``max_steps`` counts D and G optimiser steps: 2 per iteration, so
-#: 2000 = 1000 iterations; ``val_check_interval`` counts batches = D steps).
-DEMO_TRAINER_DEFAULTS: dict[str, Any] = {
-    "accelerator": "cpu",
-    "max_steps": 2000,
-    "max_epochs": -1,
-    "val_check_interval": 500,
-    "check_val_every_n_epoch": None,
-    "log_every_n_steps": 25,
-    "num_sanity_val_steps": 0,
+_LINKED = ("num_classes", "resolution")
+
+
+def _init_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every constructor default of ``cls`` (so ``--print_config`` shows the whole configuration)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.name != "self" and p.name not in skip and p.default is not p.empty}
+
+
+def _spec(cls: type, **overrides: Any) -> dict[str, Any]:
+    skip = _LINKED if cls in (Generator, Discriminator) else ()
+    return {
+        "class_path": f"{cls.__module__}.{cls.__qualname__}",
+        "init_args": {**_init_defaults(cls, skip), **overrides},
+    }
+
+
+def _adam(lr: float) -> dict[str, Any]:
+    return {"class_path": "torch.optim.Adam", "init_args": {"lr": lr, "betas": [0.0, 0.999]}}
+
+
+#: The paper's model, recipe and evaluation protocol as CLI defaults (Wang et al., CVPR 2020, Sections 4, 5.1):
+#: the constructors' defaults spelled out, plus the two evaluators (ANGAN's Python defaults evaluate nothing).
+#: Validation (model selection): 50k samples, seed 0, FID against the ImageNet validation images, intra-FID on the
+#: Table 2 classes. Test (reported): 50k samples, seed 1, FID against the training images, intra-FID on all classes
+#: (5,000 per class against each class's training images, the SN-GAN projection protocol).
+MODEL_DEFAULTS: dict[str, Any] = {
+    "model.generator": _spec(Generator),
+    "model.discriminator": _spec(Discriminator),
+    "model.g_optimizer": _adam(1e-4),
+    "model.d_optimizer": _adam(4e-4),
+    "model.val_evaluator": _spec(GenerationEvaluator, seed=0, reference_split="val", intra_fid_classes="table2"),
+    "model.test_evaluator": _spec(GenerationEvaluator, seed=1, reference_split="train", intra_fid_classes="all"),
 }
 
 
 class ANGANCLI(ANLightningCLI):
-    """``ANLightningCLI`` for ``an_gan``: data -> model links, demo defaults, best-by-FID checkpoint."""
+    """``ANLightningCLI`` for ``an_gan``: data -> network links, paper defaults, best-by-FID checkpoint, demo."""
 
     task_name: ClassVar[str] = "an_gan"
+    demo_config: ClassVar[str | None] = "demo.yaml"
     task_trainer_defaults: ClassVar[dict[str, Any]] = {
-        **DEMO_TRAINER_DEFAULTS,
         "callbacks": [
             ModelCheckpoint(
                 monitor="val/fid", mode="min", save_top_k=1, filename="best-fid", auto_insert_metric_name=False
@@ -82,26 +97,116 @@ class ANGANCLI(ANLightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.resolution", "model.resolution", apply_on="instantiate")
-        parser.set_defaults(
-            {
-                "data": {"class_path": "common.data.class_images.DigitsDataModule", "init_args": DEMO_DATA_DEFAULTS},
-                **{f"model.{key}": value for key, value in DEMO_MODEL_DEFAULTS.items()},
-            }
-        )
+        for net in ("generator", "discriminator"):
+            for name in _LINKED:
+                parser.link_arguments(f"data.{name}", f"model.{net}.init_args.{name}", apply_on="instantiate")
+        parser.add_lightning_class_args(ClassFolderWriter, "predict_writer")
+        parser.set_defaults(MODEL_DEFAULTS)
 
     def before_predict(self) -> None:
-        # Generation needs no dataset: run the module's own predict_dataloader (class x index items).
+        # Generation needs no dataset: run the module's own predict_dataloader (the writer's classes and seed).
         self.datamodule = None
 
+    def after_fit(self) -> None:
+        super().after_fit()
+        if isinstance(self.datamodule, DigitsDataModule) and self.trainer.is_global_zero:
+            from an_gan.demo_quality import demo_quality, format_demo_quality
+            from common.callbacks.images import results_dir
 
-def cli_main(args: list[str] | None = None, run: bool = True) -> ANGANCLI:
-    """Run the CLI (``args=None`` reads ``sys.argv``); returns the CLI object (for tests)."""
+            report = demo_quality(self.model.evaluation_generator(), self.datamodule)
+            path = results_dir(self.trainer) / "demo_quality.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(report, indent=2))
+            print(format_demo_quality(report) + f"\n  written to {path}", flush=True)
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """A two-column text table of scores (per-class intra-FID rows last)."""
+    keys = sorted(scores, key=lambda k: (k.startswith("intra_fid/"), k))
+    width = max(len(k) for k in keys)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    lines += [f"{k:<{width}}  {scores[k]:.4f}" if math.isfinite(scores[k]) else f"{k:<{width}}  nan" for k in keys]
+    return "\n".join(lines)
+
+
+def _first_image_size(samples: Path) -> int:
+    from PIL import Image
+
+    from common.data.images import list_images
+
+    folders = sorted(p for p in samples.iterdir() if p.is_dir()) if samples.is_dir() else []
+    for folder in folders:
+        files = list_images(folder)
+        if files:
+            with Image.open(files[0]) as img:
+                return img.size[0]
+    raise FileNotFoundError(f"no class sub-folders with images in {samples}")
+
+
+def evaluate_main(args: list[str] | None = None) -> dict[str, Any]:
+    """``evaluate``: score a folder of generated images (class sub-folders); print a table, write JSON."""
+    parser = ArgumentParser(
+        prog="python -m an_gan evaluate",
+        description="FID / IS / KID / precision-recall / intra-FID of generated images in class sub-folders "
+        "(<class index or name>/<index>.png) against real images, with the code of in-training validation.",
+    )
+    parser.add_argument("--samples", type=str, required=True, help="folder of generated images, one folder per class")
+    parser.add_argument(
+        "--reference", type=str | None, default=None, help="folder of real images, one folder per class (all used)"
+    )
+    parser.add_subclass_arguments(ClassImageDataModule, "data", required=False, help="or: a datamodule as reference")
+    parser.add_subclass_arguments(GenerationEvaluator, "evaluator", help="the protocol (default: the paper's test)")
+    parser.add_argument("--device", type=str, default="cpu", help="device for the feature extractor")
+    parser.add_argument("--demo_quality", type=bool, default=False, help="also the digits judge (digits samples)")
+    parser.add_argument("--output", type=str | None, default=None, help="JSON file for the scores")
+    parser.set_defaults({"evaluator": MODEL_DEFAULTS["model.test_evaluator"]})
+    cfg = parser.parse_args(args)
+    init = parser.instantiate_classes(cfg)
+    samples = Path(cfg.samples)
+    if (cfg.reference is None) == (init.get("data") is None):
+        parser.error("give exactly one of --reference FOLDER and --data CLASS_PATH")
+    if cfg.reference is not None:
+        reference = ClassFolderDataModule(
+            cfg.reference, resolution=_first_image_size(samples), val_root=cfg.reference, min_classes=1, num_workers=0
+        )
+    else:
+        reference = init.data
+    evaluator: GenerationEvaluator = init.evaluator
+    scores = evaluator.score_folder(samples, reference, device=cfg.device)
+    result: dict[str, Any] = {
+        "samples": str(samples),
+        "reference": cfg.reference or type(reference).__name__,
+        "protocol": evaluator.describe(reference.num_classes),
+        "scores": scores,
+        "intra_fid_per_class": {str(c): v for c, v in evaluator.last_intra_fid.items()},
+    }
+    print(format_scores(scores), flush=True)
+    if cfg.demo_quality:
+        from an_gan.demo_quality import format_demo_quality, score_digit_folder
+
+        result["demo_quality"] = score_digit_folder(samples)
+        print(format_demo_quality(result["demo_quality"]), flush=True)
+    if cfg.output:
+        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.output).write_text(json.dumps(result, indent=2))
+        print(f"scores written to {cfg.output}", flush=True)
+    return result
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> ANGANCLI | dict[str, Any]:
+    """Entry point (``args=None`` reads ``sys.argv``); returns the CLI object, or the scores for ``evaluate``."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and argv and argv[0] == "evaluate":
+        return evaluate_main(argv[1:])
+    description = (
+        "Class-conditional GAN with Attentive Normalization. Subcommands: fit, validate, test, predict (below) and "
+        "evaluate (score a folder of generated images: python -m an_gan evaluate --help)."
+    )
     return ANGANCLI(
         ANGAN,
         ClassImageDataModule,
         subclass_mode_data=True,
         args=args,
         run=run,
+        parser_kwargs={"description": description},
     )

@@ -1,299 +1,195 @@
 """``ANGAN``: the LightningModule that trains and evaluates the class-conditional AN GAN.
 
-Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020, Sections 4, 5.1, 5.2:
-hinge losses (eq. 7, 8), Adam with the two time-scale rule (G 1e-4, D 4e-4, betas (0, 0.999)), batch 256, one D
-step per G step, spectral norm on G and D, AN's orthogonal regularisation (eq. 1). FID, intra-FID and IS on 50k
-generated images (Tables 1, 2, 4).
+Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020, Sections 4 and 5.1: hinge losses
+(eq. 7, 8), Adam with the two time-scale rule (G 1e-4, D 4e-4, betas (0, 0.999)), batch 256, spectral norm on G and D,
+AN's orthogonal regularisation (eq. 1). The networks, optimisers and evaluation protocol are injected
+(``class_path`` in a config); the defaults are the paper's.
 
-Training step (manual optimisation, as Lightning's GAN example): every batch makes one discriminator step; every
-``n_dis``-th batch is followed by one generator step (so ``n_dis`` D steps, each on a fresh real batch, per G
-step), each wrapped in ``toggle_optimizer`` / ``manual_backward`` / ``untoggle_optimizer``. Fake labels are the
-real batch's labels (``y ~ P_data`` in eq. 7, 8). The orthogonal loss ``orthogonal_weight * ||W W^T - I||_F^2``
-of the AN layers of D is added to D's loss and that of G to G's loss (each network's entities are trained by its
-own optimiser). The EMA of G (``common.ema``) is updated after every G step. Note that Lightning's
-``trainer.global_step`` counts optimiser steps of both networks (2 per iteration with ``n_dis=1``); the module
-keeps its own counters ``num_d_steps`` / ``num_g_steps`` (buffers, so they are checkpointed and identical on every
-DDP rank), and ``sample_every_n_steps`` / ``ema_start_step`` count G steps.
+Training step: every batch makes one discriminator step on a fresh real batch; every ``n_dis``-th batch is followed
+by one generator step (so ``n_dis`` D steps per G step). Each update is ``common.optimization.manual_step`` around a
+loss from :mod:`an_gan.losses`. Fake labels are the real batch's labels (``y ~ P_data``, eq. 7-8) or uniform
+(SN-GAN's updater). The EMA of G (``common.ema``) follows every G step. Step counters are plain Python integers
+saved in checkpoints (no device-to-host copy per step); ``trainer.global_step`` counts the optimiser steps of both
+networks (2 per iteration with ``n_dis = 1``).
 
-Pictures: a fixed noise/label batch (buffers drawn from ``noise_seed``, saved in checkpoints) gives a sample grid
-with one row per class (``grid_classes``), logged every ``sample_every_n_steps`` G steps and at the end of training,
-together with the AN layout maps of G's AN layer on one sample per class (paper Figure 5 style), both from the EMA
-generator in eval mode (AN's self-sampling is off in eval mode, so layouts are deterministic).
-
-Evaluation protocol (validation and test alike; ``python -m an_gan validate|test --ckpt_path`` gives the same
-numbers as in-training validation): FID, IS (``is_splits`` splits) and intra-FID by
-``common.metrics.generation.GenerationMetrics`` (TF-ported Inception-v3 unless another ``feature_extractor`` is
-given). Reference statistics: every image of the stage's dataloader (val or test split), cached on disk under
-``reference_cache_dir`` keyed by ``datamodule.reference_key(split)``, the intra-FID class list and the extractor
-name; loaded when cached, otherwise accumulated during the first evaluation epoch and saved (only when the whole
-split was seen, never during the sanity check). Fakes: ``eval_num_samples`` images from the EMA generator in eval
-mode, labels cycling through all classes, one noise sequence seeded with ``eval_seed``; under DDP rank ``r`` generates
-slice ``r`` of that sequence (so scores do not depend on the number of processes) and torchmetrics sums the
-statistics across ranks. Intra-FID uses the val images of each class (50 per ImageNet class) against the same number
-of fakes: a small-sample estimate, not comparable with protocols that use ~1.3k train images per class.
+Evaluation (``validate`` / ``test``, and validation during ``fit``) is :class:`an_gan.evaluation.GenerationEvaluator`
+on the images the module generates, run once per evaluation (the datamodule's val / test loaders are a single
+placeholder step); the datamodule supplies the reference images through ``reference_dataloader``.
+``val_evaluator`` (model selection, ``best-fid.ckpt``) and ``test_evaluator`` (reported numbers) differ in their
+reference split and seed, so the scores that are reported are never the ones a checkpoint was chosen on. The
+evaluated generator is the raw G (``eval_generator="raw"``, the paper reports no EMA) or the EMA copy with its own
+standing statistics (``"ema"``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-from collections.abc import Iterator
-from pathlib import Path
+import warnings
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from an_gan.evaluation import GenerationEvaluator, eval_mode
+from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regulariser
 from an_gan.networks import Discriminator, Generator, is_attentive
-from an_gan.sampling import ClassFolderWriter, ClassSampleDataset
+from an_gan.settings import EMASettings, LinearDecay, PictureSettings
 from common.callbacks.images import log_image
 from common.ddp import allow_unused_parameters
-from common.ema import ExponentialMovingAverage
-from common.layers import collect_layouts, orthogonal_loss
-from common.losses.hinge import hinge_d_loss, hinge_g_loss
-from common.metrics.generation import GenerationMetrics, reference_cache_path
+from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
+from common.layers import collect_layouts
+from common.optimization import manual_step
 from common.visualization import image_grid, layout_panel, to_unit
 
-__all__ = ["ANGAN", "RUNTIME_OPTIONS"]
+__all__ = ["EVAL_GENERATORS", "FAKE_LABELS", "ANGAN"]
 
-#: ``ANGAN`` arguments that are run-time options of evaluation / prediction rather than properties of the model.
-RUNTIME_OPTIONS: tuple[str, ...] = (
-    "eval_num_samples",
-    "eval_batch_size",
-    "eval_seed",
-    "intra_fid_classes",
-    "is_splits",
-    "inception_weights",
-    "reference_cache_dir",
-    "predict_num_per_class",
-    "predict_classes",
-    "predict_seed",
-    "predict_use_ema",
-    "predict_output_dir",
-    "predict_batch_size",
-)
+#: Which generator pictures and evaluation use.
+EVAL_GENERATORS: tuple[str, ...] = ("raw", "ema")
+#: Where the labels of generated images come from during training.
+FAKE_LABELS: tuple[str, ...] = ("data", "uniform")
+
+# predict generates from noise (the module's predict_dataloader); Lightning warns when a datamodule is also given.
+warnings.filterwarnings("ignore", message=r".*overridden `predict_dataloader` in `LightningModule`.*")
 
 
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode inside the block and restore its previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
+def _adam(lr: float):
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=(0.0, 0.999))
 
 
 class ANGAN(pl.LightningModule):
     """Class-conditional GAN with Attentive Normalization (paper Section 4); see the module docstring.
 
     Args:
-        num_classes: number of classes (linked from the datamodule by the CLI).
-        resolution: image size, 32, 64 or 128 (linked from the datamodule by the CLI).
-        z_dim: noise dimension.
-        g_ch: generator base width (64 = the paper-size model).
-        d_ch: discriminator base width.
-        g_long_range: G's long-range module: ``"an"`` (paper), ``"an_bn"``, ``"sa"`` (SA-GAN), ``"none"`` (SN-GAN).
-        g_long_range_block: 0-based G up-block holding it (2 -> 32x32 maps, the paper's third block).
-        d_long_range: D's long-range module (same names).
-        d_long_range_block: 0-based D down-block holding it (0: the paper's first block).
-        g_spectral_norm: spectral norm on G (paper and SN-GAN*: True; SN-GAN: False). D always has it.
-        num_entities: AN entities n (paper 16; Table 4: 8, 32).
-        self_sampling: AN self-sampling regularisation (Table 4 "w/o SSR": False).
-        generator: a prebuilt generator (``class_path`` in a config) used instead of building one from the
-            arguments above; its ``num_classes`` and ``resolution`` must match.
-        discriminator: a prebuilt discriminator, likewise.
-        g_lr: generator Adam learning rate.
-        d_lr: discriminator Adam learning rate.
-        betas: Adam betas for both networks.
-        n_dis: discriminator steps per generator step.
-        orthogonal_weight: weight lambda_o of AN's orthogonal loss (eq. 1; the paper gives no value; 0 is the
+        generator: the generator, ``G(z, y)`` with ``num_classes``, ``resolution``, ``z_dim`` attributes (default
+            :class:`an_gan.networks.Generator`: the paper's AN model at 128 px, 1000 classes).
+        discriminator: the projection discriminator ``D(x, y)`` (default :class:`an_gan.networks.Discriminator`).
+        g_optimizer: optimiser of G (default Adam, lr 1e-4, betas (0.0, 0.999): paper Section 5.1).
+        d_optimizer: optimiser of D (default Adam, lr 4e-4, betas (0.0, 0.999)).
+        lr_decay: linear learning-rate decay of both optimisers (SN-GAN's schedule); None: constant (paper).
+        n_dis: discriminator steps per generator step (paper: 1; SN-GAN: 5).
+        fake_labels: labels of generated images during training: ``"data"`` (the real batch's, eq. 7-8) or
+            ``"uniform"`` (SN-GAN's and SA-GAN's code).
+        g_batch_size: generated images per generator step (None: the real batch size; SN-GAN: twice it). Needs
+            ``fake_labels="uniform"`` when it differs from the real batch.
+        orthogonal_weight: lambda_o of AN's orthogonal loss (eq. 1; the paper gives no value; 0 is the
             "w/o orthogonal reg" ablation).
-        use_ema: keep an exponential moving average of G and sample/evaluate with it.
-        ema_decay: EMA decay.
-        ema_start_step: G steps before which the EMA copies G's weights.
-        eval_num_samples: generated images per evaluation (50k in the paper); 0 turns the metrics off.
-        eval_batch_size: batch size of evaluation generation.
-        eval_seed: seed of the evaluation noise (rank r uses ``eval_seed + r``).
-        intra_fid_classes: classes for intra-FID; None: the paper's Table 2 classes present in the data, else all.
-        is_splits: Inception Score splits.
-        feature_extractor: feature extractor for FID/IS (``class_path``); None: TF-ported Inception-v3.
-            ``common.metrics.generation.RandomProjectionExtractor`` is a CPU/test stand-in, not an FID backbone.
-        inception_weights: local Inception weights file (offline machines); None: torch-fidelity's cache/download.
-        reference_cache_dir: folder for cached reference statistics; None disables the disk cache.
-        sample_every_n_steps: log the sample grid and layout maps every this many G steps (0: only at the end).
-        grid_classes: classes shown in the grid, one row each; None: the first ``min(10, num_classes)``.
-        samples_per_class: grid columns.
-        noise_seed: seed of the fixed grid noise.
-        predict_num_per_class: ``predict``: images per class.
-        predict_classes: ``predict``: classes to generate; None: all.
-        predict_seed: ``predict``: noise seed.
-        predict_use_ema: ``predict``: use the EMA generator (when there is one) or the raw one.
-        predict_output_dir: ``predict``: output folder (one sub-folder per class); None: ``<results dir>/samples``.
-        predict_batch_size: ``predict``: batch size.
+        ema: EMA of G and its standing statistics (:class:`an_gan.settings.EMASettings`); None: no EMA.
+        eval_generator: ``"raw"`` (the paper) or ``"ema"``: the generator of pictures, validation and test.
+        val_evaluator: protocol of validation (model selection); None: no validation.
+        test_evaluator: protocol of ``test`` (the reported scores); None: ``test`` is not available.
+        pictures: the sample grid and layout maps (:class:`an_gan.settings.PictureSettings`).
     """
 
     def __init__(
         self,
-        num_classes: int = 10,
-        resolution: int = 32,
-        z_dim: int = 128,
-        g_ch: int = 64,
-        d_ch: int = 64,
-        g_long_range: str = "an",
-        g_long_range_block: int = 2,
-        d_long_range: str = "an",
-        d_long_range_block: int = 0,
-        g_spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
-        generator: Generator | None = None,
-        discriminator: Discriminator | None = None,
-        g_lr: float = 1e-4,
-        d_lr: float = 4e-4,
-        betas: tuple[float, float] = (0.0, 0.999),
+        generator: nn.Module | None = None,
+        discriminator: nn.Module | None = None,
+        g_optimizer: OptimizerCallable | None = None,
+        d_optimizer: OptimizerCallable | None = None,
+        lr_decay: LinearDecay | None = None,
         n_dis: int = 1,
+        fake_labels: str = "data",
+        g_batch_size: int | None = None,
         orthogonal_weight: float = 1e-3,
-        use_ema: bool = True,
-        ema_decay: float = 0.9999,
-        ema_start_step: int = 1000,
-        eval_num_samples: int = 50000,
-        eval_batch_size: int = 100,
-        eval_seed: int = 0,
-        intra_fid_classes: list[int] | None = None,
-        is_splits: int = 10,
-        feature_extractor: nn.Module | None = None,
-        inception_weights: str | None = None,
-        reference_cache_dir: str | None = "runs/fid_refs",
-        sample_every_n_steps: int = 1000,
-        grid_classes: list[int] | None = None,
-        samples_per_class: int = 8,
-        noise_seed: int = 1234,
-        predict_num_per_class: int = 10,
-        predict_classes: list[int] | None = None,
-        predict_seed: int = 0,
-        predict_use_ema: bool = True,
-        predict_output_dir: str | None = None,
-        predict_batch_size: int = 50,
+        ema: EMASettings | None = None,
+        eval_generator: str = "raw",
+        val_evaluator: GenerationEvaluator | None = None,
+        test_evaluator: GenerationEvaluator | None = None,
+        pictures: PictureSettings | None = None,
     ) -> None:
         super().__init__()
-        # Evaluation and prediction settings are not saved as hyperparameters: LightningCLI applies a checkpoint's
-        # hyperparameters over the command line (``--ckpt_path``), and these must stay settable for
-        # ``validate``/``test``/``predict`` on a checkpoint. The run's config.yaml records them.
-        self.save_hyperparameters(ignore=["generator", "discriminator", "feature_extractor", *RUNTIME_OPTIONS])
-        self.eval_num_samples = eval_num_samples
-        self.eval_batch_size = eval_batch_size
-        self.eval_seed = eval_seed
-        self.intra_fid_classes = intra_fid_classes
-        self.is_splits = is_splits
-        self.inception_weights = inception_weights
-        self.reference_cache_dir = reference_cache_dir
-        self.predict_num_per_class = predict_num_per_class
-        self.predict_classes = predict_classes
-        self.predict_seed = predict_seed
-        self.predict_use_ema = predict_use_ema
-        self.predict_output_dir = predict_output_dir
-        self.predict_batch_size = predict_batch_size
+        objects = ["generator", "discriminator", "g_optimizer", "d_optimizer", "lr_decay", "ema"]
+        self.save_hyperparameters(ignore=[*objects, "eval_generator", "val_evaluator", "test_evaluator", "pictures"])
         self.automatic_optimization = False
         if n_dis < 1:
             raise ValueError(f"n_dis must be >= 1, got {n_dis}")
+        if fake_labels not in FAKE_LABELS:
+            raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}")
+        if g_batch_size is not None and (g_batch_size < 1 or fake_labels != "uniform"):
+            raise ValueError(f"g_batch_size needs fake_labels='uniform' and a value >= 1, got {g_batch_size}")
         if orthogonal_weight < 0:
             raise ValueError(f"orthogonal_weight must be >= 0, got {orthogonal_weight}")
-        if eval_num_samples < 0 or eval_batch_size < 1:
-            raise ValueError(
-                f"need eval_num_samples >= 0 and eval_batch_size >= 1, got {eval_num_samples}, {eval_batch_size}"
-            )
-        if 0 < eval_num_samples < is_splits:
-            raise ValueError(f"eval_num_samples ({eval_num_samples}) must be 0 or at least is_splits ({is_splits})")
-        an_kwargs = {"num_entities": num_entities, "self_sampling": self_sampling}
-        self.generator = (
-            generator
-            if generator is not None
-            else Generator(
-                num_classes,
-                resolution,
-                z_dim=z_dim,
-                ch=g_ch,
-                long_range=g_long_range,
-                long_range_block=g_long_range_block,
-                spectral_norm=g_spectral_norm,
-                **an_kwargs,
-            )
-        )
-        self.discriminator = (
-            discriminator
-            if discriminator is not None
-            else Discriminator(
-                num_classes,
-                resolution,
-                ch=d_ch,
-                long_range=d_long_range,
-                long_range_block=d_long_range_block,
-                **an_kwargs,
-            )
-        )
-        for name, net in (("generator", self.generator), ("discriminator", self.discriminator)):
-            if net.num_classes != num_classes or net.resolution != resolution:
-                raise ValueError(
-                    f"{name} was built for num_classes={net.num_classes}, resolution={net.resolution}, but the "
-                    f"module (the data) has num_classes={num_classes}, resolution={resolution}"
-                )
-        self.ema = ExponentialMovingAverage(self.generator, ema_decay, ema_start_step) if use_ema else None
-        self.register_buffer("num_d_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("num_g_steps", torch.zeros((), dtype=torch.long))
+        if eval_generator not in EVAL_GENERATORS or (eval_generator == "ema" and ema is None):
+            raise ValueError(f"eval_generator must be 'raw', or 'ema' with an ema setting; got {eval_generator!r}")
+        self.generator = generator if generator is not None else Generator()
+        self.discriminator = discriminator if discriminator is not None else Discriminator()
+        for name in ("num_classes", "resolution"):
+            g_value, d_value = getattr(self.generator, name, None), getattr(self.discriminator, name, None)
+            if g_value != d_value:
+                raise ValueError(f"generator and discriminator disagree on {name}: {g_value} vs {d_value}")
+        self.g_optimizer, self.d_optimizer = g_optimizer or _adam(1e-4), d_optimizer or _adam(4e-4)
+        self.lr_decay, self.n_dis, self.fake_labels, self.g_batch_size = lr_decay, n_dis, fake_labels, g_batch_size
+        self.orthogonal_weight = orthogonal_weight
+        self.ema_settings = ema
+        self.ema = ExponentialMovingAverage(self.generator, ema.decay, ema.start_step) if ema is not None else None
+        self.eval_generator = eval_generator
+        self.val_evaluator, self.test_evaluator = val_evaluator, test_evaluator
+        self.pictures = pictures or PictureSettings()
+        self.num_d_steps = 0
+        self.num_g_steps = 0
+        self._ema_stale = True
 
-        classes = list(range(min(10, num_classes))) if grid_classes is None else [int(c) for c in grid_classes]
-        if not classes or any(not 0 <= c < num_classes for c in classes):
-            raise ValueError(f"grid_classes must be a non-empty list of classes in [0, {num_classes}), got {classes}")
-        gen = torch.Generator().manual_seed(noise_seed)
-        self.register_buffer(
-            "fixed_z", torch.randn(len(classes) * samples_per_class, self.generator.z_dim, generator=gen)
-        )
-        self.register_buffer("fixed_labels", torch.tensor(classes).repeat_interleave(samples_per_class))
-
-        self.metrics = None
-        if eval_num_samples > 0:
-            self.metrics = GenerationMetrics(
-                feature_extractor=feature_extractor,
-                num_classes=num_classes,
-                intra_fid_classes=intra_fid_classes,
-                is_splits=is_splits,
-                weights_path=inception_weights,
-            )
-        self._reference_key: str | None = None  # which split's reference the metric holds
-        self._collect_real = False
+        k = self.generator.num_classes
+        classes = list(range(min(10, k))) if self.pictures.classes is None else [int(c) for c in self.pictures.classes]
+        if not classes or any(not 0 <= c < k for c in classes):
+            raise ValueError(f"picture classes must be a non-empty list of classes in [0, {k}), got {classes}")
+        gen = torch.Generator().manual_seed(self.pictures.seed)
+        per_class = self.pictures.per_class
+        self.register_buffer("fixed_z", torch.randn(len(classes) * per_class, self.generator.z_dim, generator=gen))
+        self.register_buffer("fixed_labels", torch.tensor(classes).repeat_interleave(per_class))
 
     # ------------------------------------------------------------------------------------------- generators
-    @property
-    def sampling_generator(self) -> Generator:
-        """The generator used for pictures and evaluation: the EMA copy when ``use_ema``, else G itself."""
-        return self.ema.averaged if self.ema is not None else self.generator
+    def ema_generator(self) -> nn.Module:
+        """The EMA generator, its standing statistics recomputed if it changed since they were last computed."""
+        if self.ema is None:
+            raise RuntimeError("this module keeps no EMA of the generator (ema=None)")
+        if self._ema_stale and self.ema_settings.standing_batches > 0:
+            self.recompute_standing_statistics()
+        return self.ema.averaged
 
     @torch.no_grad()
-    def generate(self, z: Tensor, y: Tensor, use_ema: bool = True) -> Tensor:
-        """Images in [-1, 1] from the EMA (or raw) generator in eval mode."""
-        net = self.sampling_generator if use_ema else self.generator
+    def recompute_standing_statistics(self) -> None:
+        """BigGAN's standing statistics for the EMA generator (seeded noise and uniform labels; see EMASettings)."""
+        settings, net = self.ema_settings, self.ema.averaged
+        gen = torch.Generator().manual_seed(settings.standing_seed)
+        size, k = settings.standing_batch_size, net.num_classes
+        inputs = [
+            (torch.randn(size, net.z_dim, generator=gen), torch.randint(0, k, (size,), generator=gen))
+            for _ in range(settings.standing_batches)
+        ]
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # AN-with-BN samples positions in training mode
+            torch.manual_seed(settings.standing_seed)
+            standing_statistics(net, ((z.to(self.device), y.to(self.device)) for z, y in inputs))
+        self._ema_stale = False
+
+    def evaluation_generator(self) -> nn.Module:
+        """The generator pictures and evaluation use (``eval_generator``)."""
+        return self.ema_generator() if self.eval_generator == "ema" else self.generator
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Tensor, which: str | None = None) -> Tensor:
+        """Images in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator), eval mode."""
+        which = which or self.eval_generator
+        net = self.ema_generator() if which == "ema" else self.generator
         with eval_mode(net):
             return net(z, y)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
-        """Generate with the sampling generator (eval mode): ``(B, z_dim), (B,) -> (B, 3, R, R)`` in [-1, 1]."""
+        """Generate with the evaluation generator (eval mode): ``(B, z_dim), (B,) -> (B, 3, R, R)`` in [-1, 1]."""
         return self.generate(z, y)
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        betas = tuple(float(b) for b in self.hparams.betas)
-        g_params = [p for p in self.generator.parameters() if p.requires_grad]
-        d_params = [p for p in self.discriminator.parameters() if p.requires_grad]
-        g_opt = torch.optim.Adam(g_params, lr=self.hparams.g_lr, betas=betas)
-        d_opt = torch.optim.Adam(d_params, lr=self.hparams.d_lr, betas=betas)
-        return [g_opt, d_opt]
-
-    def configure_callbacks(self):
-        return [ClassFolderWriter()]
+        g_opt = self.g_optimizer([p for p in self.generator.parameters() if p.requires_grad])
+        d_opt = self.d_optimizer([p for p in self.discriminator.parameters() if p.requires_grad])
+        if self.lr_decay is None:
+            return [g_opt, d_opt]
+        decay = self.lr_decay
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, decay.factor) for opt in (g_opt, d_opt)]
+        return [g_opt, d_opt], schedulers
 
     def setup(self, stage: str) -> None:
         allow_unused_parameters(self.trainer)  # the D step leaves G's parameters without gradients and vice versa
@@ -302,85 +198,62 @@ class ANGAN(pl.LightningModule):
                 "an_gan needs float32 weights (the EMA with decay 0.9999 and the float64 FID sums do not survive "
                 "16-bit casts): use --trainer.precision bf16-mixed or 16-mixed"
             )
-        if self.metrics is None and stage == "fit":
-            self.trainer.limit_val_batches = 0  # no metrics (eval_num_samples=0): no validation, no best-by-FID
-        # Load (or download) the FID/IS feature extractor now, so that missing Inception weights fail at start-up
-        # with the metric's instructions rather than at the first validation; rank 0 first (one download).
-        if self.metrics is None or stage not in ("fit", "validate", "test"):
-            return
-        if self.trainer.is_global_zero:
-            self.metrics.feature_extractor  # noqa: B018
-        self.trainer.strategy.barrier("an_gan_feature_extractor")
-        self.metrics.feature_extractor  # noqa: B018
+        if stage == "fit" and self.val_evaluator is None:
+            self.trainer.limit_val_batches = 0  # no validation, hence no best-by-FID checkpoint
+        evaluator = {"fit": self.val_evaluator, "validate": self.val_evaluator, "test": self.test_evaluator}.get(stage)
+        if stage == "test" and evaluator is None:
+            raise ValueError("test needs a test_evaluator (the protocol of the reported scores)")
+        if evaluator is not None:
+            # Load (or download) the feature extractor now, so that missing weights fail at start-up; rank 0 first.
+            if self.trainer.is_global_zero:
+                evaluator.feature_extractor  # noqa: B018
+            self.trainer.strategy.barrier("an_gan_feature_extractor")
+            evaluator.feature_extractor  # noqa: B018
 
     def on_fit_start(self) -> None:
         # seed_everything gives every DDP rank the same seed: decorrelate the ranks' noise (and AN's sampling).
         if self.trainer.world_size > 1:
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
 
-    def _noise(self, n: int) -> Tensor:
-        return torch.randn(n, self.generator.z_dim, device=self.device)
+    def _labels(self, real_labels: Tensor, size: int) -> Tensor:
+        if self.fake_labels == "data":
+            return real_labels
+        return torch.randint(0, self.generator.num_classes, (size,), device=real_labels.device)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        real, labels = batch
-        g_opt, d_opt = self.optimizers()
-        weight = self.hparams.orthogonal_weight
-        b = real.shape[0]
-
-        # Discriminator step: eq. (8) + lambda_o * L_o(D).
+    def _d_loss(self, real: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
-            fake = self.generator(self._noise(b), labels)
-        self.toggle_optimizer(d_opt)
-        d_real = self.discriminator(real, labels)
-        d_fake = self.discriminator(fake, labels)
-        d_orth = orthogonal_loss(self.discriminator)
-        d_loss = hinge_d_loss(d_real, d_fake) + weight * d_orth
-        d_opt.zero_grad(set_to_none=True)
-        self.manual_backward(d_loss)
-        d_opt.step()
-        self.untoggle_optimizer(d_opt)
+            y = self._labels(labels, real.shape[0])
+            fake = self.generator(torch.randn(y.shape[0], self.generator.z_dim, device=self.device), y)
+        loss, logs = discriminator_loss(self.discriminator(real, labels), self.discriminator(fake, y))
+        orth, orth_logs = orthogonal_regulariser(self.discriminator, self.orthogonal_weight, "d")
+        return loss + orth, {"d_loss": (loss + orth).detach(), **logs, **orth_logs}
+
+    def _g_loss(self, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        y = self._labels(labels, self.g_batch_size or labels.shape[0])
+        fake = self.generator(torch.randn(y.shape[0], self.generator.z_dim, device=self.device), y)
+        loss, logs = generator_loss(self.discriminator(fake, y))
+        orth, orth_logs = orthogonal_regulariser(self.generator, self.orthogonal_weight, "g")
+        return loss + orth, {"g_loss": (loss + orth).detach(), **logs, **orth_logs}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        real, labels = batch["image"], batch["label"]
+        g_opt, d_opt = self.optimizers()
+        _, d_logs = manual_step(self, d_opt, lambda: self._d_loss(real, labels), name="discriminator")
         self.num_d_steps += 1
-        self.log_dict(
-            {
-                "train/d_loss": d_loss.detach(),
-                "train/d_real": d_real.detach().mean(),
-                "train/d_fake": d_fake.detach().mean(),
-                "train/d_orth_loss": d_orth.detach(),
-                "train/d_lr": d_opt.param_groups[0]["lr"],
-            },
-            prog_bar=False,
-        )
-        self.log("train/d_loss_bar", d_loss.detach(), prog_bar=True, logger=False)
-
-        if int(self.num_d_steps) % self.hparams.n_dis != 0:
+        self.log_dict({f"train/{k}": v for k, v in d_logs.items()})
+        if self.num_d_steps % self.n_dis:
             return
-
-        # Generator step: eq. (7) + lambda_o * L_o(G).
-        self.toggle_optimizer(g_opt)
-        fake = self.generator(self._noise(b), labels)
-        g_orth = orthogonal_loss(self.generator)
-        g_loss = hinge_g_loss(self.discriminator(fake, labels)) + weight * g_orth
-        g_opt.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        g_opt.step()
-        self.untoggle_optimizer(g_opt)
+        _, g_logs = manual_step(self, g_opt, lambda: self._g_loss(labels), name="generator")
         self.num_g_steps += 1
+        self.log_dict({f"train/{k}": v for k, v in g_logs.items()})
+        if self.lr_decay is not None:
+            for scheduler in self.lr_schedulers():
+                scheduler.step()
         if self.ema is not None:
-            self.ema.update(self.generator, int(self.num_g_steps))
-        self.log_dict(
-            {
-                "train/g_loss": g_loss.detach(),
-                "train/orth_loss": g_orth.detach(),
-                "train/g_lr": g_opt.param_groups[0]["lr"],
-            },
-        )
-        self.log("train/g_loss_bar", g_loss.detach(), prog_bar=True, logger=False)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        every = self.hparams.sample_every_n_steps
-        g_steps = int(self.num_g_steps)
-        just_stepped = int(self.num_d_steps) % self.hparams.n_dis == 0
-        if every > 0 and just_stepped and g_steps % every == 0:
+            self.ema.update(self.generator, self.num_g_steps)
+            self._ema_stale = True
+        every = self.pictures.every_n_steps
+        if every and self.num_g_steps % every == 0:
             self.log_pictures()
 
     def on_train_end(self) -> None:
@@ -389,136 +262,90 @@ class ANGAN(pl.LightningModule):
     # ---------------------------------------------------------------------------------------------- pictures
     @torch.no_grad()
     def sample_grid(self) -> Tensor:
-        """The fixed-noise grid (3, H, W) in [0, 1]: one row per grid class, ``samples_per_class`` columns."""
-        images = self.generate(self.fixed_z, self.fixed_labels)
-        return image_grid(to_unit(images), nrow=self.hparams.samples_per_class)
+        """The fixed-noise grid (3, H, W) in [0, 1]: one row per picture class, ``per_class`` columns."""
+        return image_grid(to_unit(self.generate(self.fixed_z, self.fixed_labels)), nrow=self.pictures.per_class)
 
     @torch.no_grad()
     def layout_maps(self, max_rows: int = 6) -> Tensor | None:
-        """AN layout panel of the sampling generator on the first fixed sample of each grid class, or None."""
-        net = self.sampling_generator
+        """AN layout panel of the evaluation generator on the first fixed sample of each class, or None."""
+        net = self.evaluation_generator()
         if not is_attentive(net):
             return None
-        idx = torch.arange(0, self.fixed_z.shape[0], self.hparams.samples_per_class, device=self.device)[:max_rows]
+        idx = torch.arange(0, self.fixed_z.shape[0], self.pictures.per_class, device=self.device)[:max_rows]
         images = self.generate(self.fixed_z[idx], self.fixed_labels[idx])
         layout = next(iter(collect_layouts(net).values()))
         return layout_panel(to_unit(images), layout)
 
     def log_pictures(self) -> None:
-        """Log the sample grid and the AN layout maps (rank 0 writes; everything here is stateless)."""
+        """Log the sample grid and the AN layout maps (rank 0 writes)."""
         if self._trainer is None or not self.trainer.is_global_zero:
             return
-        caption = f"G step {int(self.num_g_steps)}" + (" (EMA)" if self.ema is not None else "")
+        caption = f"G step {self.num_g_steps} ({self.eval_generator} G)"
         log_image(self.trainer, "samples/grid", self.sample_grid(), caption=f"{caption}: one row per class")
         panel = self.layout_maps()
         if panel is not None:
             log_image(self.trainer, "samples/an_layout", panel, caption=f"{caption}: image | layout | entities")
 
     # -------------------------------------------------------------------------------------------- evaluation
-    def _reference_path(self, split: str) -> tuple[str | None, Path | None]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "reference_key"):
-            return None, None
-        key = datamodule.reference_key(split)
-        if self.intra_fid_classes is not None:
-            classes = ",".join(str(c) for c in self.metrics.intra_fid_classes)
-            key = f"{key}_intra-{hashlib.sha1(classes.encode()).hexdigest()[:8]}"
-        if self.reference_cache_dir is None:
-            return key, None
-        return key, reference_cache_path(self.reference_cache_dir, key, self.metrics.extractor_name)
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing per step: :meth:`on_validation_epoch_end` runs the evaluator."""
 
-    def _eval_start(self, split: str) -> None:
-        if self.metrics is None or self.trainer.sanity_checking:
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing per step: :meth:`on_test_epoch_end` runs the evaluator."""
+
+    def _evaluate(self, stage: str, evaluator: GenerationEvaluator | None) -> None:
+        if evaluator is None or self.trainer.sanity_checking:
             return
-        key, path = self._reference_path(split)
-        if key is not None and key == self._reference_key and self.metrics.has_reference():
-            self._collect_real = False
-            return
-        self.metrics.reset_reference()
-        self._reference_key = key
-        self._collect_real = not (path is not None and self.metrics.load_reference(path))
-
-    def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        if self.metrics is None or self.trainer.sanity_checking or not self._collect_real:
-            return
-        images, labels = batch
-        self.metrics.update(to_unit(images), labels, real=True)
-
-    def _whole_split_seen(self, stage: str) -> bool:
-        counts = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        try:
-            return list(counts) == [len(loaders)] and not self.trainer.fast_dev_run
-        except TypeError:
-            return False
-
-    def _eval_end(self, stage: str, split: str) -> None:
-        if self.metrics is None or self.trainer.sanity_checking:
-            return
-        if self._collect_real:
-            self._collect_real = False
-            _, path = self._reference_path(split)
-            if path is not None and self._whole_split_seen(stage):
-                self.metrics.save_reference(path)
-        self.generate_for_metrics(self.metrics)
-        scores = self.metrics.compute()
-        self.metrics.reset_fake()
-        self.log_dict({f"{stage}/{name}": value for name, value in scores.items()}, sync_dist=True)
-
-    @torch.no_grad()
-    def generate_for_metrics(self, metrics: GenerationMetrics) -> None:
-        """Feed this rank's share of ``eval_num_samples`` EMA-generator images to ``metrics``."""
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None or not hasattr(data, "reference_dataloader"):
+            raise ValueError(f"{stage} needs a datamodule with reference_dataloader (a ClassImageDataModule)")
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        # One global noise/label sequence seeded by eval_seed; rank r takes slice r, so the scores do not depend on
-        # the number of processes (validate on 1 GPU reproduces a run trained on 8).
-        total = self.eval_num_samples
-        lo, hi = rank * total // world, (rank + 1) * total // world
-        noise_gen = torch.Generator().manual_seed(self.eval_seed)
-        z = torch.randn(total, self.generator.z_dim, generator=noise_gen)[lo:hi]
-        labels = torch.arange(lo, hi) % self.hparams.num_classes
-        n = hi - lo
-        bs = self.eval_batch_size
-        starts = range(0, n, bs)
-        for start in tqdm(starts, desc="generating for FID/IS", disable=not self.trainer.is_global_zero, leave=False):
-            zb = z[start : start + bs].to(self.device)
-            yb = labels[start : start + bs].to(self.device)
-            metrics.update(to_unit(self.generate(zb, yb)), yb, real=False)
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_start("val")
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        evaluator.prepare(data, self.device, rank, world)
+        scores = evaluator.run(self.evaluation_generator(), data, self.device, rank, world)
+        self.log_dict({f"{stage}/{k}": v for k, v in scores.items()})  # identical on every rank already
 
     def on_validation_epoch_end(self) -> None:
-        self._eval_end("val", "val")
-
-    def on_test_epoch_start(self) -> None:
-        self._eval_start("val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch)
+        self._evaluate("val", self.val_evaluator)
 
     def on_test_epoch_end(self) -> None:
-        self._eval_end("test", "val")
+        self._evaluate("test", self.test_evaluator)
 
     # ---------------------------------------------------------------------------------------------- predict
+    def _writer(self):
+        from an_gan.sampling import ClassFolderWriter
+
+        writers = [cb for cb in self.trainer.callbacks if isinstance(cb, ClassFolderWriter)]
+        if not writers:
+            raise ValueError("predict needs an an_gan.sampling.ClassFolderWriter callback (the CLI adds one)")
+        return writers[0]
+
     def predict_dataloader(self) -> DataLoader:
-        """Items (noise, class, index): ``predict_num_per_class`` per class of ``predict_classes``."""
-        k = self.hparams.num_classes
-        classes = list(range(k)) if self.predict_classes is None else list(self.predict_classes)
-        dataset = ClassSampleDataset(
-            classes, self.predict_num_per_class, self.generator.z_dim, self.predict_seed, num_classes=k
-        )
-        return DataLoader(dataset, batch_size=self.predict_batch_size, shuffle=False)
+        """Items (noise, class, index) of the prediction writer's classes, images and seed."""
+        return self._writer().dataloader(self.generator.num_classes, self.generator.z_dim)
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Generate a batch; returns ``{"images": (B, 3, R, R) in [0, 1], "labels": (B,), "indices": (B,)}``."""
         z, labels, indices = batch
-        images = self.generate(z, labels, use_ema=self.predict_use_ema)
+        images = self.generate(z, labels, which=self._writer().generator)
         return {"images": to_unit(images), "labels": labels, "indices": indices}
 
     # --------------------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["an_gan_generator_config"] = dict(self.generator.config)
+        checkpoint["an_gan_steps"] = {"d": self.num_d_steps, "g": self.num_g_steps}
+        checkpoint["an_gan_generator_config"] = dict(getattr(self.generator, "config", {}))
         checkpoint["an_gan_has_ema"] = self.ema is not None
+        if self.ema is not None and self.ema_settings.standing_batches > 0:
+            # The checkpoint's EMA generator carries its own standing statistics (load_generator uses them).
+            net = self.ema_generator()
+            state, layers = checkpoint["state_dict"], {id(m) for m in normalization_layers(net)}
+            for layer_name, layer in net.named_modules():
+                if id(layer) in layers:
+                    for buffer_name, value in layer.named_buffers(recurse=False):
+                        key = f"ema.averaged.{layer_name}.{buffer_name}"
+                        if key in state:
+                            state[key] = value.detach().clone()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        steps = checkpoint.get("an_gan_steps", {})
+        self.num_d_steps, self.num_g_steps = int(steps.get("d", 0)), int(steps.get("g", 0))
+        self._ema_stale = True

@@ -1,92 +1,90 @@
 """Class-conditional ResNet generator and projection discriminator with one long-range module (AN, SA or none).
 
-Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020, Section 4 and Figure 6: an
-SN-GAN / SA-GAN style ResNet generator with conditional batch norm (Miyato & Koyama, "cGANs with Projection
-Discriminator", ICLR 2018) whose third residual block carries Attentive Normalization (32x32 maps at 128x128
-output), and a ResNet projection discriminator whose first block carries AN. Hinge loss, spectral norm on both
-networks (Miyato et al., "Spectral Normalization for GANs", ICLR 2018). The long-range slot can instead hold
-SA-GAN's self-attention (Zhang et al., ICML 2019) or nothing (SN-GAN*), which gives the paper's Table 1 baselines.
+Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020, Section 4: "Similar to that of
+[SN-GAN, SA-GAN], our generator G is sequentially formed by five residual blocks, and employs AN in the third
+residual block. It outputs 32x32 feature maps. Also, the discriminator D consists of five residual blocks - the first
+one is incorporated with AN." The networks the paper builds on, and whose published numbers its Table 1 compares
+with, are the ImageNet 128x128 models of SN-GAN with a projection discriminator (Miyato & Koyama, ICLR 2018; code
+``pfnet-research/sngan_projection``: ``gen_models/resnet.py``, ``dis_models/snresnet.py``) and SA-GAN (Zhang et al.,
+ICML 2019; code ``brain-research/self-attention-gan``: ``generator.py``, ``discriminator.py``).
 
-Where everything sits (``k = log2(resolution / 4)`` up-blocks in G and down-blocks in D; 5 at 128, 4 at 64,
-3 at 32):
+**Depth.** Their generator has five up-blocks (4 -> 128) and their discriminator *six* blocks: five down-sampling
+ones (widths 64, 128, 256, 512, 1024) and a sixth at 4x4 without down-sampling (1024). The AN paper's "five residual
+blocks" for D matches neither code; we default to the reference six-block D (the architecture behind the
+baselines' published numbers) and keep the literal reading as ``Discriminator(num_blocks=5)``.
 
-Generator, ``G(z, y)``::
+**Architecture tables** (widths are multiples of ``ch``; ``ch = 64`` is the published model):
 
-    z (B, z_dim) -> SN-Linear -> (B, ch * w[0], 4, 4)
-    k x GBlock i (maps 4 * 2**i -> 4 * 2**(i+1)):
-        h = cBN1(x, y) -> ReLU -> nearest up x2 -> SN-Conv3x3 (conv1)
-        h = LR(h)                      # only in block ``long_range_block``: AN / AN-w-BN / SA / Identity
-        h = cBN2(h, y) -> ReLU -> SN-Conv3x3 (conv2)
-        out = h + SN-Conv1x1(nearest up x2 (x))
-    -> BN -> ReLU -> SN-Conv3x3 -> tanh -> (B, 3, R, R)
+======  =====================================  =====================================================
+ size    generator blocks (in -> out)           discriminator blocks (out width, down-samples?)
+======  =====================================  =====================================================
+ 128     16->16, 16->8, 8->4, 4->2, 2->1         1 v, 2 v, 4 v, 8 v, 16 v, 16 (sngan ``snresnet.py``)
+ 64      16->8, 8->4, 4->2, 2->1                 1 v, 2 v, 4 v, 8 v, 16 v (``snresnet_64.py``)
+ 32      4->4, 4->4, 4->4 (CIFAR G, 256 wide)    2 v, 2 v, 2, 2 (CIFAR D, 128 wide, ``snresnet_32.py``)
+ 16      4->4, 4->4 (ours: the CIFAR G, one       2 v, 2, 2 (ours: the CIFAR D, one block shorter)
+         block shorter, for CPU demos)
+======  =====================================  =====================================================
 
-So the long-range module sits between conv1 and its activation (cBN2 + ReLU) of the chosen block, on maps of
-size ``8 * 2**long_range_block`` (block 2 -> 32x32, the paper's placement, whatever the output resolution).
-Channel widths ``ch * w[i]``: ``w = (16, 16, 8, 4, 2, 1)`` at 128 (1024 -> 64 for ch=64, SN-GAN's ImageNet G),
-``(16, 8, 4, 2, 1)`` at 64 and ``(4, 4, 4, 4)`` at 32 (SN-GAN's CIFAR G is 256 wide throughout for ch=64).
+The 16-px row is not a published architecture: it exists for the bundled digits demo (8x8 scans), where 32x32
+maps would cost four times the compute for no information.
 
-Conditional batch norm (:class:`ConditionalBatchNorm2d`): ``BN(x) * gain[y] + bias[y]`` with per-class embeddings
-initialised to 1 and 0. Passing soft class weights ``(B, num_classes)`` instead of labels mixes the gain/bias
-embeddings linearly: the paper's categorical interpolation (Section 5.2, Figure 8).
+Parameter counts at 128x128, 1000 classes, ``ch = 64``, no long-range module (checked by the tests against the
+layer-by-layer count of the reference code): G 41,996,931; D 39,443,137 with SA-GAN's wide blocks (``wide=True``,
+conv1 to the output width, as in SA-GAN's ``discriminator.py`` and BigGAN-PyTorch's ``D_wide``) or 30,041,857 with
+the SN-GAN projection Chainer blocks (``wide=False``, conv1 keeps the input width). G + wide D + SA-GAN's two
+attention layers = 81.54M, BigGAN's Table 1 "SA-GAN baseline, Param (M) 81.5" (Brock et al., ICLR 2019).
 
-Discriminator, ``D(x, y)``::
+**Long-range slot** (``long_range`` / ``long_range_block``):
 
-    k x DBlock i (maps R / 2**i -> R / 2**(i+1), widths ch * 2**i):
-        block 0 is the "optimized" block (no pre-activation, shortcut = avgpool then SN-Conv1x1)
-        h = [ReLU](x) -> SN-Conv3x3 (conv1)
-        h = LR(h)                      # only in block ``long_range_block`` (default 0, the paper's placement)
-        h = ReLU(h) -> SN-Conv3x3 (conv2) -> avgpool 2x2
-        out = h + shortcut(x)
-    -> ReLU -> global SUM pooling -> h (B, ch * 2**(k-1))
-    D(x, y) = SN-Linear(h) + <SN-Embed(y), h>          # projection term
+* ``"an"`` / ``"an_bn"``: Attentive Normalization inside block ``long_range_block``, right after its first
+  convolution (:mod:`an_gan.blocks`). In G block 2 works on 32x32 maps whatever the output size (the paper's third
+  block); in D block 0 works on full-resolution maps (the paper's first block).
+* ``"sa"``: SA-GAN's self-attention as its own layer *after* block ``long_range_block``, as SA-GAN's published
+  ImageNet model does it: after ``g_block3`` in G (``generator_test``: 32x32 maps, 256 channels = block index 2)
+  and after ``d_block2`` in D (``discriminator_test``: 32x32 maps, 128 channels = block index 1).
+* ``"none"``: SN-GAN / SN-GAN*.
 
-With ``long_range_block=0`` the discriminator's AN works on full-resolution maps (128x128 at 128 output).
-Self-attention there would need an (H*W) x (H*W/4) attention matrix per sample, so the SA-GAN config places
-D's SA one block deeper (see ``configs/an_gan/sagan.yaml``).
-
-Spectral norm (``torch.nn.utils.parametrizations.spectral_norm``) wraps every convolution, linear layer and the
-projection embedding of D, and (when ``spectral_norm=True``) every convolution and linear layer of G, including
-the 1x1 convolutions of a self-attention block. The class embeddings of conditional BN are not normalised
-(as in SN-GAN), and neither are AN's 1x1 convolutions: its entity filters have their own orthogonal
-regularisation (paper eq. 1), added to the losses by the training module.
+Discriminator output: ``D(x, y) = SN-Linear(h) + <SN-Embed(y), h>`` with ``h`` the globally sum-pooled ReLU of the
+last block (the projection term of Miyato & Koyama).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from common.layers import AttentiveNorm2d, SelfAttention2d, create_norm
+from an_gan.blocks import AN_NAMES, AN_PLACEMENTS, DBlock, GBlock, make_self_attention, sn
+from common.layers import AttentiveNorm2d
 
 __all__ = [
-    "D_WIDTHS",
+    "D_BLOCKS",
     "G_WIDTHS",
     "LONG_RANGE_CHOICES",
-    "ConditionalBatchNorm2d",
-    "DBlock",
     "Discriminator",
-    "GBlock",
     "Generator",
+    "count_parameters",
     "is_attentive",
-    "make_long_range",
 ]
 
-#: Names accepted for the long-range slot (``common.layers.create_norm`` names).
+#: Names accepted for the long-range slot.
 LONG_RANGE_CHOICES: tuple[str, ...] = ("an", "an_bn", "sa", "none")
 #: Generator width multipliers per output resolution: entry 0 is the 4x4 input, entry i+1 the output of block i.
-G_WIDTHS: dict[int, tuple[int, ...]] = {32: (4, 4, 4, 4), 64: (16, 8, 4, 2, 1), 128: (16, 16, 8, 4, 2, 1)}
-#: Discriminator width multipliers per resolution: entry i is the output width of block i.
-D_WIDTHS: dict[int, tuple[int, ...]] = {32: (1, 2, 4), 64: (1, 2, 4, 8), 128: (1, 2, 4, 8, 16)}
-
-
-# ----------------------------------------------------------------------------------------------------- helpers
-def _sn(module: nn.Module, enabled: bool) -> nn.Module:
-    return _spectral_norm(module) if enabled else module
+G_WIDTHS: dict[int, tuple[int, ...]] = {
+    128: (16, 16, 8, 4, 2, 1),
+    64: (16, 8, 4, 2, 1),
+    32: (4, 4, 4, 4),
+    16: (4, 4, 4),
+}
+#: Discriminator blocks per input resolution: (output width multiplier, down-samples).
+D_BLOCKS: dict[int, tuple[tuple[int, bool], ...]] = {
+    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+    64: ((1, True), (2, True), (4, True), (8, True), (16, True)),
+    32: ((2, True), (2, True), (2, False), (2, False)),
+    16: ((2, True), (2, False), (2, False)),
+}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -94,193 +92,46 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _check_resolution(resolution: int, table: dict[int, tuple[int, ...]]) -> None:
+def _check_resolution(resolution: int, table: dict) -> None:
     if resolution not in table:
         raise ValueError(f"resolution must be one of {sorted(table)}, got {resolution!r}")
 
 
-def _check_long_range(long_range: str, block: int, num_blocks: int) -> None:
+def _check_long_range(long_range: str, block: int, num_blocks: int, last_allowed: int) -> None:
     if long_range not in LONG_RANGE_CHOICES:
         raise ValueError(f"long_range must be one of {LONG_RANGE_CHOICES}, got {long_range!r}")
-    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < num_blocks:
-        raise ValueError(f"long_range_block must be an int in [0, {num_blocks - 1}] for this resolution, got {block!r}")
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block <= last_allowed:
+        raise ValueError(
+            f"long_range_block must be an int in [0, {last_allowed}] for {long_range!r} with {num_blocks} blocks, "
+            f"got {block!r}"
+        )
 
 
-def make_long_range(
-    name: str, num_features: int, spectral_norm: bool, num_entities: int, self_sampling: bool
-) -> nn.Module:
-    """The long-range layer of a block: AN (``"an"``/``"an_bn"``), self-attention (``"sa"``) or identity.
-
-    AN options apply to the AN names only; a self-attention block gets spectral norm on its 1x1 convolutions
-    when the network uses it.
-    """
-    kwargs = {"num_entities": num_entities, "self_sampling": self_sampling} if name in ("an", "an_bn") else {}
-    layer = create_norm(name, num_features, **kwargs)
-    if spectral_norm and isinstance(layer, SelfAttention2d):
-        for child in layer.modules():
-            if isinstance(child, nn.Conv2d):
-                _spectral_norm(child)
-    return layer
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module`` (a spectral-norm weight counts once, as its ``original``)."""
+    return sum(p.numel() for p in module.parameters())
 
 
-def _init_xavier(module: nn.Module) -> None:
-    nn.init.xavier_uniform_(module.weight)
-    if getattr(module, "bias", None) is not None:
-        nn.init.zeros_(module.bias)
+def is_attentive(module: nn.Module) -> bool:
+    """True when ``module`` holds at least one AttentiveNorm2d layer."""
+    return any(isinstance(m, AttentiveNorm2d) for m in module.modules())
 
 
-# ----------------------------------------------------------------------------------------------------- layers
-class ConditionalBatchNorm2d(nn.Module):
-    """Batch norm without affine parameters followed by a per-class gain and bias.
-
-    ``out = BN(x) * gain[y] + bias[y]``; the embeddings start at gain 1 and bias 0. ``y`` is either integer labels
-    ``(B,)`` or soft class weights ``(B, num_classes)`` (float), in which case gain and bias are the weighted sums
-    of the class embeddings (categorical interpolation).
-
-    Args:
-        num_features: channels C.
-        num_classes: number of classes K.
-        eps: batch-norm epsilon.
-        momentum: batch-norm running-average momentum.
-    """
-
-    def __init__(self, num_features: int, num_classes: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.num_classes = num_classes
-        self.bn = nn.BatchNorm2d(num_features, affine=False, eps=eps, momentum=momentum)
-        self.gain = nn.Embedding(num_classes, num_features)
-        self.bias = nn.Embedding(num_classes, num_features)
-        nn.init.ones_(self.gain.weight)
-        nn.init.zeros_(self.bias.weight)
-
-    def class_affine(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample (gain, bias), each (B, C), for labels (B,) or class weights (B, K)."""
-        if y.is_floating_point():
-            return y @ self.gain.weight, y @ self.bias.weight
-        return self.gain(y), self.bias(y)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        gain, bias = self.class_affine(y)
-        return self.bn(x) * gain.to(x.dtype)[:, :, None, None] + bias.to(x.dtype)[:, :, None, None]
-
-
-class GBlock(nn.Module):
-    """Generator residual up-block (layout in the module docstring); ``long_range`` sits after conv1.
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        num_classes: classes of the conditional batch norms.
-        long_range: ``"an"``, ``"an_bn"``, ``"sa"`` or ``"none"``.
-        spectral_norm: wrap the convolutions in spectral norm.
-        num_entities: AN entities n.
-        self_sampling: AN self-sampling branch on/off.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_classes: int,
-        long_range: str = "none",
-        spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
-    ) -> None:
-        super().__init__()
-        self.bn1 = ConditionalBatchNorm2d(in_channels, num_classes)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.bn2 = ConditionalBatchNorm2d(out_channels, num_classes)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
-        for conv, gain in ((self.conv1, math.sqrt(2)), (self.conv2, math.sqrt(2)), (self.shortcut, 1.0)):
-            nn.init.xavier_uniform_(conv.weight, gain=gain)
-            nn.init.zeros_(conv.bias)
-        self.conv1 = _sn(self.conv1, spectral_norm)
-        self.conv2 = _sn(self.conv2, spectral_norm)
-        self.shortcut = _sn(self.shortcut, spectral_norm)
-        self.long_range = make_long_range(long_range, out_channels, spectral_norm, num_entities, self_sampling)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest")
-        h = self.long_range(self.conv1(h))
-        h = self.conv2(F.relu(self.bn2(h, y)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-
-class DBlock(nn.Module):
-    """Discriminator residual block (layout in the module docstring); ``long_range`` sits after conv1.
-
-    Args:
-        in_channels: input channels.
-        out_channels: output channels.
-        downsample: 2x2 average pooling at the end of both paths.
-        optimized: first block of D: no pre-activation and a pool-then-conv shortcut (SN-GAN's OptimizedBlock).
-        long_range: ``"an"``, ``"an_bn"``, ``"sa"`` or ``"none"``.
-        spectral_norm: wrap the convolutions in spectral norm.
-        num_entities: AN entities n.
-        self_sampling: AN self-sampling branch on/off.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        downsample: bool = True,
-        optimized: bool = False,
-        long_range: str = "none",
-        spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
-    ) -> None:
-        super().__init__()
-        self.downsample = downsample
-        self.optimized = optimized
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if (in_channels != out_channels or downsample) else None
-        for conv, gain in ((self.conv1, math.sqrt(2)), (self.conv2, math.sqrt(2)), (self.shortcut, 1.0)):
-            if conv is not None:
-                nn.init.xavier_uniform_(conv.weight, gain=gain)
-                nn.init.zeros_(conv.bias)
-        self.conv1 = _sn(self.conv1, spectral_norm)
-        self.conv2 = _sn(self.conv2, spectral_norm)
-        if self.shortcut is not None:
-            self.shortcut = _sn(self.shortcut, spectral_norm)
-        self.long_range = make_long_range(long_range, out_channels, spectral_norm, num_entities, self_sampling)
-
-    def _shortcut(self, x: Tensor) -> Tensor:
-        if self.shortcut is None:
-            return x
-        if self.optimized:
-            return self.shortcut(F.avg_pool2d(x, 2) if self.downsample else x)
-        x = self.shortcut(x)
-        return F.avg_pool2d(x, 2) if self.downsample else x
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = x if self.optimized else F.relu(x)
-        h = self.long_range(self.conv1(h))
-        h = self.conv2(F.relu(h))
-        if self.downsample:
-            h = F.avg_pool2d(h, 2)
-        return h + self._shortcut(x)
-
-
-# ----------------------------------------------------------------------------------------------------- networks
 class Generator(nn.Module):
-    """Class-conditional ResNet generator (module docstring: layout, widths, long-range placement).
+    """Class-conditional ResNet generator (module docstring: architecture table, long-range placement).
 
     Args:
-        num_classes: number of classes K.
-        resolution: output size R, one of 32, 64, 128 (3, 4 or 5 up-blocks).
-        z_dim: noise dimension.
-        ch: base width; block widths are ``ch * G_WIDTHS[resolution]`` (ch=64 is the paper-size model).
+        num_classes: number of classes K (linked from the data by the CLI).
+        resolution: output size R, one of 16, 32, 64, 128 (linked from the data by the CLI).
+        z_dim: noise dimension (SN-GAN / SA-GAN: 128).
+        ch: base width; block widths are ``ch * G_WIDTHS[resolution]`` (64 is the published model).
         long_range: ``"an"`` (the paper's model), ``"an_bn"`` (Table 4 "AN w BN"), ``"sa"`` (SA-GAN) or
             ``"none"`` (SN-GAN / SN-GAN*).
-        long_range_block: 0-based index of the up-block holding the long-range layer, whose maps are
-            ``8 * 2**long_range_block`` pixels wide (2 -> 32x32, the paper's third block).
-        spectral_norm: spectral norm on every conv/linear layer (SN-GAN* and the paper); False is SN-GAN's G.
+        long_range_block: the block holding AN (inside it, after conv1) or followed by self-attention; index 2
+            means 32x32 maps (the paper's third block; SA-GAN's ``g_block3``).
+        an_placement: ``"replace_cbn"`` (AN takes the place of the block's second conditional BN, the default;
+            argued in :class:`an_gan.blocks.GBlock`) or ``"before_cbn"`` (AN in front of it).
+        spectral_norm: spectral norm on every conv/linear layer (SN-GAN* , SA-GAN and the paper); False is SN-GAN's G.
         num_entities: AN entities n (paper: 16; Table 4: 8, 32).
         self_sampling: AN self-sampling regularisation (Table 4 "w/o SSR" turns it off).
 
@@ -291,24 +142,26 @@ class Generator(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int = 1000,
         resolution: int = 128,
         z_dim: int = 128,
         ch: int = 64,
         long_range: str = "an",
         long_range_block: int = 2,
+        an_placement: str = "replace_cbn",
         spectral_norm: bool = True,
         num_entities: int = 16,
         self_sampling: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("z_dim", z_dim)
-        _check_positive_int("ch", ch)
+        for name, value in (("num_classes", num_classes), ("z_dim", z_dim), ("ch", ch)):
+            _check_positive_int(name, value)
         _check_resolution(resolution, G_WIDTHS)
         widths = [ch * w for w in G_WIDTHS[resolution]]
         num_blocks = len(widths) - 1
-        _check_long_range(long_range, long_range_block, num_blocks)
+        _check_long_range(long_range, long_range_block, num_blocks, num_blocks - 1)
+        if an_placement not in AN_PLACEMENTS:
+            raise ValueError(f"an_placement must be one of {AN_PLACEMENTS}, got {an_placement!r}")
         self.config: dict[str, Any] = {
             "num_classes": num_classes,
             "resolution": resolution,
@@ -316,42 +169,54 @@ class Generator(nn.Module):
             "ch": ch,
             "long_range": long_range,
             "long_range_block": long_range_block,
+            "an_placement": an_placement,
             "spectral_norm": spectral_norm,
             "num_entities": num_entities,
             "self_sampling": self_sampling,
         }
-        self.num_classes = num_classes
-        self.resolution = resolution
-        self.z_dim = z_dim
+        self.num_classes, self.resolution, self.z_dim = num_classes, resolution, z_dim
         self.long_range_block = long_range_block
 
         self.linear = nn.Linear(z_dim, widths[0] * 16)
-        _init_xavier(self.linear)
-        self.linear = _sn(self.linear, spectral_norm)
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.linear = sn(self.linear, spectral_norm)
+        inside = long_range if long_range in AN_NAMES else "none"
         self.blocks = nn.ModuleList(
             GBlock(
                 widths[i],
                 widths[i + 1],
                 num_classes,
-                long_range=long_range if i == long_range_block else "none",
+                attention=inside if i == long_range_block else "none",
+                an_placement=an_placement,
                 spectral_norm=spectral_norm,
                 num_entities=num_entities,
                 self_sampling=self_sampling,
             )
             for i in range(num_blocks)
         )
+        after = widths[long_range_block + 1]
+        self.self_attention = make_self_attention(after, spectral_norm) if long_range == "sa" else None
         self.bn = nn.BatchNorm2d(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], 3, 3, padding=1)
-        _init_xavier(self.conv_out)
-        self.conv_out = _sn(self.conv_out, spectral_norm)
+        nn.init.xavier_uniform_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+        self.conv_out = sn(self.conv_out, spectral_norm)
 
     @property
     def long_range_layer(self) -> nn.Module:
-        """The module in the long-range slot (``nn.Identity`` for ``"none"``)."""
-        return self.blocks[self.long_range_block].long_range
+        """The long-range module: the AN layer, the self-attention layer or ``nn.Identity`` for ``"none"``."""
+        if self.self_attention is not None:
+            return self.self_attention
+        layer = self.blocks[self.long_range_block].attention
+        return layer if layer is not None else nn.Identity()
 
     def check_inputs(self, z: Tensor, y: Tensor) -> None:
-        """Raise ValueError for a wrongly shaped noise or labels outside [0, num_classes)."""
+        """Raise ValueError for wrongly shaped inputs or labels outside [0, num_classes).
+
+        The label range needs the values on the host; it is checked for CPU tensors and in eval mode, not while
+        training on an accelerator (a device-to-host copy per step; training labels come from validated data).
+        """
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
         b = z.shape[0]
@@ -361,31 +226,37 @@ class Generator(nn.Module):
             return
         if y.shape != (b,):
             raise ValueError(f"labels must have shape ({b},), got {tuple(y.shape)}")
-        if b and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}), got values in [{int(y.min())}, {int(y.max())}]"
-            )
+        if b and (y.device.type == "cpu" or not self.training):
+            lo, hi = torch.aminmax(y)
+            if int(lo) < 0 or int(hi) >= self.num_classes:
+                raise ValueError(f"labels must lie in [0, {self.num_classes}), got values in [{int(lo)}, {int(hi)}]")
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         """Generate images from noise ``z`` (B, z_dim) and labels (B,) or class weights (B, num_classes)."""
         self.check_inputs(z, y)
         h = self.linear(z).view(z.shape[0], -1, 4, 4)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h, y)
+            if i == self.long_range_block and self.self_attention is not None:
+                h = self.self_attention(h)
         return torch.tanh(self.conv_out(F.relu(self.bn(h))))
 
 
 class Discriminator(nn.Module):
-    """ResNet projection discriminator with spectral norm (module docstring: layout and placement).
+    """ResNet projection discriminator with spectral norm (module docstring: architecture table, placement).
 
     Args:
-        num_classes: number of classes K.
-        resolution: input size R, one of 32, 64, 128 (3, 4 or 5 down-blocks, all downsampling to 4x4).
-        ch: base width; block widths are ``ch * D_WIDTHS[resolution]``.
+        num_classes: number of classes K (linked from the data by the CLI).
+        resolution: input size R, one of 16, 32, 64, 128 (linked from the data by the CLI).
+        ch: base width; block widths are ``ch * D_BLOCKS[resolution]`` multipliers.
         long_range: ``"an"``, ``"an_bn"``, ``"sa"`` or ``"none"``.
-        long_range_block: 0-based index of the down-block holding the long-range layer (its maps are
-            ``R / 2**long_range_block`` wide; 0 is the paper's first block).
-        spectral_norm: spectral norm everywhere (always on in every config; switchable for tests).
+        long_range_block: the block holding AN (inside it, after conv1: block 0 is the paper's first block, on
+            full-resolution maps) or followed by self-attention (block 1 = SA-GAN's ``d_block2``, 32x32 maps).
+        wide: conv1 of every block maps to the block's output width (SA-GAN / BigGAN, 39.4M parameters at 128 px)
+            instead of keeping its input width (SN-GAN projection's Chainer blocks, 30.0M).
+        num_blocks: use the first ``num_blocks`` blocks of the table (None: all, the reference depth; 5 at 128 px is
+            the AN paper's literal "five residual blocks", without the final 4x4 block).
+        spectral_norm: spectral norm everywhere (on in every config; switchable for tests).
         num_entities: AN entities n.
         self_sampling: AN self-sampling regularisation.
 
@@ -396,11 +267,13 @@ class Discriminator(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: int = 1000,
         resolution: int = 128,
         ch: int = 64,
         long_range: str = "an",
         long_range_block: int = 0,
+        wide: bool = True,
+        num_blocks: int | None = None,
         spectral_norm: bool = True,
         num_entities: int = 16,
         self_sampling: bool = True,
@@ -408,37 +281,63 @@ class Discriminator(nn.Module):
         super().__init__()
         _check_positive_int("num_classes", num_classes)
         _check_positive_int("ch", ch)
-        _check_resolution(resolution, D_WIDTHS)
-        widths = [ch * w for w in D_WIDTHS[resolution]]
-        _check_long_range(long_range, long_range_block, len(widths))
-        self.num_classes = num_classes
-        self.resolution = resolution
+        _check_resolution(resolution, D_BLOCKS)
+        table = D_BLOCKS[resolution]
+        if num_blocks is not None and (isinstance(num_blocks, bool) or not 1 <= num_blocks <= len(table)):
+            raise ValueError(f"num_blocks must be None or in [1, {len(table)}] at {resolution} px, got {num_blocks!r}")
+        table = table[: num_blocks or len(table)]
+        widths = [ch * w for w, _ in table]
+        # SA needs a block after it (it sits between blocks); AN can go into any block.
+        last = len(widths) - 2 if long_range == "sa" else len(widths) - 1
+        _check_long_range(long_range, long_range_block, len(widths), last)
+        self.config: dict[str, Any] = {
+            "num_classes": num_classes,
+            "resolution": resolution,
+            "ch": ch,
+            "long_range": long_range,
+            "long_range_block": long_range_block,
+            "wide": wide,
+            "num_blocks": num_blocks,
+            "spectral_norm": spectral_norm,
+            "num_entities": num_entities,
+            "self_sampling": self_sampling,
+        }
+        self.num_classes, self.resolution = num_classes, resolution
         self.long_range_block = long_range_block
+        inside = long_range if long_range in AN_NAMES else "none"
         in_widths = [3, *widths[:-1]]
         self.blocks = nn.ModuleList(
             DBlock(
                 in_widths[i],
                 widths[i],
-                downsample=True,
+                downsample=down,
                 optimized=i == 0,
-                long_range=long_range if i == long_range_block else "none",
+                wide=wide,
+                attention=inside if i == long_range_block else "none",
                 spectral_norm=spectral_norm,
                 num_entities=num_entities,
                 self_sampling=self_sampling,
             )
-            for i in range(len(widths))
+            for i, (_, down) in enumerate(table)
+        )
+        self.self_attention = (
+            make_self_attention(widths[long_range_block], spectral_norm) if long_range == "sa" else None
         )
         self.linear = nn.Linear(widths[-1], 1)
         self.embed = nn.Embedding(num_classes, widths[-1])
-        _init_xavier(self.linear)
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
         nn.init.xavier_uniform_(self.embed.weight)
-        self.linear = _sn(self.linear, spectral_norm)
-        self.embed = _sn(self.embed, spectral_norm)
+        self.linear = sn(self.linear, spectral_norm)
+        self.embed = sn(self.embed, spectral_norm)
 
     @property
     def long_range_layer(self) -> nn.Module:
-        """The module in the long-range slot (``nn.Identity`` for ``"none"``)."""
-        return self.blocks[self.long_range_block].long_range
+        """The long-range module: the AN layer, the self-attention layer or ``nn.Identity`` for ``"none"``."""
+        if self.self_attention is not None:
+            return self.self_attention
+        layer = self.blocks[self.long_range_block].attention
+        return layer if layer is not None else nn.Identity()
 
     def features(self, x: Tensor) -> Tensor:
         """The pooled feature ``h`` (B, C): blocks, ReLU, global sum pooling."""
@@ -447,8 +346,10 @@ class Discriminator(nn.Module):
                 f"expected images of shape (B, 3, {self.resolution}, {self.resolution}), got {tuple(x.shape)}"
             )
         h = x
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h)
+            if i == self.long_range_block and self.self_attention is not None:
+                h = self.self_attention(h)
         return F.relu(h).sum(dim=(2, 3))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -457,8 +358,3 @@ class Discriminator(nn.Module):
             raise ValueError(f"labels must be integers of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
         h = self.features(x)
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
-
-
-def is_attentive(module: nn.Module) -> bool:
-    """True when ``module`` holds at least one AttentiveNorm2d layer."""
-    return any(isinstance(m, AttentiveNorm2d) for m in module.modules())

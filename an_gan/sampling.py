@@ -5,14 +5,15 @@ CVPR 2020, Section 5.2 and Figure 8: with a fixed noise ``z``, the conditional b
 bias embeddings) of two labels are mixed linearly, ``(1 - a) * e(y1) + a * e(y2)``; the generator takes the
 mixture as soft class weights ``(B, num_classes)``.
 
-``python -m an_gan predict`` uses :class:`ClassSampleDataset` (items: noise, class, index; noise drawn once from a
-seed, so the same settings always give the same images) and :class:`ClassFolderWriter`, which writes
-``<output>/<class:04d>/<index:06d>.png``, one folder per class, so any external tool can score the samples.
+``python -m an_gan predict`` uses :class:`ClassFolderWriter`: it owns the prediction settings (classes, images per
+class, seed, which generator, output folder) and writes ``<output>/<class:04d>/<index:06d>.png``, image ``index`` of
+class ``class``'s noise stream (:mod:`an_gan.samples`), so ``python -m an_gan evaluate --samples <output>`` with the
+same seed scores exactly the images an in-training evaluation would generate.
 
 Example (notebook)::
 
     from an_gan.sampling import load_generator, sample_grid, interpolate_classes
-    generator = load_generator("runs/an_gan/.../checkpoints/last.ckpt")   # EMA weights, eval mode, CPU
+    generator = load_generator("runs/an_gan/.../checkpoints/last.ckpt")   # EMA weights (standing stats), eval, CPU
     grid = sample_grid(generator, classes=[0, 1, 2], per_class=8)          # (3, H, W) in [0, 1]
 """
 
@@ -26,20 +27,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader
 
 from an_gan.networks import Generator
+from an_gan.samples import ClassSampleDataset
 from common.callbacks.images import results_dir
 from common.visualization import image_grid, save_png, to_unit
 
-__all__ = [
-    "ClassFolderWriter",
-    "ClassSampleDataset",
-    "class_weights",
-    "interpolate_classes",
-    "load_generator",
-    "sample_grid",
-]
+__all__ = ["ClassFolderWriter", "class_weights", "interpolate_classes", "load_generator", "sample_grid"]
 
 
 def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | torch.device = "cpu") -> Generator:
@@ -47,7 +42,8 @@ def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | 
 
     Args:
         ckpt_path: a Lightning checkpoint written while training ``an_gan.module.ANGAN``.
-        ema: load the EMA weights (when the run kept an EMA; otherwise the raw ones are loaded).
+        ema: load the EMA weights (with their standing batch-norm statistics) when the run kept an EMA; otherwise
+            the raw ones are loaded.
         map_location: device for the weights.
 
     Returns:
@@ -55,14 +51,14 @@ def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | 
 
     Raises:
         FileNotFoundError: no file at ``ckpt_path``.
-        ValueError: the file is not an ``an_gan`` checkpoint.
+        ValueError: the file is not an ``an_gan`` checkpoint of an :class:`Generator`.
     """
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "an_gan_generator_config" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not an an_gan checkpoint (no 'an_gan_generator_config' entry)")
+    if not ckpt.get("an_gan_generator_config") or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not an an_gan checkpoint of an an_gan.networks.Generator")
     generator = Generator(**ckpt["an_gan_generator_config"])
     prefix = "ema.averaged." if ema and ckpt.get("an_gan_has_ema", False) else "generator."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
@@ -92,8 +88,7 @@ def sample_grid(
     if z is None:
         z = torch.randn(per_class, generator.z_dim, generator=torch.Generator().manual_seed(seed))
     labels = torch.tensor(list(classes), dtype=torch.long).repeat_interleave(per_class)
-    zz = z.repeat(len(classes), 1)
-    images = generator(zz.to(device), labels.to(device))
+    images = generator(z.repeat(len(classes), 1).to(device), labels.to(device))
     return image_grid(to_unit(images), nrow=per_class)
 
 
@@ -128,55 +123,50 @@ def interpolate_classes(generator: Generator, z: Tensor, y1: int, y2: int, steps
     return generator(z, weights)
 
 
-class ClassSampleDataset(Dataset):
-    """``num_per_class`` items per class: ``(z (z_dim,), class (int64), index (int64))``.
+class ClassFolderWriter(BasePredictionWriter):
+    """``predict``: generate images per class and write ``<output_dir>/<class:04d>/<index:06d>.png``.
 
-    The noise of all items is drawn at construction from ``seed`` (item order: class-major), so the same
-    arguments always give the same items, however they are batched or split across DDP ranks.
+    Image ``index`` of a class is image ``index`` of that class's noise stream for ``seed``
+    (:mod:`an_gan.samples`), the same image an evaluation with that seed generates.
 
     Args:
-        classes: the classes to generate.
-        num_per_class: items per class.
-        z_dim: noise dimension.
-        seed: noise seed.
-        num_classes: when given, classes are checked to lie in ``[0, num_classes)``.
+        output_dir: output folder (one sub-folder per class); None: ``<results dir>/samples``.
+        classes: classes to generate; None: all.
+        num_per_class: images per class.
+        seed: noise seed (use the evaluator's seed to write its evaluation set).
+        generator: ``"raw"``, ``"ema"``, or None (the module's ``eval_generator``).
+        batch_size: generation batch size.
     """
 
     def __init__(
-        self, classes: Sequence[int], num_per_class: int, z_dim: int, seed: int = 0, num_classes: int | None = None
+        self,
+        output_dir: str | None = None,
+        classes: list[int] | None = None,
+        num_per_class: int = 10,
+        seed: int = 0,
+        generator: str | None = None,
+        batch_size: int = 50,
     ) -> None:
-        classes = [int(c) for c in classes]
-        if not classes or num_per_class < 1:
-            raise ValueError(f"need at least one class and num_per_class >= 1, got {classes}, {num_per_class}")
-        if num_classes is not None and any(not 0 <= c < num_classes for c in classes):
-            raise ValueError(f"classes must lie in [0, {num_classes}), got {classes}")
-        self.labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(num_per_class)
-        self.indices = torch.arange(num_per_class).repeat(len(classes))
-        self.z = torch.randn(len(self.labels), z_dim, generator=torch.Generator().manual_seed(seed))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        return self.z[i], self.labels[i], self.indices[i]
-
-
-class ClassFolderWriter(BasePredictionWriter):
-    """Write each predicted image to ``<output>/<class:04d>/<index:06d>.png`` (predict only).
-
-    ``output`` is the module's ``predict_output_dir`` attribute when set, else ``<results dir>/samples``.
-    Expects predictions ``{"images": (B, 3, H, W) in [0, 1], "labels": (B,), "indices": (B,)}``.
-    """
-
-    def __init__(self) -> None:
         super().__init__(write_interval="batch")
+        if num_per_class < 1 or batch_size < 1:
+            raise ValueError(f"need num_per_class >= 1 and batch_size >= 1, got {num_per_class}, {batch_size}")
+        if generator not in (None, "raw", "ema"):
+            raise ValueError(f"generator must be 'raw', 'ema' or None, got {generator!r}")
+        self.output_dir_setting = output_dir
+        self.classes, self.num_per_class, self.seed = classes, num_per_class, seed
+        self.generator, self.batch_size = generator, batch_size
         self.output_dir: Path | None = None
 
+    def dataloader(self, num_classes: int, z_dim: int) -> DataLoader:
+        """Items ``(noise, class, index)`` for every image this writer writes (class-major)."""
+        classes = list(range(num_classes)) if self.classes is None else list(self.classes)
+        dataset = ClassSampleDataset(classes, self.num_per_class, z_dim, self.seed, num_classes=num_classes)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "predict":
-            return
-        configured = getattr(pl_module, "predict_output_dir", None)
-        self.output_dir = Path(configured) if configured else results_dir(trainer) / "samples"
+        if stage == "predict":
+            configured = self.output_dir_setting
+            self.output_dir = Path(configured) if configured else results_dir(trainer) / "samples"
 
     def write_on_batch_end(
         self,

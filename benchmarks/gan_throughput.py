@@ -7,9 +7,10 @@ iteration and images/s (``batch_size * n_dis / seconds``: real images consumed p
 
 Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
 
-* ``paper``: 128x128, ch=64, z=128, 1000 classes, AN (n=16) in G's third block and D's first block, SN on G and D,
-  batch 256 (use a small batch on a CPU: ``--paper-batch 4``);
-* ``demo``: the digits demo of ``python -m an_gan fit`` (32x32, tiny widths), batch 64.
+* ``paper``: the constructors' defaults, i.e. the paper's model: 128x128, ch=64, z=128, 1000 classes, AN (n=16)
+  replacing the cBN of G's third block and in D's first block, six-block D, SN on G and D, batch 256 (use a small
+  batch on a CPU: ``--paper-batch 4``);
+* ``demo``: the networks of the bundled demo (read from ``configs/an_gan/demo.yaml``, 32x32), batch 64.
 
 Devices: ``cpu`` and, when available, ``cuda`` (fp32, plus bf16 autocast with ``--bf16``)::
 
@@ -33,40 +34,31 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import yaml
 
-from an_gan.cli import DEMO_MODEL_DEFAULTS
 from an_gan.module import ANGAN
+from an_gan.networks import Discriminator, Generator
+from an_gan.settings import EMASettings, PictureSettings
+from configs import config_path
 
 __all__ = ["CONFIGS", "main", "measure"]
 
-_DEMO_ARCH = {
-    k: DEMO_MODEL_DEFAULTS[k]
-    for k in (
-        "z_dim",
-        "g_ch",
-        "d_ch",
-        "g_long_range",
-        "g_long_range_block",
-        "d_long_range",
-        "d_long_range_block",
-        "num_entities",
-    )
-}
-#: Architectures measured: keyword arguments of ``ANGAN`` (besides the evaluation settings).
+
+def _demo_networks() -> dict[str, dict[str, Any]]:
+    """The generator and discriminator settings of the shipped demo file (configs/an_gan/demo.yaml)."""
+    model = yaml.safe_load(config_path("an_gan", "demo").read_text())["model"]
+    return {net: dict(model[net]["init_args"]) for net in ("generator", "discriminator")}
+
+
+#: Architectures measured: ``Generator`` / ``Discriminator`` keyword arguments (besides classes and resolution).
 CONFIGS: dict[str, dict[str, Any]] = {
     "paper": {
         "num_classes": 1000,
         "resolution": 128,
-        "z_dim": 128,
-        "g_ch": 64,
-        "d_ch": 64,
-        "g_long_range": "an",
-        "g_long_range_block": 2,
-        "d_long_range": "an",
-        "d_long_range_block": 0,
-        "num_entities": 16,
+        "generator": {},  # the constructors' defaults are the paper's model (configs/an_gan/imagenet128.yaml)
+        "discriminator": {},
     },
-    "demo": dict(num_classes=10, resolution=32, **_DEMO_ARCH),
+    "demo": {"num_classes": 10, "resolution": 32, **_demo_networks()},
 }
 
 
@@ -97,9 +89,9 @@ class _Timer(pl.Callback):
             torch.cuda.synchronize(module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if int(pl_module.num_d_steps) % self.n_dis != 0:
+        if pl_module.num_d_steps % self.n_dis != 0:
             return
-        g_steps = int(pl_module.num_g_steps)
+        g_steps = pl_module.num_g_steps
         if g_steps == self.warmup:
             self._sync(pl_module)
             self.start = time.perf_counter()
@@ -115,12 +107,19 @@ def measure(
     """Time ``iters`` training iterations of ``config`` on ``device``; returns one result row (a dict)."""
     torch.manual_seed(0)
     arch = CONFIGS[config]
-    model = ANGAN(
-        **arch, n_dis=n_dis, eval_num_samples=0, sample_every_n_steps=0, reference_cache_dir=None, ema_start_step=0
-    )
     k, r = arch["num_classes"], arch["resolution"]
+    model = ANGAN(
+        generator=Generator(k, r, **arch["generator"]),
+        discriminator=Discriminator(k, r, **arch["discriminator"]),
+        n_dis=n_dis,
+        ema=EMASettings(start_step=0),
+        pictures=PictureSettings(every_n_steps=0),
+    )
     gen = torch.Generator().manual_seed(0)
-    batch = (torch.rand(batch_size, 3, r, r, generator=gen) * 2 - 1, torch.randint(0, k, (batch_size,), generator=gen))
+    batch = {
+        "image": torch.rand(batch_size, 3, r, r, generator=gen) * 2 - 1,
+        "label": torch.randint(0, k, (batch_size,), generator=gen),
+    }
     batches = _RepeatBatch(batch, (iters + warmup) * n_dis)
     timer = _Timer(warmup, n_dis)
     scratch = tempfile.mkdtemp(prefix="an_gan_bench_")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -129,7 +130,8 @@ class ANLightningCLI(LightningCLI):
         trainer_defaults: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs["args"] = with_demo_config(kwargs.get("args"), self.demo_config_path())
+        given = kwargs.get("args")
+        kwargs["args"] = with_demo_config(given, self.demo_config_path())
         task = copy.deepcopy(self.task_trainer_defaults)
         defaults: dict[str, Any] = {
             "default_root_dir": f"runs/{self.task_name}",
@@ -154,7 +156,10 @@ class ANLightningCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("auto_configure_optimizers", False)
-        super().__init__(*args, trainer_defaults=defaults, **kwargs)
+        with warnings.catch_warnings():
+            if given is None and kwargs["args"] is not None:  # the demo file was added to the command line itself
+                warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            super().__init__(*args, trainer_defaults=defaults, **kwargs)
 
     # ------------------------------------------------------------------ resume
     def _checkpoint_folders(self) -> list[Path] | None:

@@ -12,17 +12,82 @@ can be used directly as a network (``ema.averaged(z, y)``). After each optimiser
 
 * parameters: ``p_ema <- p`` while ``step < start_step``, else ``p_ema <- decay * p_ema + (1 - decay) * p``;
 * buffers (batch-norm running statistics, spectral-norm power-iteration vectors, counters): always copied, so the
-  average is evaluated with the statistics of the current network (as StudioGAN does).
+  average is evaluated with the statistics of the current network (as StudioGAN does) unless its own statistics
+  are recomputed.
+
+The running statistics of batch norm belong to the network whose weights produced them. BigGAN (Brock et al., ICLR
+2019, Appendix C: "standing statistics") recomputes them for the network actually sampled from: reset them, run
+the network in training mode over a number of batches and keep the average of the batch statistics.
+:func:`standing_statistics` does that for any network (the EMA copy in particular): every layer with running
+statistics (``running_mean`` / ``running_var`` and a ``momentum``: ``nn.BatchNorm*``, the conditional BN of the
+GAN, AN with batch statistics) gets the plain average over the batches, while every other layer stays in eval mode
+(spectral norm does not run its power iteration, AN's instance layers do not sample), so the pass changes nothing
+but those statistics.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["ExponentialMovingAverage"]
+__all__ = ["ExponentialMovingAverage", "normalization_layers", "standing_statistics"]
+
+
+def normalization_layers(module: nn.Module) -> list[nn.Module]:
+    """The layers of ``module`` that keep running statistics (``running_mean``, ``running_var`` and ``momentum``)."""
+    return [
+        m
+        for m in module.modules()
+        if isinstance(getattr(m, "running_mean", None), torch.Tensor)
+        and isinstance(getattr(m, "running_var", None), torch.Tensor)
+        and hasattr(m, "momentum")
+    ]
+
+
+@torch.no_grad()
+def standing_statistics(module: nn.Module, batches: Iterable[Sequence[torch.Tensor]]) -> int:
+    """Replace the running statistics of ``module``'s normalisation layers by their average over ``batches``.
+
+    Each batch is passed as ``module(*batch)``. For batch ``k`` (0-based) every normalisation layer runs in training
+    mode with momentum ``1 / (k + 1)``, so after ``N`` batches its running mean and variance are the plain averages
+    of the ``N`` batch statistics (BigGAN's standing statistics; independent of what the buffers held before).
+    All other layers run in eval mode. Modes and momenta are restored afterwards.
+
+    Args:
+        module: the network (e.g. ``ExponentialMovingAverage.averaged``).
+        batches: input tuples; the caller seeds them (the result is deterministic given the batches).
+
+    Returns:
+        The number of batches used.
+
+    Raises:
+        ValueError: ``batches`` was empty (the statistics would be left reset).
+    """
+    layers = normalization_layers(module)
+    modes = {m: m.training for m in module.modules()}
+    momenta = {m: m.momentum for m in layers}
+    count = 0
+    try:
+        module.eval()
+        for layer in layers:
+            layer.train()
+            if hasattr(layer, "num_batches_tracked"):
+                layer.num_batches_tracked.zero_()
+        for count, batch in enumerate(batches, start=1):  # noqa: B007 - count is returned
+            for layer in layers:
+                layer.momentum = 1.0 / count
+            module(*batch)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+        for layer, momentum in momenta.items():
+            layer.momentum = momentum
+    if count == 0:
+        raise ValueError("standing_statistics needs at least one batch")
+    return count
 
 
 class ExponentialMovingAverage(nn.Module):

@@ -3,13 +3,9 @@
 Mask convention everywhere: 1 = missing (the hole), 0 = known (paper Section 4).
 """
 
-from common.data.class_images import (
-    ClassFolderDataModule,
-    ClassImageDataModule,
-    DigitsDataModule,
-    ImageNetDataModule,
-)
+from common.data.class_images import ClassFolderDataModule, ClassImageDataModule, DigitsDataModule
 from common.data.distributed import EvalDistributedSampler, eval_sampler
+from common.data.imagenet import ImageNetDataModule
 from common.data.images import CorruptImageError, center_crop_long_side, list_images, load_rgb, resize
 from common.data.inpainting import (
     ImageFolderInpaintingDataModule,

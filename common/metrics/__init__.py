@@ -1,4 +1,5 @@
-"""Metrics: FID / IS / intra-FID for class-conditional generation, PSNR / SSIM / MAE (+ LPIPS, FID) for inpainting."""
+"""Metrics: FID / IS / KID / precision-recall / intra-FID for class-conditional generation, PSNR / SSIM / MAE
+(+ LPIPS, FID) for inpainting."""
 
 from common.metrics.generation import (
     GenerationMetrics,
@@ -6,6 +7,8 @@ from common.metrics.generation import (
     RandomProjectionExtractor,
     frechet_distance,
     inception_score,
+    kernel_inception_distance,
+    precision_recall,
     reference_cache_path,
 )
 from common.metrics.inpainting import (
@@ -28,7 +31,9 @@ __all__ = [
     "RandomProjectionExtractor",
     "frechet_distance",
     "inception_score",
+    "kernel_inception_distance",
     "mae_per_image",
+    "precision_recall",
     "psnr_per_image",
     "reference_cache_path",
     "ssim_map",

@@ -1,44 +1,57 @@
-"""Tests of the ANGAN LightningModule: manual-optimisation step, EMA, fixed noise, metrics, predict."""
+"""Tests of the ANGAN LightningModule: manual-optimisation step, losses, EMA and its standing statistics, fixed
+noise, evaluation through the evaluator, predict, checkpoints."""
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
+from an_gan.evaluation import GenerationEvaluator
+from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regulariser
 from an_gan.module import ANGAN
-from an_gan.networks import Generator
-from an_gan.sampling import load_generator
-from common.metrics.generation import GenerationMetrics, RandomProjectionExtractor
-from common.visualization import to_unit
+from an_gan.networks import Discriminator, Generator
+from an_gan.sampling import ClassFolderWriter, load_generator
+from an_gan.settings import EMASettings, LinearDecay, PictureSettings
+from common.data.class_images import DigitsDataModule
+from common.ema import normalization_layers
+from common.metrics.generation import RandomProjectionExtractor
 
 K = 4
 
 
+def _nets(**g_kwargs):
+    g = Generator(K, 32, z_dim=8, ch=1, long_range_block=1, num_entities=4, **g_kwargs)
+    d = Discriminator(K, 32, ch=1, num_entities=4)
+    return g, d
+
+
 def _module(**kwargs) -> ANGAN:
+    g, d = _nets()
     defaults = {
-        "num_classes": K,
-        "resolution": 32,
-        "z_dim": 8,
-        "g_ch": 1,
-        "d_ch": 1,
-        "g_long_range_block": 1,
-        "num_entities": 4,
-        "eval_num_samples": 0,
-        "reference_cache_dir": None,
-        "sample_every_n_steps": 0,
-        "samples_per_class": 2,
-        "ema_start_step": 0,
-        "ema_decay": 0.5,
+        "generator": g,
+        "discriminator": d,
+        "ema": EMASettings(decay=0.5, start_step=0, standing_batches=2, standing_batch_size=8),
+        "pictures": PictureSettings(every_n_steps=0, per_class=2),
     }
     defaults.update(kwargs)
     return ANGAN(**defaults)
 
 
+class _Batches(torch.utils.data.Dataset):
+    def __init__(self, n: int = 16) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.images = torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1
+        self.labels = torch.arange(n) % K
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": self.labels[i]}
+
+
 def _loader(n: int = 16, batch_size: int = 4) -> DataLoader:
-    gen = torch.Generator().manual_seed(0)
-    images = torch.rand(n, 3, 32, 32, generator=gen) * 2 - 1
-    labels = torch.arange(n) % K
-    return DataLoader(TensorDataset(images, labels), batch_size=batch_size)
+    return DataLoader(_Batches(n), batch_size=batch_size)
 
 
 def _trainer(tmp_path, **kwargs) -> pl.Trainer:
@@ -59,6 +72,22 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+class TestLosses:
+    def test_values_and_logs(self):
+        real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.5])
+        loss, logs = discriminator_loss(real, fake)
+        assert loss.item() == pytest.approx((0 + 0.5 + 2.0) / 3 + (0 + 1.0 + 2.5) / 3)
+        assert logs["d_real"].item() == pytest.approx(0.5) and logs["d_fake"].item() == pytest.approx(-0.5 / 3)
+        g_loss, g_logs = generator_loss(fake)
+        assert g_loss.item() == pytest.approx(0.5 / 3) and g_logs["g_adv"].item() == g_loss.item()
+        g, _ = _nets()
+        orth, orth_logs = orthogonal_regulariser(g, 0.1, "g")
+        torch.testing.assert_close(orth, 0.1 * orth_logs["g_orth"])
+        assert orth_logs["g_orth"].item() > 0
+        with pytest.raises(ValueError, match=">= 0"):
+            orthogonal_regulariser(g, -1.0, "g")
+
+
 class TestTrainingStep:
     def test_one_iteration_changes_g_d_and_ema(self, tmp_path):
         torch.manual_seed(0)
@@ -66,33 +95,33 @@ class TestTrainingStep:
         before = {name: _snapshot(getattr(model, name)) for name in ("generator", "discriminator", "ema")}
         trainer = _trainer(tmp_path, max_steps=2)  # one D step + one G step
         trainer.fit(model, _loader())
-        assert trainer.global_step == 2
-        assert int(model.num_d_steps) == 1 and int(model.num_g_steps) == 1
+        assert trainer.global_step == 2 and model.num_d_steps == 1 and model.num_g_steps == 1
+        key = "blocks.0.conv1.parametrizations.weight.original"
         for name, old in before.items():
             new = _snapshot(getattr(model, name))
-            changed = [k for k in old if not torch.equal(old[k], new[k])]
-            assert changed, f"{name} did not change"
-        # both networks' conv weights were updated by their own optimiser
-        g_key = "blocks.0.conv1.parametrizations.weight.original"
-        assert not torch.equal(before["generator"][g_key], model.generator.state_dict()[g_key])
-        d_key = "blocks.0.conv1.parametrizations.weight.original"
-        assert not torch.equal(before["discriminator"][d_key], model.discriminator.state_dict()[d_key])
-        for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/orth_loss"):
+            assert any(not torch.equal(old[k], new[k]) for k in old), f"{name} did not change"
+        assert not torch.equal(before["generator"][key], model.generator.state_dict()[key])
+        assert not torch.equal(before["discriminator"][key], model.discriminator.state_dict()[key])
+        for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/g_orth", "train/d_orth"):
             assert key in trainer.callback_metrics
 
-    def test_ema_follows_generator_maths(self, tmp_path):
+    def test_n_dis_and_uniform_labels_with_generator_batch(self, tmp_path):
         torch.manual_seed(0)
-        model = _module(ema_decay=0.75, ema_start_step=100)  # before start: EMA == G after every step
-        _trainer(tmp_path, max_steps=4).fit(model, _loader())
-        for (name, p_ema), p in zip(model.ema.averaged.named_parameters(), model.generator.parameters(), strict=True):
-            assert torch.equal(p_ema, p), name
+        model = _module(n_dis=2, fake_labels="uniform", g_batch_size=6)
+        seen = []
+        model.discriminator.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+        _trainer(tmp_path, max_steps=6).fit(model, _loader())  # 4 batches: 4 D steps + 2 G steps
+        assert model.num_d_steps == 4 and model.num_g_steps == 2
+        assert seen.count(6) == 2  # the G steps use g_batch_size generated images
 
-    def test_n_dis(self, tmp_path):
-        torch.manual_seed(0)
-        model = _module(n_dis=2)
-        trainer = _trainer(tmp_path, max_steps=6)  # 4 batches: 4 D steps + 2 G steps
-        trainer.fit(model, _loader())
-        assert int(model.num_d_steps) == 4 and int(model.num_g_steps) == 2
+    def test_linear_decay_of_both_learning_rates(self, tmp_path):
+        decay = LinearDecay(start=1, end=3)
+        assert [decay.factor(i) for i in range(5)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+        model = _module(lr_decay=decay)
+        _trainer(tmp_path, max_steps=4).fit(model, _loader())  # 2 G steps
+        g_opt, d_opt = model.optimizers()
+        assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.5)
+        assert d_opt.param_groups[0]["lr"] == pytest.approx(4e-4 * 0.5)
 
     def test_orthogonal_loss_trains_entities(self, tmp_path):
         torch.manual_seed(0)
@@ -102,148 +131,168 @@ class TestTrainingStep:
         _trainer(tmp_path, max_steps=20).fit(model, _loader(n=40))
         assert layer.orthogonal_loss().item() < before
 
-
-class TestFixedNoise:
-    def test_same_seed_same_noise(self):
-        a, b = _module(noise_seed=7), _module(noise_seed=7)
-        assert torch.equal(a.fixed_z, b.fixed_z) and torch.equal(a.fixed_labels, b.fixed_labels)
-        assert not torch.equal(a.fixed_z, _module(noise_seed=8).fixed_z)
-        assert "fixed_z" in a.state_dict()
-
-    def test_grid_rows(self):
-        model = _module(grid_classes=[3, 1], samples_per_class=3)
-        assert model.fixed_labels.tolist() == [3, 3, 3, 1, 1, 1]
-        grid = model.sample_grid()
-        assert grid.shape == (3, 2 * 34 + 2, 3 * 34 + 2)
-        panel = model.layout_maps()
-        assert panel is not None and panel.shape[0] == 3
-        assert _module(g_long_range="sa").layout_maps() is None
-
     def test_exception(self):
-        with pytest.raises(ValueError, match="grid_classes"):
-            _module(grid_classes=[K])
-        with pytest.raises(ValueError, match="generator was built for"):
-            _module(generator=Generator(K + 1, 32, z_dim=8, ch=1))
+        g, d = _nets()
         with pytest.raises(ValueError, match="n_dis"):
             _module(n_dis=0)
+        with pytest.raises(ValueError, match="g_batch_size"):
+            _module(g_batch_size=8)  # needs uniform labels
+        with pytest.raises(ValueError, match="eval_generator"):
+            _module(ema=None, eval_generator="ema")
+        with pytest.raises(ValueError, match="disagree on num_classes"):
+            ANGAN(generator=Generator(K + 1, 32, z_dim=8, ch=1), discriminator=d)
+        with pytest.raises(ValueError, match="picture classes"):
+            _module(pictures=PictureSettings(classes=[K]))
 
 
-class TestEvaluation:
-    def test_validation_matches_direct_computation(self, tmp_path):
+class TestStandingStatistics:
+    """The EMA generator's batch-norm statistics are its own (BigGAN standing statistics) and are what it uses."""
+
+    def test_differ_from_raw_and_are_used(self, tmp_path):
         torch.manual_seed(0)
-        extractor = RandomProjectionExtractor(feature_dim=8, num_logits=K)
-        model = _module(eval_num_samples=24, eval_batch_size=10, is_splits=2, feature_extractor=extractor)
-        trainer = _trainer(tmp_path, limit_val_batches=None)
-        loader = _loader(n=12)
-        (logged,) = trainer.validate(model, loader)
+        model = _module(ema=EMASettings(decay=0.9, start_step=0, standing_batches=3, standing_batch_size=16))
+        _trainer(tmp_path, max_steps=8).fit(model, _loader())
+        ema = model.ema_generator()
+        raw_layers, ema_layers = normalization_layers(model.generator), normalization_layers(ema)
+        assert len(ema_layers) == len(raw_layers) > 0
+        assert any(
+            not torch.allclose(e.running_mean, r.running_mean) for e, r in zip(ema_layers, raw_layers, strict=True)
+        )
 
-        direct = GenerationMetrics(RandomProjectionExtractor(feature_dim=8, num_logits=K), num_classes=K, is_splits=2)
-        for images, labels in loader:
-            direct.update(to_unit(images), labels, real=True)
-        z = torch.randn(24, 8, generator=torch.Generator().manual_seed(0))
-        labels = torch.arange(24) % K
-        g = model.ema.averaged.eval()
+        # They are the plain average of the batch statistics of the seeded standing batches (recomputed here).
+        gen = torch.Generator().manual_seed(0)
+        batches = [(torch.randn(16, 8, generator=gen), torch.randint(0, K, (16,), generator=gen)) for _ in range(3)]
+        first = ema_layers[0]  # the BN of block 0's first cBN: its input is linear(z), whatever the other layers do
+        stored = first.running_mean.clone()
+        means = []
+        hook = first.register_forward_hook(lambda mod, inp, out: means.append(inp[0].mean(dim=(0, 2, 3))))
         with torch.no_grad():
-            direct.update(to_unit(g(z, labels)), labels, real=False)
-        expected = direct.compute()
-        for key in ("fid", "is_mean", "is_std", "intra_fid"):
-            assert logged[f"val/{key}"] == pytest.approx(float(expected[key]), rel=1e-5, abs=1e-6), key
-        assert {f"val/intra_fid/{c}" for c in range(K)} <= set(logged)
+            for z, y in batches:
+                ema.eval()(z, y)
+        hook.remove()
+        torch.testing.assert_close(stored, torch.stack(means).mean(0))
+        assert not torch.allclose(stored, raw_layers[0].running_mean)
 
-    def test_reference_cache(self, tmp_path):
-        extractor = RandomProjectionExtractor(feature_dim=8, num_logits=K)
+        # The EMA generator generates with them: swapping in the raw G's statistics changes its output.
+        z, y = torch.randn(4, 8), torch.arange(4)
+        out = model.generate(z, y, which="ema")
+        for e, r in zip(ema_layers, raw_layers, strict=True):
+            e.running_mean.copy_(r.running_mean)
+            e.running_var.copy_(r.running_var)
+        assert not torch.allclose(model.ema.averaged.eval()(z, y), out)
 
-        class _Data(pl.LightningDataModule):
-            def val_dataloader(self):
-                return _loader(n=12)
-
-            def reference_key(self, split):
-                return f"toy_{split}"
-
-        model = _module(
-            eval_num_samples=8,
-            eval_batch_size=8,
-            is_splits=2,
-            feature_extractor=extractor,
-            reference_cache_dir=str(tmp_path / "refs"),
-        )
-        first = _trainer(tmp_path, limit_val_batches=None).validate(model, datamodule=_Data())
-        files = list((tmp_path / "refs").glob("toy_val__*.pt"))
-        assert len(files) == 1
-        again = _module(
-            eval_num_samples=8,
-            eval_batch_size=8,
-            is_splits=2,
-            feature_extractor=extractor,
-            reference_cache_dir=str(tmp_path / "refs"),
-        )
-        again.load_state_dict(model.state_dict())
-        second = _trainer(tmp_path, limit_val_batches=None).validate(again, datamodule=_Data())
-        assert not again._collect_real  # loaded from disk, not recomputed
-        assert second[0]["val/fid"] == pytest.approx(first[0]["val/fid"])
-
-    def test_missing_inception_weights_fail_at_start(self, tmp_path):
-        model = _module(eval_num_samples=10, inception_weights=str(tmp_path / "missing.pth"))
-        with pytest.raises(RuntimeError, match="weights-inception-2015-12-05"):
-            _trainer(tmp_path, limit_val_batches=None).validate(model, _loader(n=4))
-
-
-class TestPredict:
-    def test_writes_class_folders(self, tmp_path):
-        model = _module(
-            predict_num_per_class=3,
-            predict_classes=[0, 2],
-            predict_batch_size=4,
-            predict_output_dir=str(tmp_path / "out"),
-        )
-        _trainer(tmp_path).predict(model)
-        folders = sorted(p.name for p in (tmp_path / "out").iterdir())
-        assert folders == ["0000", "0002"]
-        for folder in folders:
-            files = sorted(p.name for p in (tmp_path / "out" / folder).glob("*.png"))
-            assert files == ["000000.png", "000001.png", "000002.png"]
-
-
-class TestLoadGenerator:
-    def test_roundtrip_raw_and_ema(self, tmp_path):
+    def test_recomputed_after_updates_and_stored_in_checkpoints(self, tmp_path):
         torch.manual_seed(0)
         model = _module()
         trainer = _trainer(tmp_path, max_steps=4)
         trainer.fit(model, _loader())
+        assert model._ema_stale  # updated since the last standing pass
         path = tmp_path / "model.ckpt"
         trainer.save_checkpoint(path)
-        z, y = torch.randn(2, 8), torch.tensor([1, 3])
-        torch.testing.assert_close(load_generator(path)(z, y), model.generate(z, y))
-        torch.testing.assert_close(load_generator(path, ema=False)(z, y), model.generate(z, y, use_ema=False))
-
-    def test_exception(self, tmp_path):
-        with pytest.raises(FileNotFoundError):
-            load_generator(tmp_path / "nope.ckpt")
-        torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
-        with pytest.raises(ValueError, match="not an an_gan checkpoint"):
-            load_generator(tmp_path / "other.ckpt")
+        assert not model._ema_stale
+        z, y = torch.randn(3, 8), torch.tensor([0, 1, 3])
+        torch.testing.assert_close(load_generator(path)(z, y), model.generate(z, y, which="ema"))
+        torch.testing.assert_close(load_generator(path, ema=False)(z, y), model.generate(z, y, which="raw"))
+        assert torch.load(path, weights_only=True)["an_gan_steps"] == {"d": 2, "g": 2}
 
 
-def test_eval_noise_does_not_depend_on_world_size(monkeypatch):
-    """Rank r of W generates slice r of one global noise sequence: the union over ranks is the 1-process set."""
-    from types import SimpleNamespace
+class TestFixedNoise:
+    def test_grid_rows_and_layouts(self):
+        model = _module(pictures=PictureSettings(classes=[3, 1], per_class=3, seed=7))
+        assert model.fixed_labels.tolist() == [3, 3, 3, 1, 1, 1]
+        assert torch.equal(
+            model.fixed_z, _module(pictures=PictureSettings(classes=[3, 1], per_class=3, seed=7)).fixed_z
+        )
+        grid = model.sample_grid()
+        assert grid.shape == (3, 2 * 34 + 2, 3 * 34 + 2)
+        panel = model.layout_maps()
+        assert panel is not None and panel.shape[0] == 3
+        g, d = Generator(K, 32, z_dim=8, ch=1, long_range="sa", long_range_block=1), _nets()[1]
+        assert _module(generator=g, discriminator=d).layout_maps() is None
 
-    from an_gan.module import ANGAN
 
-    captured = {}
+def _evaluator(**kwargs) -> GenerationEvaluator:
+    defaults = {
+        "num_samples": 40,
+        "seed": 0,
+        "batch_size": 16,
+        "reference_split": "val",
+        "intra_fid_classes": [1, 3],
+        "intra_fid_num_per_class": 12,
+        "intra_fid_split": "train",
+        "is_splits": 2,
+        "kid_prc_num_samples": 20,
+        "feature_extractor": RandomProjectionExtractor(feature_dim=8, num_logits=K),
+        "reference_cache_dir": None,
+    }
+    defaults.update(kwargs)
+    return GenerationEvaluator(**defaults)
 
-    class Recorder:
-        def update(self, images, labels, real):
-            captured.setdefault(key, []).append(torch.cat([labels[:, None].float(), images.flatten(1)], dim=1))
 
-    model = ANGAN(num_classes=10, resolution=32, g_ch=2, d_ch=2, num_entities=4, eval_num_samples=30, eval_batch_size=7)
-    outputs = {}
-    for world in (1, 3):
-        for rank in range(world):
-            key = (world, rank)
-            trainer = SimpleNamespace(world_size=world, global_rank=rank, is_global_zero=rank == 0)
-            monkeypatch.setattr(ANGAN, "trainer", property(lambda self, t=trainer: t))
-            monkeypatch.setattr(model, "generate", lambda z, y: torch.tanh(z[:, :3, None, None].expand(-1, 3, 4, 4)))
-            model.generate_for_metrics(Recorder())
-        outputs[world] = torch.cat([torch.cat(captured[(world, r)]) for r in range(world)])
-    torch.testing.assert_close(outputs[1], outputs[3])
+class _Digits4(DigitsDataModule):
+    """The digits of classes 0..3 only (4 classes, like the test networks)."""
+
+    def _build_datasets(self):
+        datasets = super()._build_datasets()
+        for ds in datasets.values():
+            keep = ds.labels < K
+            ds.images, ds.labels = ds.images[keep], ds.labels[keep]
+        return datasets
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.class_names = K, [str(c) for c in range(K)]
+
+
+class TestEvaluation:
+    def test_validate_runs_the_evaluator_on_the_chosen_generator(self, tmp_path):
+        torch.manual_seed(0)
+        data = _Digits4(batch_size=8)
+        for which in ("raw", "ema"):
+            model = _module(val_evaluator=_evaluator(), eval_generator=which)
+            (logged,) = _trainer(tmp_path, limit_val_batches=None).validate(model, datamodule=data)
+            direct = _evaluator().evaluate(model.evaluation_generator(), data)
+            assert logged.keys() >= {f"val/{k}" for k in direct}
+            for key, value in direct.items():
+                assert logged[f"val/{key}"] == pytest.approx(value, rel=1e-5, abs=1e-6), (which, key)
+
+    def test_model_selection_and_reported_scores_use_different_images(self, tmp_path):
+        """fit's validation (best-fid.ckpt) asks only for the val split; test only for its own split and seed."""
+
+        class Recording(_Digits4):
+            def reference_dataloader(self, split, *args, **kwargs):
+                self.asked.append(split)
+                return super().reference_dataloader(split, *args, **kwargs)
+
+        data = Recording(batch_size=4)
+        data.asked = []
+        model = _module(val_evaluator=_evaluator(intra_fid_classes=None), test_evaluator=_evaluator(
+            seed=1, reference_split="test", intra_fid_classes=None))  # fmt: skip
+        trainer = _trainer(tmp_path, max_steps=4, limit_val_batches=None, val_check_interval=2)
+        trainer.fit(model, datamodule=data)
+        assert set(data.asked) == {"val"} and "val/fid" in trainer.callback_metrics
+        data.asked = []
+        (tested,) = trainer.test(model, datamodule=data)
+        assert set(data.asked) == {"test"} and "test/fid" in tested
+
+    def test_test_needs_a_test_evaluator(self, tmp_path):
+        with pytest.raises(ValueError, match="test_evaluator"):
+            _trainer(tmp_path, limit_test_batches=None).test(_module(), datamodule=_Digits4())
+
+    def test_missing_inception_weights_fail_at_start(self, tmp_path):
+        model = _module(val_evaluator=GenerationEvaluator(inception_weights=str(tmp_path / "missing.pth")))
+        with pytest.raises(RuntimeError, match="weights-inception-2015-12-05"):
+            _trainer(tmp_path, limit_val_batches=None).validate(model, datamodule=_Digits4())
+
+
+class TestPredict:
+    def test_writes_class_folders_from_the_writer_settings(self, tmp_path):
+        model = _module()
+        writer = ClassFolderWriter(str(tmp_path / "out"), classes=[0, 2], num_per_class=3, seed=5, batch_size=4)
+        _trainer(tmp_path, callbacks=[writer]).predict(model)
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0000", "0002"]
+        for folder in ("0000", "0002"):
+            files = sorted(p.name for p in (tmp_path / "out" / folder).glob("*.png"))
+            assert files == ["000000.png", "000001.png", "000002.png"]
+        with pytest.raises(ValueError, match="ClassFolderWriter"):
+            _trainer(tmp_path).predict(_module())

@@ -1,61 +1,156 @@
-"""Tests of the class-conditional generator and projection discriminator (an_gan.networks)."""
+"""Tests of the class-conditional generator and projection discriminator (an_gan.networks, an_gan.blocks)."""
+
+import functools
 
 import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from an_gan.networks import LONG_RANGE_CHOICES, ConditionalBatchNorm2d, Discriminator, Generator
+from an_gan.blocks import ConditionalBatchNorm2d, GBlock
+from an_gan.networks import LONG_RANGE_CHOICES, Discriminator, Generator, count_parameters
 from an_gan.sampling import class_weights, interpolate_classes
 from common.layers import AttentiveNorm2d, SelfAttention2d
 
 K = 5
 
 
-def _d_block(long_range: str, resolution: int) -> int:
-    # SA on 128x128 maps needs a (16384 x 4096) attention matrix per sample: the SA-GAN config uses block 1.
-    return 1 if (long_range == "sa" and resolution == 128) else 0
+def conv(i: int, o: int, k: int) -> int:
+    return k * k * i * o + o
 
 
-def _randomise_class_embeddings(g: Generator) -> None:
-    # at initialisation every class has gain 1 and bias 0, so all classes would give the same image
-    with torch.no_grad():
-        for m in g.modules():
-            if isinstance(m, ConditionalBatchNorm2d):
-                m.gain.weight.normal_(1.0, 0.5)
-                m.bias.weight.normal_(0.0, 0.5)
+def reference_counts(classes: int = 1000, ch: int = 64, z: int = 128) -> dict[str, int]:
+    """Parameters of the published 128-px networks, layer by layer from their code (not from ours).
+
+    G: pfnet-research/sngan_projection gen_models/resnet.py + resblocks.py (== SA-GAN's generator.py): Linear(z,
+    4*4*16ch), five up-blocks (conv1 in->out, conv2 out->out, 1x1 shortcut, two categorical cBNs of 2*K*C), BN(ch),
+    conv 3x3 ch->3. D: six blocks (optimized 3->ch; ch->2ch->4ch->8ch->16ch down-sampling; 16ch->16ch), Linear(16ch,
+    1), Embed(K, 16ch); conv1 to the output width (SA-GAN discriminator.py) or keeping the input width
+    (sngan_projection dis_models/resblocks.py: hidden_channels = in_channels).
+    """
+    g = z * 16 * ch * 16 + 16 * ch * 16
+    for a, b in ((16, 16), (16, 8), (8, 4), (4, 2), (2, 1)):
+        i, o = a * ch, b * ch
+        g += conv(i, o, 3) + conv(o, o, 3) + conv(i, o, 1) + 2 * classes * (i + o)
+    g += 2 * ch + conv(ch, 3, 3)
+    d = {}
+    for wide in (True, False):
+        total = conv(3, ch, 3) + conv(ch, ch, 3) + conv(3, ch, 1)
+        for a, b, down in ((1, 2, 1), (2, 4, 1), (4, 8, 1), (8, 16, 1), (16, 16, 0)):
+            i, o = a * ch, b * ch
+            h = o if wide else i
+            total += conv(i, h, 3) + conv(h, o, 3) + (conv(i, o, 1) if (i != o or down) else 0)
+        d[wide] = total + 16 * ch + 1 + classes * 16 * ch
+    return {"g": g, "d_wide": d[True], "d_narrow": d[False]}
+
+
+@functools.cache
+def counted(kind: str) -> int:
+    """Parameters of one 128-px, 1000-class network (each built once per test session)."""
+    build = {
+        "g_none": lambda: Generator(long_range="none"),
+        "g_an": lambda: Generator(),
+        "g_an_before": lambda: Generator(an_placement="before_cbn"),
+        "g_sa": lambda: Generator(long_range="sa", long_range_block=2),
+        "d_none": lambda: Discriminator(long_range="none"),
+        "d_narrow": lambda: Discriminator(long_range="none", wide=False),
+        "d_an": lambda: Discriminator(),
+        "d_sa": lambda: Discriminator(long_range="sa", long_range_block=1),
+        "d_five": lambda: Discriminator(long_range="none", num_blocks=5),
+    }[kind]
+    return count_parameters(build())
+
+
+@pytest.mark.slow
+class TestParameterCounts:
+    """Pinned against the SN-GAN projection / SA-GAN ImageNet-128 networks (see an_gan.networks)."""
+
+    def test_reference_figures(self):
+        ref = reference_counts()
+        assert ref == {"g": 41_996_931, "d_wide": 39_443_137, "d_narrow": 30_041_857}
+        assert counted("g_none") == ref["g"]
+        assert counted("d_none") == ref["d_wide"]
+        assert counted("d_narrow") == ref["d_narrow"]
+        # the literal "five residual blocks" reading drops the last 1024 -> 1024 block
+        assert counted("d_five") == ref["d_wide"] - (conv(1024, 1024, 3) * 2)
+
+    def test_sagan_total_is_bigans_81_5m(self):
+        # BigGAN (Brock et al. 2019) Table 1: "SA-GAN baseline, Param (M) 81.5" for G + D
+        sa_g, sa_d = SelfAttention2d(256), SelfAttention2d(128)  # after G block 2 (256 ch), D block 1 (128 ch)
+        assert count_parameters(sa_g) == 256 * 32 * 2 + 256 * 128 * 2 + 1  # q, k; v, out; gamma
+        assert counted("g_sa") == counted("g_none") + count_parameters(sa_g)
+        assert counted("d_sa") == counted("d_none") + count_parameters(sa_d)
+        assert round((counted("g_sa") + counted("d_sa")) / 1e6, 1) == 81.5
+
+    def test_an_model(self):
+        an_g, an_d = count_parameters(AttentiveNorm2d(256, 16)), count_parameters(AttentiveNorm2d(64, 16))
+        ref = reference_counts()
+        assert counted("g_an") == ref["g"] - 2 * 1000 * 256 + an_g  # AN takes the place of block 2's cBN2
+        assert counted("g_an_before") == ref["g"] + an_g
+        assert counted("d_an") == ref["d_wide"] + an_d
 
 
 class TestGenerator:
-    @pytest.mark.parametrize("resolution", [32, 64, 128])
+    @pytest.mark.parametrize("resolution", [16, 32, 64, 128])
     @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
-        g = Generator(K, resolution, z_dim=8, ch=1, long_range=long_range, num_entities=4)
+        block = 1 if resolution == 16 else 2
+        g = Generator(K, resolution, z_dim=8, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
         out = g(torch.randn(2, 8), torch.tensor([0, K - 1]))
         assert out.shape == (2, 3, resolution, resolution)
         assert out.abs().max() <= 1.0
-        assert len(g.blocks) == {32: 3, 64: 4, 128: 5}[resolution]
+        assert len(g.blocks) == {16: 2, 32: 3, 64: 4, 128: 5}[resolution]
 
-    @pytest.mark.parametrize("resolution", [32, 64, 128])
-    def test_an_placement(self, resolution):
-        g = Generator(K, resolution, z_dim=8, ch=2, long_range="an", long_range_block=2, num_entities=4)
+    @pytest.mark.parametrize("placement", ["replace_cbn", "before_cbn"])
+    def test_an_placement(self, placement):
+        g = Generator(K, 64, z_dim=8, ch=2, long_range_block=2, an_placement=placement, num_entities=4)
+        block = g.blocks[2]
         layers = [m for m in g.modules() if isinstance(m, AttentiveNorm2d)]
-        assert len(layers) == 1
-        assert g.long_range_layer is layers[0] is g.blocks[2].long_range
+        assert layers == [block.attention] and g.long_range_layer is block.attention
+        assert (block.bn2 is None) == (placement == "replace_cbn")
+        assert all(b.bn2 is not None for i, b in enumerate(g.blocks) if i != 2)
         seen = {}
-        layers[0].register_forward_hook(lambda mod, inp, out: seen.update(shape=inp[0].shape))
+        block.attention.register_forward_hook(lambda mod, inp, out: seen.update(an=inp[0].shape))
+        if block.bn2 is not None:
+            block.bn2.register_forward_hook(lambda mod, inp, out: seen.update(bn_input=inp[0]))
+            block.attention.register_forward_hook(lambda mod, inp, out: seen.update(an_output=out))
         g(torch.randn(2, 8), torch.tensor([1, 2]))
-        # block 2 works on 32x32 maps whatever the output size; width = ch * G_WIDTHS[resolution][3]
-        expected_channels = 2 * {32: 4, 64: 2, 128: 4}[resolution]
-        assert tuple(seen["shape"]) == (2, expected_channels, 32, 32)
+        assert tuple(seen["an"]) == (2, 2 * 2, 32, 32)  # block 2: 32x32 maps, ch * G_WIDTHS[64][3]
+        if placement == "before_cbn":
+            assert seen["bn_input"] is seen["an_output"]  # AN feeds the cBN
 
-    def test_sa_and_none(self):
-        g_sa = Generator(K, 32, z_dim=8, ch=1, long_range="sa", long_range_block=1)
-        sa = [m for m in g_sa.modules() if isinstance(m, SelfAttention2d)]
-        assert len(sa) == 1 and g_sa.blocks[1].long_range is sa[0]
-        assert all(parametrize.is_parametrized(c) for c in sa[0].modules() if isinstance(c, torch.nn.Conv2d))
+    def test_replace_cbn_block_matches_manual_forward(self):
+        torch.manual_seed(0)
+        block = GBlock(4, 6, K, attention="an", an_placement="replace_cbn", spectral_norm=False, num_entities=2).eval()
+        with torch.no_grad():
+            block.attention.rho.fill_(0.7)
+        x, y = torch.randn(3, 4, 5, 5), torch.tensor([0, 1, 4])
+        h = block.conv1(torch.nn.functional.interpolate(torch.relu(block.bn1(x, y)), scale_factor=2))
+        h = block.conv2(torch.relu(block.attention(h)))
+        expected = h + block.shortcut(torch.nn.functional.interpolate(x, scale_factor=2))
+        torch.testing.assert_close(block(x, y), expected)
+
+    def test_sa_between_blocks(self):
+        g = Generator(K, 32, z_dim=8, ch=1, long_range="sa", long_range_block=1)
+        sa = [m for m in g.modules() if isinstance(m, SelfAttention2d)]
+        assert sa == [g.self_attention] and g.long_range_layer is g.self_attention
+        assert all(b.attention is None for b in g.blocks)
+        assert all(parametrize.is_parametrized(c) for c in (sa[0].query, sa[0].key, sa[0].value, sa[0].out))
+        seen = {}
+        g.self_attention.register_forward_hook(lambda mod, inp, out: seen.update(shape=inp[0].shape))
+        g(torch.randn(2, 8), torch.tensor([0, 1]))
+        assert tuple(seen["shape"]) == (2, 4, 16, 16)  # after block 1 (8 -> 16)
         g_none = Generator(K, 32, z_dim=8, ch=1, long_range="none")
         assert not any(isinstance(m, (AttentiveNorm2d, SelfAttention2d)) for m in g_none.modules())
+        assert isinstance(g_none.long_range_layer, torch.nn.Identity)
+
+    def test_sync_batchnorm_conversion(self):
+        """--trainer.sync_batchnorm (multi-GPU) converts every BN, those inside the conditional BNs included."""
+        g = Generator(K, 32, z_dim=8, ch=1, num_entities=4)
+        count = sum(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+        synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(g)
+        assert count == 6 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == count
+        assert synced.eval()(torch.randn(2, 8), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
 
     def test_spectral_norm_switch(self):
         with_sn = Generator(K, 32, z_dim=8, ch=1, spectral_norm=True)
@@ -88,6 +183,8 @@ class TestGenerator:
             Generator(K, 32, long_range="attention")
         with pytest.raises(ValueError, match="long_range_block"):
             Generator(K, 32, long_range_block=3)
+        with pytest.raises(ValueError, match="an_placement"):
+            Generator(K, 32, an_placement="after")
         with pytest.raises(ValueError, match="num_classes"):
             Generator(0, 32)
         g = Generator(K, 32, z_dim=8, ch=1)
@@ -99,32 +196,39 @@ class TestGenerator:
             g(torch.randn(2, 8), torch.rand(2, K + 1))
 
 
+def _randomise_class_embeddings(g: Generator) -> None:
+    # at initialisation every class has gain 1 and bias 0, so all classes would give the same image
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                m.gain.weight.normal_(1.0, 0.5)
+                m.bias.weight.normal_(0.0, 0.5)
+
+
 class TestDiscriminator:
-    @pytest.mark.parametrize("resolution", [32, 64, 128])
+    @pytest.mark.parametrize("resolution", [16, 32, 64, 128])
     @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
-        d = Discriminator(
-            K,
-            resolution,
-            ch=1,
-            long_range=long_range,
-            long_range_block=_d_block(long_range, resolution),
-            num_entities=4,
-        )
+        block = 1 if long_range == "sa" else 0
+        d = Discriminator(K, resolution, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
         out = d(torch.randn(2, 3, resolution, resolution), torch.tensor([0, K - 1]))
         assert out.shape == (2,)
-        assert len(d.blocks) == {32: 3, 64: 4, 128: 5}[resolution]
+        assert len(d.blocks) == {16: 3, 32: 4, 64: 5, 128: 6}[resolution]
 
-    def test_an_in_first_block(self):
+    def test_an_in_first_block_and_sa_after_second(self):
         d = Discriminator(K, 128, ch=2, long_range="an", num_entities=4)
         layers = [m for m in d.modules() if isinstance(m, AttentiveNorm2d)]
-        assert len(layers) == 1 and d.blocks[0].long_range is layers[0]
+        assert layers == [d.blocks[0].attention]
         seen = {}
-        layers[0].register_forward_hook(lambda mod, inp, out: seen.update(shape=inp[0].shape))
+        layers[0].register_forward_hook(lambda mod, inp, out: seen.update(an=inp[0].shape))
         d(torch.randn(1, 3, 128, 128), torch.tensor([0]))
-        assert tuple(seen["shape"]) == (1, 2, 128, 128)
+        assert tuple(seen["an"]) == (1, 2, 128, 128)
         assert all(parametrize.is_parametrized(m) for m in (d.blocks[0].conv1, d.linear, d.embed))
+        d_sa = Discriminator(K, 128, ch=2, long_range="sa", long_range_block=1)
+        d_sa.self_attention.register_forward_hook(lambda mod, inp, out: seen.update(sa=inp[0].shape))
+        d_sa(torch.randn(1, 3, 128, 128), torch.tensor([0]))
+        assert tuple(seen["sa"]) == (1, 4, 32, 32)  # SA-GAN's d_block2 output: 32x32, 2 ch
 
     def test_projection_term(self):
         torch.manual_seed(0)
@@ -133,12 +237,9 @@ class TestDiscriminator:
         y1, y2 = torch.tensor([0, 1, 2]), torch.tensor([4, 1, 0])
         h = d.features(x)
         embed = d.embed.weight  # spectrally normalised embedding matrix (K, C)
-        manual = h @ d.linear.weight.t() + d.linear.bias
-        manual = manual.squeeze(1) + (embed[y1] * h).sum(1)
+        manual = (h @ d.linear.weight.t() + d.linear.bias).squeeze(1) + (embed[y1] * h).sum(1)
         torch.testing.assert_close(d(x, y1), manual)
-        # changing the label changes only the projection term: D(x, y1) - D(x, y2) = <e(y1) - e(y2), h>
         torch.testing.assert_close(d(x, y1) - d(x, y2), ((embed[y1] - embed[y2]) * h).sum(1))
-        assert d(x, y1)[1] == d(x, y2)[1]
 
     def test_exception(self):
         d = Discriminator(K, 32, ch=1, num_entities=4)
@@ -147,7 +248,11 @@ class TestDiscriminator:
         with pytest.raises(ValueError, match="labels must be integers"):
             d(torch.randn(2, 3, 32, 32), torch.rand(2))
         with pytest.raises(ValueError, match="long_range_block"):
-            Discriminator(K, 32, long_range_block=3)
+            Discriminator(K, 32, long_range_block=4)
+        with pytest.raises(ValueError, match="long_range_block"):
+            Discriminator(K, 32, long_range="sa", long_range_block=3)  # SA needs a block after it
+        with pytest.raises(ValueError, match="num_blocks"):
+            Discriminator(K, 128, num_blocks=7)
 
 
 class TestConditionalBatchNorm2d:

@@ -7,6 +7,7 @@ import matplotlib
 import pytest
 
 from an_gan.cli import cli_main
+from configs import config_path
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "an_gan_samples.ipynb"
 
@@ -16,10 +17,11 @@ def test_notebook_runs(tmp_path, monkeypatch):
     matplotlib.use("Agg")
     runs = tmp_path / "runs" / "an_gan"
     cli_main([
-        "fit", "--data.init_args.batch_size=8", "--model.g_ch=1", "--model.d_ch=1", "--model.z_dim=8",
-        "--model.eval_num_samples=0", "--trainer.max_steps=4", "--trainer.limit_val_batches=0",
-        "--trainer.enable_progress_bar=false", f"--trainer.logger.init_args.save_dir={runs}",
-        f"--trainer.default_root_dir={runs}", "--model.sample_every_n_steps=0",
+        "fit", "--config", str(config_path("an_gan", "demo")), "--data.init_args.batch_size=8",
+        "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
+        "--model.discriminator.init_args.ch=1", "--model.val_evaluator=null", "--model.pictures.every_n_steps=0",
+        "--model.ema.standing_batch_size=8", "--trainer.max_steps=4", "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={runs}", f"--trainer.default_root_dir={runs}",
     ])  # fmt: skip
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
@@ -30,3 +32,4 @@ def test_notebook_runs(tmp_path, monkeypatch):
             exec(compile("".join(cell["source"]), "notebook", "exec"), namespace)  # noqa: S102
     assert namespace["ckpt_path"].is_file()
     assert namespace["layouts"], "the demo generator has an AN layer: its layout must be shown"
+    assert {"class_consistency", "cas"} <= namespace["quality"].keys()

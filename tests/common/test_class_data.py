@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.datasets import load_digits
 
 from common.data.class_images import ClassFolderDataModule, DigitsDataModule, ImageNetDataModule
 from common.data.images import CorruptImageError
@@ -21,6 +22,17 @@ def write_image(path, size, colour, fmt=None):
 
 def dominant_channel(images):
     return images.mean(dim=(2, 3)).argmax(dim=1)
+
+
+def reference(dm, split, **kwargs):
+    """All reference images and labels of a split, concatenated."""
+    batches = list(dm.reference_dataloader(split, **kwargs))
+    return torch.cat([b["image"] for b in batches]), torch.cat([b["label"] for b in batches])
+
+
+def first_batch(loader):
+    batch = next(iter(loader))
+    return batch["image"], batch["label"]
 
 
 @pytest.fixture
@@ -50,7 +62,7 @@ def test_imagenet_class_folder_layout(imagenet_root):
     assert dm.dataset_name == "imagenet"
     assert dm.resolution == 16
     dm.setup("fit")
-    images, labels = next(iter(dm.train_dataloader()))
+    images, labels = first_batch(dm.train_dataloader())
     assert images.shape == (4, 3, 16, 16)
     assert images.dtype == torch.float32
     assert labels.dtype == torch.int64
@@ -59,13 +71,13 @@ def test_imagenet_class_folder_layout(imagenet_root):
     assert torch.equal(dominant_channel(images), labels)
     assert len(dm.train_dataloader()) == 3  # 12 images, batch 4, drop_last
 
-    val = list(dm.val_dataloader())
-    val_labels = torch.cat([b[1] for b in val])
+    val_images, val_labels = reference(dm, "val")
     assert val_labels.tolist() == [0, 0, 1, 1, 2, 2]  # fixed order, all 6 images (no drop_last)
-    assert torch.equal(dominant_channel(torch.cat([b[0] for b in val])), val_labels)
-    again = torch.cat([b[0] for b in dm.val_dataloader()])
-    assert torch.equal(again, torch.cat([b[0] for b in val]))
-    assert torch.equal(torch.cat([b[1] for b in dm.test_dataloader()]), val_labels)
+    assert torch.equal(dominant_channel(val_images), val_labels)
+    assert torch.equal(reference(dm, "val")[0], val_images)
+    assert torch.equal(reference(dm, "test")[1], val_labels)  # ImageNet's test split is its validation folder
+    # validation / test are one evaluation step each: a placeholder item, not the images
+    assert [b.tolist() for b in dm.val_dataloader()] == [[0]] == [b.tolist() for b in dm.test_dataloader()]
 
 
 def test_reference_key_names_dataset_split_resolution_and_root(imagenet_root, tmp_path):
@@ -81,8 +93,10 @@ def test_reference_key_names_dataset_split_resolution_and_root(imagenet_root, tm
     for wnid in WNIDS:
         write_image(copy / "train" / wnid / "a.JPEG", (8, 8), (0, 0, 0))
     assert ImageNetDataModule(str(copy), resolution=16).reference_key("val") != key
+    assert dm.reference_key("test") != key  # same images, another name
+    assert dm.reference_key("val", num_samples=4, seed=1) not in (key, dm.reference_key("val", num_samples=4))
     with pytest.raises(ValueError, match="unknown split"):
-        dm.reference_key("test")
+        dm.reference_key("valid")
 
 
 def test_imagenet_flat_val_with_csv(imagenet_root):
@@ -95,7 +109,7 @@ def test_imagenet_flat_val_with_csv(imagenet_root):
     csv.write_text("\n".join(rows) + "\n")
     dm = ImageNetDataModule(str(imagenet_root), resolution=8, batch_size=2, num_workers=0, val_split="val_flat",
                             val_labels_file=str(csv))  # fmt: skip
-    images, labels = (torch.cat(t) for t in zip(*dm.val_dataloader(), strict=True))
+    images, labels = reference(dm, "val")
     assert labels.tolist() == order
     assert torch.equal(dominant_channel(images), labels)
 
@@ -119,7 +133,7 @@ def test_imagenet_flat_val_with_devkit_ground_truth(imagenet_root, synsets_forma
         savemat(synsets, {"synsets": np.array(table, dtype=dtype)})
     dm = ImageNetDataModule(str(imagenet_root), resolution=8, batch_size=3, num_workers=0, val_split="val_flat",
                             val_labels_file=str(ground_truth), val_synsets_file=str(synsets))  # fmt: skip
-    images, labels = (torch.cat(t) for t in zip(*dm.val_dataloader(), strict=True))
+    images, labels = reference(dm, "val")
     assert labels.tolist() == order
     assert torch.equal(dominant_channel(images), labels)
 
@@ -210,24 +224,24 @@ def test_center_crop_on_long_side_and_flip_only_in_train(tmp_path):
     dm = ClassFolderDataModule(str(root), resolution=8, batch_size=2, num_workers=0, val_root=str(root))
     train, val = dm.dataset("train"), dm.dataset("val")
     names = [p.decode().rsplit("/", 1)[-1] for p in train.paths]
-    crop, _ = train[names.index("thirds.png")]
+    crop = train[names.index("thirds.png")]["image"]
     expected_green = torch.tensor([-1.0, 1.0, -1.0]).view(3, 1, 1).expand(3, 8, 8)
     torch.testing.assert_close(crop, expected_green, atol=0.02, rtol=0)  # no red or blue left: long side cropped
 
     halves_index = names.index("halves0.png")
     torch.manual_seed(0)
-    left_red = [bool(train[halves_index][0][0, :, 0].mean() > 0) for _ in range(40)]
+    left_red = [bool(train[halves_index]["image"][0, :, 0].mean() > 0) for _ in range(40)]
     assert 5 < sum(left_red) < 35  # both orientations occur in training
     val_names = [p.decode().rsplit("/", 1)[-1] for p in val.paths]
     for _ in range(10):
-        image, label = val[val_names.index("halves0.png")]
+        item = val[val_names.index("halves0.png")]
+        image, label = item["image"], item["label"]
         assert image[0, :, 0].mean() > 0.9  # red stays left: no flip in validation
         assert image[2, :, -1].mean() > 0.9
         assert label.item() == 1
-    ref = list(dm.reference_dataloader("train"))
-    assert sum(len(b[1]) for b in ref) == len(train)  # all images, no drop_last, no flip
-    for images, _ in ref:
-        assert not torch.any((images[:, 2, :, 0] > 0.9) & (images[:, 0, :, 0] < -0.9))
+    images, _ = reference(dm, "train")
+    assert len(images) == len(train)  # all images, no drop_last, no flip
+    assert not torch.any((images[:, 2, :, 0] > 0.9) & (images[:, 0, :, 0] < -0.9))
 
 
 def test_class_folder_split_is_deterministic_and_stratified(tmp_path):
@@ -252,7 +266,7 @@ def test_class_folder_split_is_deterministic_and_stratified(tmp_path):
     assert len(dm.dataset("train")) == 24
     assert not set(val_a) & {p.decode() for p in dm.dataset("train").paths}
     assert split(0)[0].reference_key("val") != split(1)[0].reference_key("val")
-    images, labels = next(iter(dm.train_dataloader()))
+    images, labels = first_batch(dm.train_dataloader())
     assert images.shape == (4, 3, 8, 8)
     assert torch.equal(dominant_channel(images), labels)
 
@@ -285,37 +299,54 @@ def test_digits_data():
     assert dm.num_classes == 10
     assert dm.class_names == [str(d) for d in range(10)]
     assert dm.dataset_name == "digits"
-    train, val = dm.dataset("train"), dm.dataset("val")
-    assert len(train) + len(val) == 1797
-    assert len(val) == 180
-    assert sorted(torch.cat([train.labels, val.labels]).bincount().tolist()) == sorted(
-        np.bincount(__import__("sklearn.datasets").datasets.load_digits().target).tolist()
-    )
-    images, labels = next(iter(dm.train_dataloader()))
+    train, val, test = (dm.dataset(s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (1437, 180, 180)
+    everything = torch.cat([train.labels, val.labels, test.labels])
+    assert everything.bincount().tolist() == np.bincount(load_digits().target).tolist()
+    images, labels = first_batch(dm.train_dataloader())
     assert images.shape == (64, 3, 32, 32)
     assert labels.dtype == torch.int64
     assert images.min() >= -1
     assert images.max() <= 1
     assert images.min() == -1  # the digits' background is 0 -> -1
     assert torch.equal(images[:, 0], images[:, 2])  # grey replicated to 3 channels
-    assert len(dm.train_dataloader()) == 1617 // 64
+    assert len(dm.train_dataloader()) == 1437 // 64
     assert not train.hflip
     assert DigitsDataModule(seed=0).dataset("val").labels.tolist() == val.labels.tolist()
     assert DigitsDataModule(seed=1).dataset("val").labels.tolist() != val.labels.tolist()
 
     dm64 = DigitsDataModule(resolution=64, batch_size=16)
-    images64, _ = next(iter(dm64.val_dataloader()))
+    images64, _ = first_batch(dm64.reference_dataloader("val"))
     assert images64.shape == (16, 3, 64, 64)
     assert dm64.reference_key("val") != dm.reference_key("val")
     with pytest.raises(ValueError, match="val_fraction"):
         DigitsDataModule(val_fraction=1.5)
+    with pytest.raises(ValueError, match="sum below 1"):
+        DigitsDataModule(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_reference_subsets_classes_and_shards():
+    dm = DigitsDataModule(resolution=8, batch_size=50)
+    _, labels = reference(dm, "train")
+    sevens, seven_labels = reference(dm, "train", classes=[7])
+    assert set(seven_labels.tolist()) == {7} and len(seven_labels) == int((labels == 7).sum())
+    assert torch.equal(sevens, dm.dataset("train").images[dm.dataset("train").labels == 7])  # dataset order
+    subset = dm.reference_indices("train", num_samples=100, seed=3)
+    assert len(subset) == 100 and list(subset) == sorted(subset)
+    assert list(subset) == list(dm.reference_indices("train", num_samples=100, seed=3))
+    assert list(subset) != list(dm.reference_indices("train", num_samples=100, seed=4))
+    shards = [reference(dm, "train", num_samples=100, seed=3, shard=(r, 3))[1] for r in range(3)]
+    assert [len(s) for s in shards] == [33, 33, 34]
+    assert torch.equal(torch.cat(shards), labels[torch.from_numpy(subset)])  # contiguous shards in order
+    with pytest.raises(ValueError, match="only 1437 images"):
+        dm.reference_indices("train", num_samples=5000)
 
 
 def test_digits_hflip_option_flips_training_images():
     dm = DigitsDataModule(resolution=16, hflip=True)
     train = dm.dataset("train")
     torch.manual_seed(0)
-    draws = [train[0][0] for _ in range(20)]
+    draws = [train[0]["image"] for _ in range(20)]
     original = train.images[0]
     flipped = sum(torch.equal(d, original.flip(-1)) for d in draws)
     assert 0 < flipped < 20

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.ema import ExponentialMovingAverage
+from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
 
 
 def _net() -> nn.Module:
@@ -79,3 +79,42 @@ class TestExponentialMovingAverage:
         net(torch.randn(2, 3))  # one power iteration updates the u/v buffers
         ema.update(net, step=1)
         assert torch.equal(ema.averaged.parametrizations.weight[0]._u, net.parametrizations.weight[0]._u)
+
+
+class TestStandingStatistics:
+    """BigGAN's standing statistics: the running statistics become the average of the batch statistics."""
+
+    def _net(self):
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.utils.parametrizations.spectral_norm(nn.Linear(3, 4)), nn.BatchNorm1d(4), nn.ReLU(), nn.BatchNorm1d(4)
+        )
+
+    def test_plain_average_of_batch_statistics(self):
+        net = self._net()
+        net.train()
+        net(torch.randn(8, 3) * 5 + 2)  # some other running statistics first
+        batches = [(torch.randn(6, 3, generator=torch.Generator().manual_seed(i)) + i,) for i in range(4)]
+        u_before = net[0].parametrizations.weight[0]._u.clone()
+        assert standing_statistics(net, batches) == 4
+        assert torch.equal(net[0].parametrizations.weight[0]._u, u_before)  # spectral norm ran in eval mode
+        assert net.training and net[1].momentum == 0.1  # modes and momenta restored
+        with torch.no_grad():
+            hidden = [net[0].eval()(x) for (x,) in batches]
+        means = torch.stack([h.mean(0) for h in hidden])
+        variances = torch.stack([h.var(0, unbiased=True) for h in hidden])
+        torch.testing.assert_close(net[1].running_mean, means.mean(0))
+        torch.testing.assert_close(net[1].running_var, variances.mean(0))
+        assert int(net[1].num_batches_tracked) == 4
+
+    def test_independent_of_previous_statistics_and_found_layers(self):
+        a, b = self._net(), self._net()
+        b.train()
+        b(torch.randn(16, 3) * 10)
+        batches = [(torch.randn(5, 3, generator=torch.Generator().manual_seed(9)),)]
+        standing_statistics(a, batches)
+        standing_statistics(b, batches)
+        torch.testing.assert_close(a[3].running_mean, b[3].running_mean)
+        assert normalization_layers(a) == [a[1], a[3]]
+        with pytest.raises(ValueError, match="at least one batch"):
+            standing_statistics(a, [])

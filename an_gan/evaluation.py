@@ -1,0 +1,397 @@
+"""``GenerationEvaluator``: the evaluation protocol of the class-conditional GAN, usable with or without a Trainer.
+
+What is computed (Wang et al., CVPR 2020, Section 5.1: "FID, intra FID, and IS are computed on 50k randomly
+generated images"; the protocols of the works its Table 1 cites are named per item):
+
+* **Generated set**: ``num_samples`` images, class-balanced, image ``j`` of class ``c`` from that class's noise
+  stream for ``seed`` (:mod:`an_gan.samples`), from the generator the caller hands over, in eval mode.
+* **FID** (Heusel et al. 2017) against ``reference_num_samples`` images (None: all) of the datamodule's
+  ``reference_split``: the default ``"train"`` follows the documented ImageNet protocols of the baselines
+  (BigGAN-PyTorch's ``I128_inception_moments`` and StudioGAN's ImageNet protocol use the training set).
+* **IS** (Salimans et al. 2016) with ``is_splits`` splits on the generated set (torch-fidelity's computation).
+* **KID** and **improved precision / recall** (torch-fidelity, on the same Inception pool features) on the first
+  ``kid_prc_num_samples`` images of each side.
+* **Intra-FID** as in the SN-GAN projection code (``pfnet-research/sngan_projection``,
+  ``evaluations/calc_intra_FID.py``): per class, ``intra_fid_num_per_class`` generated images (5,000 there) against
+  every image of that class in ``intra_fid_split`` (their ``calc_ref_stats.py``: the class's training images),
+  averaged over ``intra_fid_classes`` (``"all"``: every class, Table 1; ``"table2"``: the paper's Table 2 classes).
+  The first images of a class's stream serve both the FID set and its intra-FID set.
+* Features: TF-ported Inception-v3 (``common.metrics.generation.features``) unless another extractor is given.
+
+Reference statistics are cached on disk (``reference_cache_dir``, :mod:`common.metrics.generation.cache`) and in
+memory, so only the first evaluation of a run pays for them. Under DDP each process generates the classes
+``rank, rank + world, ...`` and computes its share of the references; statistics are summed across processes and
+every sample counts exactly once, so scores do not depend on the number of processes.
+
+:meth:`GenerationEvaluator.evaluate` scores a generator, :meth:`GenerationEvaluator.score_folder` a folder of images
+in class sub-folders (``predict``'s output or any other method's), with the same code: the same images give the
+same numbers (tested).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from an_gan.samples import class_counts, class_folders, class_noise, positions, read_image
+from common.data.images import list_images
+from common.metrics.generation import (
+    ClassStatistics,
+    GenerationMetrics,
+    InceptionFeatureExtractor,
+    class_frechet_distance,
+    class_reference_path,
+    extract,
+    extractor_name,
+    feature_dim,
+    load_payload,
+    reference_cache_path,
+    resolve_intra_fid_classes,
+    save_payload,
+)
+from common.visualization import to_unit
+
+__all__ = ["GenerationEvaluator", "ReferenceData", "eval_mode"]
+
+_MAX_CLASSES_IN_MEMORY = 64  # per-class reference features kept in memory (beyond that: read from the cache)
+_MAX_LOGGED_CLASSES = 20  # per-class intra-FID values returned as keys (all are in ``last_intra_fid``)
+
+
+class ReferenceData(Protocol):
+    """What the evaluator needs from the real data (``common.data.class_images.ClassImageDataModule`` has it)."""
+
+    num_classes: int
+    class_names: list[str]
+    resolution: int
+
+    def reference_dataloader(self, split: str, classes=None, num_samples=None, seed=0, batch_size=None, shard=None):
+        """Real batches ``{"image": (B, 3, R, R) in [-1, 1], "label": (B,)}`` of ``split`` in a fixed order."""
+
+    def reference_indices(self, split: str, classes=None, num_samples=None, seed=0):
+        """Indices of those images in the split."""
+
+    def reference_key(self, split: str, num_samples=None, seed=0) -> str:
+        """Cache key of those images."""
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode inside the block and restore its previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+class GenerationEvaluator:
+    """FID / IS / KID / precision-recall / intra-FID of a class-conditional generator (module docstring).
+
+    Args:
+        num_samples: generated images for FID, IS, KID, precision / recall (paper: 50,000).
+        seed: seed of the generated set (use different seeds for model selection and for reported scores).
+        batch_size: generation and feature-extraction batch size.
+        reference_split: split of the FID / KID / precision-recall reference (``"train"``, ``"val"``, ``"test"``).
+        reference_num_samples: reference images (a seeded random subset of the split); None: all of them.
+        intra_fid_classes: ``"all"``, ``"table2"``, a list of classes, or None (no intra-FID).
+        intra_fid_num_per_class: generated images per class for intra-FID (SN-GAN projection: 5,000).
+        intra_fid_split: split whose images of each class are that class's reference (SN-GAN projection: train).
+        is_splits: Inception Score splits (10).
+        kid_prc_num_samples: images per side for KID and precision / recall (0: not computed).
+        feature_extractor: module mapping uint8 images to (features, logits); None: TF-ported Inception-v3, loaded
+            on first use. ``common.metrics.generation.RandomProjectionExtractor`` is a CPU stand-in (not FID).
+        inception_weights: local Inception weights file (offline machines); None: torch-fidelity's cache/download.
+        reference_cache_dir: folder for cached reference statistics; None: keep them in memory only.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 50000,
+        seed: int = 0,
+        batch_size: int = 100,
+        reference_split: str = "train",
+        reference_num_samples: int | None = None,
+        intra_fid_classes: list[int] | str | None = "all",
+        intra_fid_num_per_class: int = 5000,
+        intra_fid_split: str = "train",
+        is_splits: int = 10,
+        kid_prc_num_samples: int = 10000,
+        feature_extractor: nn.Module | None = None,
+        inception_weights: str | None = None,
+        reference_cache_dir: str | None = "runs/fid_refs",
+    ) -> None:
+        if num_samples < 2 or batch_size < 1 or intra_fid_num_per_class < 2 or kid_prc_num_samples < 0:
+            raise ValueError(
+                "need num_samples >= 2, batch_size >= 1, intra_fid_num_per_class >= 2 and kid_prc_num_samples >= 0, "
+                f"got {num_samples}, {batch_size}, {intra_fid_num_per_class}, {kid_prc_num_samples}"
+            )
+        if num_samples < is_splits:
+            raise ValueError(f"num_samples ({num_samples}) must be at least is_splits ({is_splits})")
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+        self.reference_split, self.reference_num_samples = reference_split, reference_num_samples
+        self.intra_fid_classes, self.intra_fid_num_per_class = intra_fid_classes, intra_fid_num_per_class
+        self.intra_fid_split, self.is_splits, self.kid_prc_num_samples = intra_fid_split, is_splits, kid_prc_num_samples
+        self.inception_weights = inception_weights
+        self.reference_cache_dir = reference_cache_dir
+        self._extractor = feature_extractor
+        self._metrics: GenerationMetrics | None = None
+        self._pooled_key: str | None = None
+        self._class_refs: dict[int, Tensor] = {}
+        self._class_key: str | None = None
+        self.last_intra_fid: dict[int, float] = {}
+
+    # ------------------------------------------------------------------------------------------------- parts
+    @property
+    def feature_extractor(self) -> nn.Module:
+        """The extractor (TF-ported Inception-v3 created on first access when none was given)."""
+        if self._extractor is None:
+            self._extractor = InceptionFeatureExtractor(self.inception_weights)
+        return self._extractor
+
+    @property
+    def extractor_name(self) -> str:
+        """Name of the extractor (part of every cache key)."""
+        if self._extractor is None:
+            return InceptionFeatureExtractor.extractor_name
+        return extractor_name(self._extractor)
+
+    def _feature_dim(self) -> int:
+        if self._extractor is None:
+            return InceptionFeatureExtractor.feature_dim
+        return feature_dim(self._extractor)
+
+    def _num_logits(self) -> int:
+        k = getattr(self._extractor, "num_logits", None)
+        if k is None:
+            with torch.no_grad():
+                _, logits = self._extractor(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+            k = logits.shape[1]
+        return int(k)
+
+    def metrics(self, device: torch.device | str = "cpu") -> GenerationMetrics:
+        """The pooled metric object (holds the reference statistics between evaluations)."""
+        if self._metrics is None:
+            k = InceptionFeatureExtractor.num_logits if self._extractor is None else self._num_logits()
+            self._metrics = GenerationMetrics(self._feature_dim(), self.is_splits, self.kid_prc_num_samples, k)
+        return self._metrics.to(device)
+
+    def classes(self, num_classes: int) -> list[int]:
+        """The intra-FID classes for a generator of ``num_classes`` classes."""
+        return resolve_intra_fid_classes(self.intra_fid_classes, num_classes)
+
+    def plan(self, num_classes: int) -> list[tuple[int, int, int]]:
+        """``(class, FID-set images, intra-FID images)`` per class: what :meth:`run` generates."""
+        fid_counts = class_counts(self.num_samples, num_classes)
+        intra = set(self.classes(num_classes))
+        return [(c, fid_counts[c], self.intra_fid_num_per_class if c in intra else 0) for c in range(num_classes)]
+
+    # ---------------------------------------------------------------------------------------------- reference
+    def prepare(
+        self, reference: ReferenceData, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+    ) -> None:
+        """Load or compute the reference statistics (pooled, and this process's intra-FID classes)."""
+        metrics = self.metrics(device)
+        key = reference.reference_key(self.reference_split, self.reference_num_samples, 0)
+        if key != self._pooled_key or not metrics.has_reference():
+            metrics.reset_reference()
+            meta = {"extractor_name": self.extractor_name, "key": key}
+            path = None
+            if self.reference_cache_dir is not None:
+                path = reference_cache_path(self.reference_cache_dir, key, self.extractor_name)
+            if path is None or not metrics.load_reference(path, meta):
+                loader = reference.reference_dataloader(
+                    self.reference_split, None, self.reference_num_samples, 0, self.batch_size, (rank, world)
+                )
+                total = len(reference.reference_indices(self.reference_split, None, self.reference_num_samples, 0))
+                offset = rank * total // world  # position of this shard's first image in the reference order
+                for batch in tqdm(loader, desc="reference features", disable=rank != 0, leave=False):
+                    features, _ = extract(self.feature_extractor, to_unit(batch["image"].to(device)))
+                    pos = torch.arange(offset, offset + features.shape[0])
+                    metrics.update(features, None, pos, real=True)
+                    offset += features.shape[0]
+                if path is not None:
+                    metrics.save_reference(path, meta)
+            self._pooled_key = key
+        class_key = reference.reference_key(self.intra_fid_split)
+        if class_key != self._class_key:
+            self._class_refs, self._class_key = {}, class_key
+
+    def class_reference(self, reference: ReferenceData, cls: int, device: torch.device | str = "cpu") -> Tensor:
+        """Features (n_c, D) of class ``cls``'s images of ``intra_fid_split`` (cached on disk and/or in memory)."""
+        if cls in self._class_refs:
+            return self._class_refs[cls]
+        key = reference.reference_key(self.intra_fid_split)
+        meta = {
+            "extractor_name": self.extractor_name,
+            "key": key,
+            "class": int(cls),
+            "feature_dim": self._feature_dim(),
+        }
+        path = None
+        payload = None
+        if self.reference_cache_dir is not None:
+            path = class_reference_path(self.reference_cache_dir, key, self.extractor_name, cls)
+            payload = load_payload(path, meta)
+        if payload is not None:
+            features = payload["features"]
+        else:
+            loader = reference.reference_dataloader(self.intra_fid_split, [cls], None, 0, self.batch_size)
+            chunks = [self._real_features(batch["image"], device) for batch in loader]
+            features = torch.cat(chunks)
+            if path is not None:
+                save_payload(path, meta, {"features": features})
+        if path is None or len(self.classes(reference.num_classes)) <= _MAX_CLASSES_IN_MEMORY:
+            self._class_refs[cls] = features
+        return features
+
+    def _real_features(self, images: Tensor, device) -> Tensor:
+        return extract(self.feature_extractor, to_unit(images.to(device)))[0].cpu()
+
+    # ------------------------------------------------------------------------------------------------ scoring
+    def _consume(
+        self,
+        images: Tensor,
+        cls: int,
+        start: int,
+        fid_count: int,
+        intra: ClassStatistics | None,
+        num_classes: int,
+    ) -> None:
+        """Route a batch of images ``start:start + B`` of class ``cls`` (in [0, 1] or uint8) to the metrics."""
+        features, logits = extract(self.feature_extractor, images)
+        stop = start + features.shape[0]
+        in_fid = max(0, min(stop, fid_count) - start)
+        if in_fid:
+            pos = positions(cls, start, start + in_fid, num_classes)
+            self._metrics.update(features[:in_fid], logits[:in_fid], pos, real=False)
+        if intra is not None:
+            in_intra = max(0, min(stop, self.intra_fid_num_per_class) - start)
+            if in_intra:
+                intra.update(features[:in_intra])
+
+    def _finish(self, reference: ReferenceData, intra_values: dict[int, float], device) -> dict[str, float]:
+        classes = self.classes(reference.num_classes)
+        values = torch.zeros(len(classes), dtype=torch.float64, device=device)
+        seen = torch.zeros(len(classes), dtype=torch.float64, device=device)
+        for i, c in enumerate(classes):
+            if c in intra_values:
+                values[i], seen[i] = intra_values[c], 1.0
+        if _distributed():
+            torch.distributed.all_reduce(values)
+            torch.distributed.all_reduce(seen)
+        scores = {k: float(v) for k, v in self._metrics.compute().items()}
+        self._metrics.reset()
+        self.last_intra_fid = {c: float(values[i] / seen[i]) if seen[i] else math.nan for i, c in enumerate(classes)}
+        if classes:
+            finite = [v for v in self.last_intra_fid.values() if math.isfinite(v)]
+            scores["intra_fid"] = float(np.mean(finite)) if finite else math.nan
+            if len(classes) <= _MAX_LOGGED_CLASSES:
+                scores.update({f"intra_fid/{c}": v for c, v in self.last_intra_fid.items()})
+        return scores
+
+    @torch.no_grad()
+    def run(
+        self,
+        generator: nn.Module,
+        reference: ReferenceData,
+        device: torch.device | str | None = None,
+        rank: int = 0,
+        world: int = 1,
+    ) -> dict[str, float]:
+        """Generate this process's share of the evaluation set with ``generator`` (eval mode) and score it.
+
+        :meth:`prepare` must have run. Returns the scores (identical on every process).
+        """
+        device = torch.device(device) if device is not None else next(generator.parameters()).device
+        k = generator.num_classes
+        if k != reference.num_classes:
+            raise ValueError(f"the generator has {k} classes but the reference data {reference.num_classes}")
+        self.metrics(device).reset()
+        intra_values: dict[int, float] = {}
+        mine = [row for row in self.plan(k) if row[0] % world == rank]
+        with eval_mode(generator):
+            for cls, fid_count, intra_count in tqdm(mine, desc="generating", disable=rank != 0, leave=False):
+                stats = ClassStatistics(self._feature_dim(), device) if intra_count else None
+                total = max(fid_count, intra_count)
+                for start in range(0, total, self.batch_size):
+                    stop = min(start + self.batch_size, total)
+                    z = class_noise(self.seed, cls, start, stop, generator.z_dim).to(device)
+                    y = torch.full((stop - start,), cls, dtype=torch.long, device=device)
+                    images = to_unit(generator(z, y))  # what save_png writes, so folders score the same
+                    self._consume(images, cls, start, fid_count, stats, k)
+                if stats is not None:
+                    intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats)
+        return self._finish(reference, intra_values, device)
+
+    def evaluate(self, generator: nn.Module, reference: ReferenceData, device=None) -> dict[str, float]:
+        """Score ``generator`` against ``reference`` in this process (no Trainer, no DDP)."""
+        device = torch.device(device) if device is not None else next(generator.parameters()).device
+        self.prepare(reference, device)
+        return self.run(generator, reference, device)
+
+    @torch.no_grad()
+    def score_folder(self, samples: str | Path, reference: ReferenceData, device=None) -> dict[str, float]:
+        """Score a folder of generated images in class sub-folders against ``reference``.
+
+        Sub-folders are named by class index (``0003``, as ``predict`` writes them) or by the reference's class
+        names; inside, files sorted by name are images ``0, 1, ...`` of that class. The same subsets are used as for
+        a generator: the first ``N // K (+1)`` images of each class for FID / IS / KID / PR, the first
+        ``intra_fid_num_per_class`` for intra-FID.
+
+        Raises:
+            FileNotFoundError / ValueError: a missing folder, unknown class folders, too few images in a class, or
+                images whose size differs from the reference resolution.
+        """
+        device = torch.device(device or "cpu")
+        folders = class_folders(Path(samples), reference.class_names, reference.num_classes)
+        self.prepare(reference, device)
+        self.metrics(device).reset()
+        k = reference.num_classes
+        intra_values: dict[int, float] = {}
+        for cls, fid_count, intra_count in tqdm(self.plan(k), desc="scoring", leave=False):
+            total = max(fid_count, intra_count)
+            if total == 0:
+                continue
+            files = list_images(folders[cls]) if cls in folders else []
+            if len(files) < total:
+                raise ValueError(
+                    f"class {cls} needs {total} images (FID set {fid_count}, intra-FID {intra_count}) but "
+                    f"{folders.get(cls, Path(samples) / f'{cls:04d}')} holds {len(files)}"
+                )
+            stats = ClassStatistics(self._feature_dim(), device) if intra_count else None
+            for start in range(0, total, self.batch_size):
+                chunk = files[start : min(start + self.batch_size, total)]
+                batch = [read_image(p, reference.resolution) for p in chunk]
+                self._consume(torch.stack(batch).to(device), cls, start, fid_count, stats, k)
+            if stats is not None:
+                intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats)
+        return self._finish(reference, intra_values, device)
+
+    def describe(self, num_classes: int) -> dict[str, Any]:
+        """The protocol as a dict (for JSON reports)."""
+        classes: Sequence[int] = self.classes(num_classes)
+        return {
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "reference_split": self.reference_split,
+            "reference_num_samples": self.reference_num_samples,
+            "intra_fid_classes": self.intra_fid_classes if isinstance(self.intra_fid_classes, str) else list(classes),
+            "intra_fid_num_per_class": self.intra_fid_num_per_class,
+            "intra_fid_split": self.intra_fid_split,
+            "is_splits": self.is_splits,
+            "kid_prc_num_samples": self.kid_prc_num_samples,
+            "feature_extractor": self.extractor_name,
+        }

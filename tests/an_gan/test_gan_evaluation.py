@@ -1,0 +1,194 @@
+"""Tests of the evaluation protocol (an_gan.evaluation, an_gan.samples) on a synthetic class tree of real files."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from PIL import Image
+from torch import nn
+
+from an_gan.evaluation import GenerationEvaluator
+from an_gan.samples import NOISE_CHUNK, ClassSampleDataset, class_counts, class_noise, positions
+from common.data.class_images import ClassFolderDataModule
+from common.metrics.generation import RandomProjectionExtractor, extract
+from common.visualization import save_png, to_unit
+
+TRAIN_COUNTS = (6, 9, 7)  # images per class in the tree's train folder
+
+
+class ToyGenerator(nn.Module):
+    """A deterministic "generator": a class colour plus noise-driven texture, 16x16."""
+
+    def __init__(self, num_classes: int = 3, z_dim: int = 16) -> None:
+        super().__init__()
+        self.num_classes, self.z_dim, self.resolution = num_classes, z_dim, 16
+        self.mix = nn.Parameter(torch.randn(z_dim, 3 * 16 * 16, generator=torch.Generator().manual_seed(0)) / 4)
+
+    def forward(self, z, y):
+        colour = torch.stack([(y == c).float() for c in range(3)], dim=1)[:, :, None, None] * 1.6 - 0.8
+        return torch.tanh(colour + (z @ self.mix).view(-1, 3, 16, 16))
+
+
+def _tree(root, counts, seed):
+    rng = np.random.default_rng(seed)
+    for c, n in enumerate(counts):
+        for i in range(n):
+            array = rng.integers(0, 80, size=(16, 16, 3), dtype=np.uint8)
+            array[..., c] += 150
+            (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / f"class{c}" / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def data(tmp_path):
+    train = _tree(tmp_path / "train", TRAIN_COUNTS, 0)
+    val = _tree(tmp_path / "val", (4, 4, 4), 1)
+    return ClassFolderDataModule(str(train), resolution=16, batch_size=4, num_workers=0, val_root=str(val))
+
+
+def _evaluator(**kwargs):
+    defaults = {
+        "num_samples": 9,
+        "seed": 3,
+        "batch_size": 4,
+        "reference_split": "val",
+        "intra_fid_classes": [0, 2],
+        "intra_fid_num_per_class": 5,
+        "intra_fid_split": "train",
+        "is_splits": 3,
+        "kid_prc_num_samples": 6,
+        "feature_extractor": RandomProjectionExtractor(feature_dim=4, num_logits=3),
+        "reference_cache_dir": None,
+    }
+    defaults.update(kwargs)
+    return GenerationEvaluator(**defaults)
+
+
+def numpy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """pytorch-fid-style reference: np.cov + scipy.linalg.sqrtm."""
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+class TestSamples:
+    def test_streams_do_not_depend_on_how_they_are_drawn(self):
+        whole = class_noise(7, 2, 0, 3 * NOISE_CHUNK + 5, 8)
+        parts = torch.cat([class_noise(7, 2, a, b, 8) for a, b in ((0, 1), (1, 70), (70, 3 * NOISE_CHUNK + 5))])
+        torch.testing.assert_close(parts, whole)
+        assert not torch.equal(class_noise(7, 1, 0, 4, 8), whole[:4])
+        assert not torch.equal(class_noise(8, 2, 0, 4, 8), whole[:4])
+        dataset = ClassSampleDataset([2, 0], 3, 8, seed=7)
+        torch.testing.assert_close(dataset.z[:3], whole[:3])
+        assert dataset.labels.tolist() == [2, 2, 2, 0, 0, 0] and dataset.indices.tolist() == [0, 1, 2] * 2
+
+    def test_counts_and_positions(self):
+        assert class_counts(11, 4) == [3, 3, 3, 2]
+        assert positions(1, 0, 3, 4).tolist() == [1, 5, 9]  # labels cycle: position % K == class
+        with pytest.raises(ValueError):
+            class_counts(-1, 3)
+
+
+class TestIntraFID:
+    """SN-GAN projection protocol: class c's training images vs a fixed number of generated images of class c."""
+
+    def test_matches_numpy_scipy_per_class(self, data):
+        evaluator = _evaluator()
+        g = ToyGenerator()
+        scores = evaluator.evaluate(g, data)
+        extractor = evaluator.feature_extractor
+        train = data.dataset("train")
+        train.hflip = False  # the reference is never flipped (the training loader flips)
+        per_class = []
+        for c in (0, 2):
+            real = torch.stack([train[i]["image"] for i in np.flatnonzero(train.labels == c)])
+            assert real.shape[0] == TRAIN_COUNTS[c]  # every training image of the class, nothing else
+            fake = g(class_noise(3, c, 0, 5, 16), torch.full((5,), c))  # the first 5 images of its stream
+            real_f = extract(extractor, to_unit(real))[0].double().numpy()
+            fake_f = extract(extractor, to_unit(fake))[0].double().numpy()
+            expected = numpy_fid(real_f, fake_f)
+            assert scores[f"intra_fid/{c}"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+            per_class.append(expected)
+        assert "intra_fid/1" not in scores
+        assert scores["intra_fid"] == pytest.approx(np.mean(per_class), rel=1e-5)
+        assert set(evaluator.last_intra_fid) == {0, 2}
+
+    def test_fid_set_and_reference_split(self, data):
+        evaluator = _evaluator(intra_fid_classes=None)
+        g = ToyGenerator()
+        scores = evaluator.evaluate(g, data)
+        assert "intra_fid" not in scores
+        extractor = evaluator.feature_extractor
+        real = torch.stack([data.dataset("val")[i]["image"] for i in range(len(data.dataset("val")))])
+        fake = torch.cat([g(class_noise(3, c, 0, 3, 16), torch.full((3,), c)) for c in range(3)])  # 9 = 3 per class
+        expected = numpy_fid(*(extract(extractor, to_unit(x))[0].double().numpy() for x in (real, fake)))
+        assert scores["fid"] == pytest.approx(expected, rel=1e-5)
+        other = _evaluator(intra_fid_classes=None, reference_split="train").evaluate(g, data)
+        assert other["fid"] != pytest.approx(scores["fid"])  # the reference split is what it says
+
+    def test_class_choices(self, data):
+        assert _evaluator(intra_fid_classes="all").classes(3) == [0, 1, 2]
+        with pytest.raises(ValueError, match="outside"):
+            _evaluator(intra_fid_classes="table2").classes(3)  # the Table 2 classes need ImageNet's 1000
+        with pytest.raises(ValueError, match="'all', 'table2'"):
+            _evaluator(intra_fid_classes="some").classes(3)
+
+
+class TestEvaluator:
+    def test_folder_scores_equal_generator_scores(self, data, tmp_path):
+        g = ToyGenerator()
+        direct = _evaluator().evaluate(g, data)
+        out = tmp_path / "samples"
+        items = ClassSampleDataset(range(3), 5, 16, seed=3)  # max(3 for FID, 5 for intra-FID) per class
+        with torch.no_grad():
+            for image, y, j in zip(to_unit(g(items.z, items.labels)), items.labels, items.indices, strict=True):
+                save_png(image, out / f"{int(y):04d}" / f"{int(j):06d}.png")
+        from_folder = _evaluator().score_folder(out, data)
+        assert from_folder.keys() == direct.keys()
+        for key, value in direct.items():
+            assert from_folder[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+        (out / "0001" / "000004.png").unlink()
+        with pytest.raises(ValueError, match="class 1 needs"):
+            _evaluator(intra_fid_classes="all").score_folder(out, data)
+        (out / "0009").mkdir()
+        with pytest.raises(ValueError, match="neither a class index"):
+            _evaluator().score_folder(out, data)
+
+    def test_reference_cache_is_used(self, data, tmp_path):
+        evaluator = _evaluator(reference_cache_dir=str(tmp_path / "refs"))
+        first = evaluator.evaluate(ToyGenerator(), data)
+        assert len(list((tmp_path / "refs").glob("*.pt"))) == 1
+        assert len(list((tmp_path / "refs").glob("*/class_*.pt"))) == 2  # one file per intra-FID class
+
+        class NoImages(ClassFolderDataModule):
+            def reference_dataloader(self, *args, **kwargs):
+                raise AssertionError("the cache should have been used")
+
+        cached = NoImages(data.hparams.root, resolution=16, num_workers=0, val_root=data.hparams.val_root)
+        second = _evaluator(reference_cache_dir=str(tmp_path / "refs")).evaluate(ToyGenerator(), cached)
+        assert second == pytest.approx(first)
+
+    def test_processes_share_the_classes(self):
+        plan = _evaluator(intra_fid_classes="all", num_samples=10).plan(3)
+        assert plan == [(0, 4, 5), (1, 3, 5), (2, 3, 5)]
+        shares = [[row for row in plan if row[0] % 2 == rank] for rank in (0, 1)]  # what run(rank, world=2) takes
+        assert sorted(shares[0] + shares[1]) == plan and not set(shares[0]) & set(shares[1])
+
+    def test_builds_offline_and_fails_on_first_use(self, monkeypatch, tmp_path):
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # empty cache, and no network:
+        monkeypatch.setattr(
+            torch.hub, "download_url_to_file", lambda *a, **k: (_ for _ in ()).throw(OSError("offline"))
+        )
+        evaluator = GenerationEvaluator()  # constructing must not need the Inception weights
+        assert evaluator.extractor_name == "inception-v3-tf-2015-12-05"
+        with pytest.raises(RuntimeError, match="weights-inception-2015-12-05"):
+            evaluator.feature_extractor  # noqa: B018
+
+    def test_exception(self, data):
+        with pytest.raises(ValueError, match="num_samples"):
+            GenerationEvaluator(num_samples=1)
+        with pytest.raises(ValueError, match="is_splits"):
+            GenerationEvaluator(num_samples=5, is_splits=10)
+        with pytest.raises(ValueError, match="4 classes but the reference data 3"):
+            _evaluator().evaluate(ToyGenerator(num_classes=4), data)
