@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from common.layers import attentive_norm_fused
+from common.layers import attentive_norm_chunked
 from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -527,7 +527,7 @@ class TestAttentiveNorm2d:
         The fused path works on chunks of CHUNK_ELEMENTS input elements (here a quarter of the map): apart from its
         input, output, layout and input gradient, every tensor it makes is chunk-sized or (C, n)-sized.
         """
-        monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", 16 * 64)
+        monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 64)
 
         class MaxNumel(TorchDispatchMode):
             def __init__(self):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from common.layers import attentive_norm_fused
+from common.layers import attentive_norm_chunked
 from common.layers.attentive_norm import AttentiveNorm2d
 from common.losses import gradient_penalty
 
@@ -60,7 +60,7 @@ def _compare(layer, x, positions, rtol, atol):
     ("train", "stats"), [(True, "instance"), (False, "instance"), (True, "batch"), (False, "batch")]
 )
 def test_matches_reference_float64(monkeypatch, chunk, train, stats):
-    monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", CHUNKS[chunk])
+    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", CHUNKS[chunk])
     for affine, value, channels_last in itertools.product([True, False], [False, True], [False, True]):
         layer = _layer(train, stats, affine, value, seed=int(affine) + 2 * int(value))
         if stats == "batch" and not train:
@@ -76,7 +76,7 @@ def test_matches_reference_float64(monkeypatch, chunk, train, stats):
 
 
 def test_one_pixel_chunks(monkeypatch):
-    monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 1)
     for train, stats in [(True, "instance"), (True, "batch")]:
         layer = _layer(train, stats, value=True)
         x = torch.randn(2, 8, 5, 4, dtype=torch.float64) - 0.5
@@ -85,7 +85,7 @@ def test_one_pixel_chunks(monkeypatch):
 
 def test_float32_as_accurate_as_reference(monkeypatch):
     """In float32 the fused path is as close to the float64 result as the reference implementation is."""
-    monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", 16 * 100)  # several chunks per sample
+    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 100)  # several chunks per sample
     for train, value in [(True, False), (False, False), (True, True)]:
         layer = _layer(train, value=value, c=16, n=8, dtype=torch.float32, scale=0.25)
         x = torch.randn(2, 16, 20, 18) * 3.0 + 5.0  # mean far from 0: the centring matters
@@ -131,7 +131,7 @@ def test_bf16(train):
 
 
 def test_gradcheck_small_chunks(monkeypatch):
-    monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", 4 * 5)  # 5 pixels per chunk
+    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 4 * 5)  # 5 pixels per chunk
     for train, stats, value in [(True, "instance", False), (True, "batch", True), (False, "instance", True)]:
         layer = _layer(train, stats, value=value, c=4, n=3, seed=3)
         layer.implementation = "fused"
@@ -185,7 +185,7 @@ class _SavedAndLargest(TorchDispatchMode):
 def test_memory_saved_for_backward(monkeypatch):
     """The backward recomputes: autograd keeps the input, the layout and tensors whose size does not depend on H*W
     (the reference keeps several (C, H*W)- and (2C, H*W)-sized intermediates)."""
-    monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", 16 * 64)
+    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 64)
     b, c, n = 2, 16, 8
     extra = {}
     for impl, size in itertools.product(("fused", "reference"), (16, 32)):
@@ -212,9 +212,9 @@ def test_memory_saved_for_backward(monkeypatch):
 
 def test_chunk_plan_covers_every_pixel_once(monkeypatch):
     for elements, (b, hw, c) in itertools.product([1, 7, 50, 4096, 1 << 18], [(1, 1, 1), (3, 42, 8), (5, 9, 2)]):
-        monkeypatch.setattr(attentive_norm_fused, "CHUNK_ELEMENTS", elements)
+        monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", elements)
         seen = torch.zeros(b, hw, dtype=torch.int64)
-        for i, ps in attentive_norm_fused._chunks(b, hw, c):
+        for i, ps in attentive_norm_chunked._chunks(b, hw, c):
             seen[i, ps] += 1
         assert torch.all(seen == 1), (elements, b, hw, c)
 
