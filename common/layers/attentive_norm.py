@@ -36,7 +36,7 @@ from common.layers.attentive_norm_fused import attentive_norm_fused
 __all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
 
 _STATS = ("instance", "batch")
-_IMPLEMENTATIONS = ("auto", "fused", "reference")
+_IMPLEMENTATIONS = ("auto", "fused", "triton", "reference")
 # implementation="auto" uses the fused path from this many input elements on (B*C*H*W; measured on CPU: at 2^17 the
 # reference's forward + backward is faster, at 2^20 the fused one is 15% faster, at 2^23 3-4x).
 FUSED_MIN_ELEMENTS = 1 << 18
@@ -61,12 +61,15 @@ class AttentiveNorm2d(nn.Module):
             itself, as the authors' TF code does (its inpainting model); the layout is computed from ``X`` and the
             output is ``X + rho * X_bar(v(X))``. Off by default (the paper's eq. 5-6 normalise ``X``).
         implementation: how the layer is computed; every choice gives the same values and gradients.
-            ``"fused"``: the regional statistics and the output in a few fused passes over cache-sized chunks of the
+            ``"fused"``: the regional statistics and the output in four fused passes over cache-sized chunks of the
             input, with a backward that recomputes instead of storing full-size intermediates
-            (:mod:`common.layers.attentive_norm_fused`). ``"reference"``: plain tensor operations with autograd
-            through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"fused"`` for inputs of at
-            least ``FUSED_MIN_ELEMENTS`` (2^18) elements; ``"reference"`` for smaller ones (where the fused path's
-            fixed cost dominates) and while ``torch.compile`` or a ``torch.func`` transform traces the layer.
+            (:mod:`common.layers.attentive_norm_fused`, any device). ``"triton"``: the same four passes as Triton
+            kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
+            with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on
+            CUDA where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs
+            of at least ``FUSED_MIN_ELEMENTS`` (2^18) elements and ``"reference"`` for smaller ones (where the
+            fused path's fixed cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func``
+            transform traces the layer.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -246,10 +249,13 @@ class AttentiveNorm2d(nn.Module):
         b, c, h, w = x.shape
         positions = self._draw_positions(b, h, w, x.device) if self.training and self.self_sampling else None
         p = self._tensors()
-        if self._resolve_implementation(x) == "reference":
+        impl = self._resolve_implementation(x)
+        if impl == "reference":
             out, s, stats = self._forward_reference(x, p, positions)
         else:
-            out, s, stats = attentive_norm_fused(self, x, p, positions)
+            out, s, stats = attentive_norm_fused(
+                self, x, p, positions, backend="triton" if impl == "triton" else "chunked"
+            )
         self.layout = s.detach().view(b, self.num_entities, h, w)
         if stats is not None:
             self._update_running_stats(*stats)
@@ -259,11 +265,20 @@ class AttentiveNorm2d(nn.Module):
         impl = self.implementation
         if impl not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {impl!r}")
+        if impl == "triton" and not _triton_supports(x, self.num_entities):
+            raise ValueError(
+                "implementation='triton' needs a CUDA tensor (or TRITON_INTERPRET=1) of dtype float32, bfloat16 or "
+                f"float16 with C <= 512 and n <= 64, and the triton package; got {x.dtype} on {x.device}, "
+                f"C = {x.shape[1]}, n = {self.num_entities}"
+            )
         if impl == "auto":
             # Under torch.compile / torch.func transforms the plain graph is traced and fused by the compiler; on
-            # small inputs the fused path's fixed cost (its backward differentiates two small graphs) outweighs it.
-            tracing = torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
-            return "reference" if tracing or x.numel() < FUSED_MIN_ELEMENTS else "fused"
+            # small CPU inputs the fused path's fixed cost (its backward differentiates two small graphs) dominates.
+            if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+                return "reference"
+            if x.is_cuda and _triton_supports(x, self.num_entities):
+                return "triton"
+            return "reference" if x.numel() < FUSED_MIN_ELEMENTS else "fused"
         return impl
 
     # ------------------------------------------------------------ the reference implementation
@@ -337,6 +352,15 @@ class AttentiveNorm2d(nn.Module):
         """Exponential running averages of the batch-pooled regional statistics (``stats="batch"``)."""
         self.running_mean.lerp_(mean[0].t().to(self.running_mean.dtype), self.momentum)
         self.running_var.lerp_(var[0].t().to(self.running_var.dtype), self.momentum)
+
+
+def _triton_supports(x: Tensor, num_entities: int) -> bool:
+    """Whether the Triton kernels can run ``x`` (imported on first use: CPU-only installs need no triton)."""
+    try:
+        from common.layers import attentive_norm_triton
+    except ImportError:
+        return False
+    return attentive_norm_triton.supported(x, num_entities)
 
 
 def orthogonal_loss(module: nn.Module) -> Tensor:
