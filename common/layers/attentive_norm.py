@@ -8,8 +8,8 @@ AN learns a soft semantic layout ``S`` of ``n`` regions from the features themse
 region with its own soft-weighted statistics (regional instance normalisation), so that distant pixels of
 the same region share statistics: long-range dependency at the cost of a normalisation layer.
 
-This module follows the paper's formulation exactly as fixed by the project's layer spec
-(``an-layer-spec.md``), not the authors' TF code. Departures from that code, on purpose:
+This module follows the paper's formulation exactly as fixed by the project's layer specification, not the
+authors' TF code. Departures from that code, on purpose:
 
 * the normalised tensor is the input itself (no value convolution), with optional per-region affine;
   ``value_projection=True`` restores the authors' value branch (a 1x1 convolution ``v(X)`` of C channels is what
@@ -23,6 +23,11 @@ Efficient form: the weighted first and second moments are two batched matrix pro
 ``X * (scale @ S) + (shift @ S)``; no ``(B, C, n, H, W)`` tensor is ever built, so time and memory are
 ``O(B * H * W * n * C)`` and ``O(B * H * W * (C + n))``. Statistics are computed in float32 (float64 for
 float64 inputs) even under autocast, on inputs shifted by their per-channel mean for precision.
+
+Implementations (``implementation=``, same values and gradients): the plain tensor operations here
+(``"reference"``), and a fused autograd function (:mod:`common.layers.attentive_norm_fused`) whose four full-size
+passes run over cache-sized chunks (``"fused"``, any device) or as Triton kernels (``"triton"``, CUDA) and whose
+backward recomputes instead of storing full-size intermediates.
 """
 
 from __future__ import annotations

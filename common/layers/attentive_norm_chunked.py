@@ -17,7 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK_ELEMENTS", "input_gradient", "layout_and_moments", "output", "output_gradient_moments"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "coefficients",
+    "input_gradient",
+    "layout_and_moments",
+    "output",
+    "output_gradient_moments",
+]
 
 # Input elements (C x pixels) per chunk: 2^18 float32 = 1 MiB, so a chunk's working set (a few times that) stays in
 # the L2/L3 caches while the per-chunk Python overhead stays a few percent. Tests lower it to exercise many chunks.
@@ -81,12 +88,15 @@ def _softmax_(t: Tensor) -> Tensor:
     return t.div_(t.sum(dim=-2, keepdim=True))
 
 
-def layout_and_moments(xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, moments: Tensor | None):
-    """Forward pass 1: ``s = softmax([b | w] @ [1; x_c])`` and, unless ``moments`` is None, ``moments +=
-    [1; v_c; v_c^2] @ s^T`` (``(B, 1 + 2C, n)``: region mass, first and second moments of ``v_c``)."""
-    c = xf.shape[1]
+def layout_and_moments(
+    xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, need_moments: bool
+) -> Tensor | None:
+    """Forward pass 1: ``s = softmax([b | w] @ [1; x_c])`` (in place) and, if ``need_moments``, the moments
+    ``[1; v_c; v_c^2] @ s^T`` summed over the pixels, ``(B, 1 + 2C, n)``: region mass, first and second moments."""
+    b, c, _ = xf.shape
     buffers = _Buffers(xf, s.dtype)
-    ubuf = buffers.new(1 + 2 * c, ones_row=True) if moments is not None else None
+    moments = torch.zeros(b, 1 + 2 * c, s.shape[1], dtype=s.dtype, device=s.device) if need_moments else None
+    ubuf = buffers.new(1 + 2 * c, ones_row=True) if need_moments else None
     xbuf = buffers.new(1 + c, ones_row=True)
     for i, ps in buffers.chunks:
         u = _view(ubuf, i, ps) if ubuf is not None else None
@@ -98,6 +108,13 @@ def layout_and_moments(xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s
             vc = xc if wv is None else _mm(_like(wv, xc), xc, out=u[..., 1 : 1 + c, :])
             torch.mul(vc, vc, out=u[..., 1 + c :, :])
             _mm_add_(moments[i], u, sc.transpose(-1, -2))
+    return moments
+
+
+def coefficients(layer, p: dict[str, Tensor], moments: Tensor | None, center: Tensor, dtype: torch.dtype):
+    """``[gain; offset]`` ``(B|1, 2C, n)``, the centred mean and the variance (``AttentiveNorm2d._coefficients``)."""
+    gain, offset, mean, var = layer._coefficients(p, moments, center, dtype)
+    return torch.cat([gain, offset], dim=1).contiguous(), mean, var
 
 
 def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor, of: Tensor) -> None:

@@ -120,15 +120,12 @@ class _FusedAttentiveNorm(torch.autograd.Function):
 
         # Pass 1: the layout and the moments [mass; sum S v_c; sum S v_c^2]; then the (C, n) coefficients.
         s = torch.empty(b, n, hw, dtype=dt, device=x.device)
-        moments = None
-        if not batch_stats or layer.training:
-            moments = torch.zeros(b, 1 + 2 * c, n, dtype=dt, device=x.device)
-        passes.layout_and_moments(xf, cx, wlb, wv, s, moments)
-        gain, offset, mean, var = layer._coefficients(p, moments, center, dt)  # (B|1, C, n)
+        moments = passes.layout_and_moments(xf, cx, wlb, wv, s, not batch_stats or layer.training)
+        coeffs, mean, var = passes.coefficients(layer, p, moments, center, dt)  # [gain; offset] (B|1, 2C, n)
 
         # Pass 2: out = x + v_c * (gain @ S) + offset @ S.
         out = _empty_like(x)
-        passes.output(xf, s, cx, wv, torch.cat([gain, offset], dim=1).contiguous(), _flat(out))
+        passes.output(xf, s, cx, wv, coeffs, _flat(out))
 
         stats = torch.cat([mean + center, var], dim=1) if batch_stats and layer.training else s.new_empty(0)
         ctx.layer, ctx.names, ctx.passes = layer, names, passes

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-__all__ = ["input_gradient", "layout_and_moments", "output", "output_gradient_moments", "supported"]
+__all__ = ["coefficients", "input_gradient", "layout_and_moments", "output", "output_gradient_moments", "supported"]
 
 MAX_CHANNELS = 512  # C beyond this (padded) does not fit a program's registers: the chunked backend is used
 MAX_ENTITIES = 64
@@ -296,15 +296,110 @@ def _input_grad_kernel(
     tl.store(base[:, None] + 1 + c[None, :], tl.dot(dl, tl.trans(xc), input_precision="ieee"), mask=mic)
 
 
+@triton.jit
+def _coefficients_kernel(
+    mom_ptr,
+    center_ptr,
+    beta_ptr,
+    alpha_ptr,
+    rho_ptr,
+    coef_ptr,
+    stats_ptr,
+    B,
+    C,
+    N,
+    center_sb,
+    eps,
+    C_PAD: tl.constexpr,
+    N_PAD: tl.constexpr,
+    BATCH: tl.constexpr,
+    AFFINE: tl.constexpr,
+):
+    # AttentiveNorm2d._coefficients for one sample (or, BATCH, for the moments summed over the batch), in one program.
+    b = tl.program_id(0).to(tl.int64)
+    c = tl.arange(0, C_PAD)
+    i = tl.arange(0, N_PAD)
+    mc, mi = c < C, i < N
+    mci = mc[:, None] & mi[None, :]
+    size = (1 + 2 * C) * N
+    if BATCH:
+        mass = tl.zeros([N_PAD], dtype=tl.float32)
+        s1 = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+        s2 = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+        for k in range(0, B):
+            base = mom_ptr + k * size
+            mass += tl.load(base + i, mask=mi, other=0.0)
+            s1 += tl.load(base + N + c[:, None] * N + i[None, :], mask=mci, other=0.0)
+            s2 += tl.load(base + (1 + C) * N + c[:, None] * N + i[None, :], mask=mci, other=0.0)
+    else:
+        base = mom_ptr + b * size
+        mass = tl.load(base + i, mask=mi, other=0.0)
+        s1 = tl.load(base + N + c[:, None] * N + i[None, :], mask=mci, other=0.0)
+        s2 = tl.load(base + (1 + C) * N + c[:, None] * N + i[None, :], mask=mci, other=0.0)
+    denom = mass + eps
+    center = tl.load(center_ptr + b * center_sb + c, mask=mc, other=0.0)
+    mean = (s1 - center[:, None] * eps) / denom[None, :]
+    var = tl.maximum((s2 - mean * (2.0 * s1 - mean * mass[None, :])) / denom[None, :], 0.0)
+    scale = 1.0 / (tl.sqrt(tl.maximum(var, 1e-12)) + eps)
+    if AFFINE:  # beta, alpha are (n, C)
+        scale = scale * tl.load(beta_ptr + i[None, :] * C + c[:, None], mask=mci, other=0.0).to(tl.float32)
+    shift = -mean * scale
+    if AFFINE:
+        shift = shift + tl.load(alpha_ptr + i[None, :] * C + c[:, None], mask=mci, other=0.0).to(tl.float32)
+    rho = tl.load(rho_ptr).to(tl.float32)
+    out = coef_ptr + b * 2 * C * N + c[:, None] * N + i[None, :]
+    tl.store(out, rho * scale, mask=mci)
+    tl.store(out + C * N, rho * shift, mask=mci)
+    stats = stats_ptr + b * 2 * C * N + c[:, None] * N + i[None, :]
+    tl.store(stats, mean, mask=mci)
+    tl.store(stats + C * N, var, mask=mci)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# The four passes (same contract as attentive_norm_chunked)
+# The passes (same contract as attentive_norm_chunked)
 
 
-def layout_and_moments(xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, moments: Tensor | None):
+def coefficients(layer, p: dict[str, Tensor], moments: Tensor | None, center: Tensor, dtype: torch.dtype):
+    """``[gain; offset]`` ``(B|1, 2C, n)``, the centred mean and the variance: ``AttentiveNorm2d._coefficients`` in
+    one kernel (running statistics, ``moments=None``, go through the torch code)."""
+    if moments is None:
+        gain, offset, mean, var = layer._coefficients(p, moments, center, dtype)
+        return torch.cat([gain, offset], dim=1).contiguous(), mean, var
+    b, rows, n = moments.shape
+    c = (rows - 1) // 2
+    batch = layer.stats == "batch"
+    out_b = 1 if batch else b
+    coeffs = moments.new_empty(out_b, 2 * c, n)
+    stats = moments.new_empty(out_b, 2 * c, n)
+    beta, alpha = p.get("beta"), p.get("alpha")
+    _coefficients_kernel[(out_b,)](
+        moments.contiguous(),
+        center,
+        beta if beta is not None else moments,
+        alpha if alpha is not None else moments,
+        p["rho"],
+        coeffs,
+        stats,
+        b,
+        c,
+        n,
+        _bstride(center),
+        layer.eps,
+        C_PAD=_pad(c),
+        N_PAD=_pad(n),
+        BATCH=batch,
+        AFFINE=beta is not None,
+    )
+    return coeffs, stats[:, :c], stats[:, c:]
+
+
+def layout_and_moments(
+    xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, need_moments: bool
+) -> Tensor | None:
     d = _dims(xf, s.shape[1])
     nblk = triton.cdiv(d["hw"], d["BLOCK"])
-    vf = _value(xf, cx, wv) if wv is not None and moments is not None else xf
-    part = s.new_empty(d["b"], nblk, 1 + 2 * d["c"], d["n"]) if moments is not None else s
+    vf = _value(xf, cx, wv) if wv is not None and need_moments else xf
+    part = s.new_empty(d["b"], nblk, 1 + 2 * d["c"], d["n"]) if need_moments else s
     _layout_moments_kernel[(nblk, d["b"])](
         xf,
         vf,
@@ -323,12 +418,11 @@ def layout_and_moments(xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s
         C_PAD=d["C_PAD"],
         N_PAD=d["N_PAD"],
         BLOCK=d["BLOCK"],
-        MOMENTS=moments is not None,
+        MOMENTS=need_moments,
         VALUE=wv is not None,
         num_warps=8,
     )
-    if moments is not None:
-        moments += part.sum(1)
+    return part.sum(1) if need_moments else None
 
 
 def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor, of: Tensor) -> None:
