@@ -128,6 +128,11 @@ class _RecordPositions:
 IMPLS = pytest.mark.parametrize("impl", ["fused", "reference"])
 
 
+def _set_chunk(monkeypatch, elements: int) -> None:
+    """Chunks of ``elements`` input elements in the fused path, whatever the thread count."""
+    monkeypatch.setattr(attentive_norm_chunked, "_chunk_elements", lambda device: elements)
+
+
 def _make(c=8, n=4, seed=0, **kwargs) -> AttentiveNorm2d:
     torch.manual_seed(seed)
     return _randomize(AttentiveNorm2d(c, num_entities=n, **kwargs), seed=seed)
@@ -527,7 +532,7 @@ class TestAttentiveNorm2d:
         The fused path works on chunks of CHUNK_ELEMENTS input elements (here a quarter of the map): apart from its
         input, output, layout and input gradient, every tensor it makes is chunk-sized or (C, n)-sized.
         """
-        monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 64)
+        _set_chunk(monkeypatch, 16 * 64)
 
         class MaxNumel(TorchDispatchMode):
             def __init__(self):

@@ -15,6 +15,11 @@ from common.losses import gradient_penalty
 CHUNKS = {"pixels": 40, "samples": 700, "whole": 1 << 18}
 
 
+def _set_chunk(monkeypatch, elements: int) -> None:
+    """Chunks of ``elements`` input elements in the fused path, whatever the thread count."""
+    monkeypatch.setattr(attentive_norm_chunked, "_chunk_elements", lambda device: elements)
+
+
 def _layer(train, stats="instance", affine=True, value=False, seed=0, c=8, n=4, dtype=torch.float64, scale=0.7):
     torch.manual_seed(seed)
     layer = AttentiveNorm2d(c, num_entities=n, stats=stats, affine=affine, value_projection=value, temperature=0.5)
@@ -60,7 +65,7 @@ def _compare(layer, x, positions, rtol, atol):
     ("train", "stats"), [(True, "instance"), (False, "instance"), (True, "batch"), (False, "batch")]
 )
 def test_matches_reference_float64(monkeypatch, chunk, train, stats):
-    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", CHUNKS[chunk])
+    _set_chunk(monkeypatch, CHUNKS[chunk])
     for affine, value, channels_last in itertools.product([True, False], [False, True], [False, True]):
         layer = _layer(train, stats, affine, value, seed=int(affine) + 2 * int(value))
         if stats == "batch" and not train:
@@ -76,7 +81,7 @@ def test_matches_reference_float64(monkeypatch, chunk, train, stats):
 
 
 def test_one_pixel_chunks(monkeypatch):
-    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 1)
+    _set_chunk(monkeypatch, 1)
     for train, stats in [(True, "instance"), (True, "batch")]:
         layer = _layer(train, stats, value=True)
         x = torch.randn(2, 8, 5, 4, dtype=torch.float64) - 0.5
@@ -85,7 +90,7 @@ def test_one_pixel_chunks(monkeypatch):
 
 def test_float32_as_accurate_as_reference(monkeypatch):
     """In float32 the fused path is as close to the float64 result as the reference implementation is."""
-    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 100)  # several chunks per sample
+    _set_chunk(monkeypatch, 16 * 100)  # several chunks per sample
     for train, value in [(True, False), (False, False), (True, True)]:
         layer = _layer(train, value=value, c=16, n=8, dtype=torch.float32, scale=0.25)
         x = torch.randn(2, 16, 20, 18) * 3.0 + 5.0  # mean far from 0: the centring matters
@@ -131,7 +136,7 @@ def test_bf16(train):
 
 
 def test_gradcheck_small_chunks(monkeypatch):
-    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 4 * 5)  # 5 pixels per chunk
+    _set_chunk(monkeypatch, 4 * 5)  # 5 pixels per chunk
     for train, stats, value in [(True, "instance", False), (True, "batch", True), (False, "instance", True)]:
         layer = _layer(train, stats, value=value, c=4, n=3, seed=3)
         layer.implementation = "fused"
@@ -185,7 +190,7 @@ class _SavedAndLargest(TorchDispatchMode):
 def test_memory_saved_for_backward(monkeypatch):
     """The backward recomputes: autograd keeps the input, the layout and tensors whose size does not depend on H*W
     (the reference keeps several (C, H*W)- and (2C, H*W)-sized intermediates)."""
-    monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", 16 * 64)
+    _set_chunk(monkeypatch, 16 * 64)
     b, c, n = 2, 16, 8
     extra = {}
     for impl, size in itertools.product(("fused", "reference"), (16, 32)):
@@ -212,11 +217,17 @@ def test_memory_saved_for_backward(monkeypatch):
 
 def test_chunk_plan_covers_every_pixel_once(monkeypatch):
     for elements, (b, hw, c) in itertools.product([1, 7, 50, 4096, 1 << 18], [(1, 1, 1), (3, 42, 8), (5, 9, 2)]):
-        monkeypatch.setattr(attentive_norm_chunked, "CHUNK_ELEMENTS", elements)
         seen = torch.zeros(b, hw, dtype=torch.int64)
-        for i, ps in attentive_norm_chunked._chunks(b, hw, c):
+        chunks = attentive_norm_chunked._chunks(b, hw, c, elements)
+        for i, ps in chunks:
             seen[i, ps] += 1
         assert torch.all(seen == 1), (elements, b, hw, c)
+        assert max(
+            (ps.stop - ps.start) * c * (1 if isinstance(i, int) else i.stop - i.start) for i, ps in chunks
+        ) <= max(elements, c)
+    # per CPU thread (up to 4): the work of each thread in an operation stays the same
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert attentive_norm_chunked._chunk_elements(torch.device("cpu")) == 2 * attentive_norm_chunked.CHUNK_ELEMENTS
 
 
 def test_auto_selects_reference_while_tracing(monkeypatch):
