@@ -65,31 +65,11 @@ def _value(xf: Tensor, cx: Tensor, wv: Tensor) -> Tensor:
 # Kernels. Program (blk, b): pixels p = blk * BLOCK + [0, BLOCK) of sample b; c, i index channels and entities.
 
 
+# fmt: off
 @triton.jit
 def _layout_moments_kernel(
-    x_ptr,
-    v_ptr,
-    s_ptr,
-    part_ptr,
-    wlb_ptr,
-    cx_ptr,
-    HW,
-    C,
-    N,
-    NBLK,
-    sxb,
-    sxc,
-    sxp,
-    svb,
-    svc,
-    svp,
-    wlb_sb,
-    cx_sb,
-    C_PAD: tl.constexpr,
-    N_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
-    MOMENTS: tl.constexpr,
-    VALUE: tl.constexpr,
+    x_ptr, v_ptr, s_ptr, part_ptr, wlb_ptr, cx_ptr, HW, C, N, NBLK, sxb, sxc, sxp, svb, svc, svp, wlb_sb, cx_sb,
+    C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, MOMENTS: tl.constexpr, VALUE: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -120,34 +100,14 @@ def _layout_moments_kernel(
         tl.store(base + N + c[:, None] * N + i[None, :], tl.dot(vc, st, input_precision="ieee"), mask=mci)
         moment2 = tl.dot(vc * vc, st, input_precision="ieee")
         tl.store(base + (1 + C) * N + c[:, None] * N + i[None, :], moment2, mask=mci)
+# fmt: on
 
 
+# fmt: off
 @triton.jit
 def _output_kernel(
-    x_ptr,
-    v_ptr,
-    s_ptr,
-    out_ptr,
-    coef_ptr,
-    cx_ptr,
-    HW,
-    C,
-    N,
-    sxb,
-    sxc,
-    sxp,
-    svb,
-    svc,
-    svp,
-    sob,
-    soc,
-    sop,
-    coef_sb,
-    cx_sb,
-    C_PAD: tl.constexpr,
-    N_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
-    VALUE: tl.constexpr,
+    x_ptr, v_ptr, s_ptr, out_ptr, coef_ptr, cx_ptr, HW, C, N, sxb, sxc, sxp, svb, svc, svp, sob, soc, sop, coef_sb,
+    cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, VALUE: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -168,34 +128,14 @@ def _output_kernel(
     offset = tl.load(coef + C * N, mask=mci, other=0.0)
     out = x + vc * tl.dot(gain, s, input_precision="ieee") + tl.dot(offset, s, input_precision="ieee")
     tl.store(out_ptr + b * sob + c[:, None] * soc + p[None, :] * sop, out.to(out_ptr.dtype.element_ty), mask=mcp)
+# fmt: on
 
 
+# fmt: off
 @triton.jit
 def _output_grad_kernel(
-    g_ptr,
-    x_ptr,
-    v_ptr,
-    s_ptr,
-    part_ptr,
-    cx_ptr,
-    HW,
-    C,
-    N,
-    NBLK,
-    sgb,
-    sgc,
-    sgp,
-    sxb,
-    sxc,
-    sxp,
-    svb,
-    svc,
-    svp,
-    cx_sb,
-    C_PAD: tl.constexpr,
-    N_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
-    VALUE: tl.constexpr,
+    g_ptr, x_ptr, v_ptr, s_ptr, part_ptr, cx_ptr, HW, C, N, NBLK, sgb, sgc, sgp, sxb, sxc, sxp, svb, svc, svp,
+    cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, VALUE: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -215,43 +155,15 @@ def _output_grad_kernel(
     base = part_ptr + (b * NBLK + blk) * 2 * C * N + c[:, None] * N + i[None, :]
     tl.store(base, tl.dot(g * vc, st, input_precision="ieee"), mask=mci)
     tl.store(base + C * N, tl.dot(g, st, input_precision="ieee"), mask=mci)
+# fmt: on
 
 
+# fmt: off
 @triton.jit
 def _input_grad_kernel(
-    g_ptr,
-    x_ptr,
-    v_ptr,
-    s_ptr,
-    dx_ptr,
-    dv_ptr,
-    part_ptr,
-    pu_ptr,
-    h3_ptr,
-    wlt_ptr,
-    cx_ptr,
-    HW,
-    C,
-    N,
-    NBLK,
-    sgb,
-    sgc,
-    sgp,
-    sxb,
-    sxc,
-    sxp,
-    svb,
-    svc,
-    svp,
-    sdb,
-    sdc,
-    sdp,
-    wlt_sb,
-    cx_sb,
-    C_PAD: tl.constexpr,
-    N_PAD: tl.constexpr,
-    BLOCK: tl.constexpr,
-    VALUE: tl.constexpr,
+    g_ptr, x_ptr, v_ptr, s_ptr, dx_ptr, dv_ptr, part_ptr, pu_ptr, h3_ptr, wlt_ptr, cx_ptr, HW, C, N, NBLK, sgb,
+    sgc, sgp, sxb, sxc, sxp, svb, svc, svp, sdb, sdc, sdp, wlt_sb, cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr,
+    BLOCK: tl.constexpr, VALUE: tl.constexpr,
 ):
     blk = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -294,26 +206,14 @@ def _input_grad_kernel(
     base = part_ptr + (b * NBLK + blk) * N * (1 + C) + i * (1 + C)
     tl.store(base, tl.sum(dl, axis=1), mask=mi)
     tl.store(base[:, None] + 1 + c[None, :], tl.dot(dl, tl.trans(xc), input_precision="ieee"), mask=mic)
+# fmt: on
 
 
+# fmt: off
 @triton.jit
 def _coefficients_kernel(
-    mom_ptr,
-    center_ptr,
-    beta_ptr,
-    alpha_ptr,
-    rho_ptr,
-    coef_ptr,
-    stats_ptr,
-    B,
-    C,
-    N,
-    center_sb,
-    eps,
-    C_PAD: tl.constexpr,
-    N_PAD: tl.constexpr,
-    BATCH: tl.constexpr,
-    AFFINE: tl.constexpr,
+    mom_ptr, center_ptr, beta_ptr, alpha_ptr, rho_ptr, coef_ptr, stats_ptr, B, C, N, center_sb, eps,
+    C_PAD: tl.constexpr, N_PAD: tl.constexpr, BATCH: tl.constexpr, AFFINE: tl.constexpr,
 ):
     # AttentiveNorm2d._coefficients for one sample (or, BATCH, for the moments summed over the batch), in one program.
     b = tl.program_id(0).to(tl.int64)
@@ -353,6 +253,7 @@ def _coefficients_kernel(
     stats = stats_ptr + b * 2 * C * N + c[:, None] * N + i[None, :]
     tl.store(stats, mean, mask=mci)
     tl.store(stats + C * N, var, mask=mci)
+# fmt: on
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -372,24 +273,13 @@ def coefficients(layer, p: dict[str, Tensor], moments: Tensor | None, center: Te
     coeffs = moments.new_empty(out_b, 2 * c, n)
     stats = moments.new_empty(out_b, 2 * c, n)
     beta, alpha = p.get("beta"), p.get("alpha")
+    # fmt: off
     _coefficients_kernel[(out_b,)](
-        moments.contiguous(),
-        center,
-        beta if beta is not None else moments,
-        alpha if alpha is not None else moments,
-        p["rho"],
-        coeffs,
-        stats,
-        b,
-        c,
-        n,
-        _bstride(center),
-        layer.eps,
-        C_PAD=_pad(c),
-        N_PAD=_pad(n),
-        BATCH=batch,
-        AFFINE=beta is not None,
+        moments.contiguous(), center, beta if beta is not None else moments,
+        alpha if alpha is not None else moments, p["rho"], coeffs, stats, b, c, n, _bstride(center), layer.eps,
+        C_PAD=_pad(c), N_PAD=_pad(n), BATCH=batch, AFFINE=beta is not None,
     )
+    # fmt: on
     return coeffs, stats[:, :c], stats[:, c:]
 
 
@@ -400,28 +290,13 @@ def layout_and_moments(
     nblk = triton.cdiv(d["hw"], d["BLOCK"])
     vf = _value(xf, cx, wv) if wv is not None and need_moments else xf
     part = s.new_empty(d["b"], nblk, 1 + 2 * d["c"], d["n"]) if need_moments else s
+    # fmt: off
     _layout_moments_kernel[(nblk, d["b"])](
-        xf,
-        vf,
-        s,
-        part,
-        wlb,
-        cx,
-        d["hw"],
-        d["c"],
-        d["n"],
-        nblk,
-        *xf.stride(),
-        *vf.stride(),
-        _bstride(wlb),
-        _bstride(cx),
-        C_PAD=d["C_PAD"],
-        N_PAD=d["N_PAD"],
-        BLOCK=d["BLOCK"],
-        MOMENTS=need_moments,
-        VALUE=wv is not None,
-        num_warps=8,
+        xf, vf, s, part, wlb, cx, d["hw"], d["c"], d["n"], nblk, *xf.stride(), *vf.stride(), _bstride(wlb),
+        _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"], BLOCK=d["BLOCK"], MOMENTS=need_moments,
+        VALUE=wv is not None, num_warps=8,
     )
+    # fmt: on
     return part.sum(1) if need_moments else None
 
 
@@ -429,27 +304,13 @@ def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor,
     d = _dims(xf, s.shape[1])
     nblk = triton.cdiv(d["hw"], d["BLOCK"])
     vf = _value(xf, cx, wv) if wv is not None else xf
+    # fmt: off
     _output_kernel[(nblk, d["b"])](
-        xf,
-        vf,
-        s,
-        of,
-        coeffs,
-        cx,
-        d["hw"],
-        d["c"],
-        d["n"],
-        *xf.stride(),
-        *vf.stride(),
-        *of.stride(),
-        _bstride(coeffs),
-        _bstride(cx),
-        C_PAD=d["C_PAD"],
-        N_PAD=d["N_PAD"],
-        BLOCK=d["BLOCK"],
-        VALUE=wv is not None,
+        xf, vf, s, of, coeffs, cx, d["hw"], d["c"], d["n"], *xf.stride(), *vf.stride(), *of.stride(),
+        _bstride(coeffs), _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"], BLOCK=d["BLOCK"], VALUE=wv is not None,
         num_warps=8,
     )
+    # fmt: on
 
 
 def output_gradient_moments(gf: Tensor, xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None) -> Tensor:
@@ -457,27 +318,12 @@ def output_gradient_moments(gf: Tensor, xf: Tensor, s: Tensor, cx: Tensor, wv: T
     nblk = triton.cdiv(d["hw"], d["BLOCK"])
     vf = _value(xf, cx, wv) if wv is not None else xf
     part = s.new_empty(d["b"], nblk, 2 * d["c"], d["n"])
+    # fmt: off
     _output_grad_kernel[(nblk, d["b"])](
-        gf,
-        xf,
-        vf,
-        s,
-        part,
-        cx,
-        d["hw"],
-        d["c"],
-        d["n"],
-        nblk,
-        *gf.stride(),
-        *xf.stride(),
-        *vf.stride(),
-        _bstride(cx),
-        C_PAD=d["C_PAD"],
-        N_PAD=d["N_PAD"],
-        BLOCK=d["BLOCK"],
-        VALUE=wv is not None,
-        num_warps=8,
+        gf, xf, vf, s, part, cx, d["hw"], d["c"], d["n"], nblk, *gf.stride(), *xf.stride(), *vf.stride(),
+        _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"], BLOCK=d["BLOCK"], VALUE=wv is not None, num_warps=8,
     )
+    # fmt: on
     return part.sum(1)
 
 
@@ -499,34 +345,13 @@ def input_gradient(
     dv = torch.empty(b, c, d["hw"], dtype=s.dtype, device=s.device) if wv is not None else s
     part = s.new_empty(b, nblk, d["n"], 1 + c)
     wl_t = wl_t.contiguous()
+    # fmt: off
     _input_grad_kernel[(nblk, b)](
-        gf,
-        xf,
-        vf,
-        s,
-        dxf,
-        dv,
-        part,
-        pu,
-        h3,
-        wl_t,
-        cx,
-        d["hw"],
-        c,
-        d["n"],
-        nblk,
-        *gf.stride(),
-        *xf.stride(),
-        *vf.stride(),
-        *dxf.stride(),
-        _bstride(wl_t),
-        _bstride(cx),
-        C_PAD=d["C_PAD"],
-        N_PAD=d["N_PAD"],
-        BLOCK=d["BLOCK"],
-        VALUE=wv is not None,
-        num_warps=8,
+        gf, xf, vf, s, dxf, dv, part, pu, h3, wl_t, cx, d["hw"], c, d["n"], nblk, *gf.stride(), *xf.stride(),
+        *vf.stride(), *dxf.stride(), _bstride(wl_t), _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"],
+        BLOCK=d["BLOCK"], VALUE=wv is not None, num_warps=8,
     )
+    # fmt: on
     dwlb = part.sum(1)
     if wv is None:
         return dwlb, None, None
