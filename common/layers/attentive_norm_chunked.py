@@ -33,8 +33,9 @@ CHUNK_ELEMENTS = 1 << 17
 
 
 def _chunk_elements(device: torch.device) -> int:
-    threads = min(torch.get_num_threads(), 4) if device.type == "cpu" else 1
-    return CHUNK_ELEMENTS * threads
+    if device.type != "cpu":  # GPUs (without the Triton kernels, or float64): few, large chunks (launch overhead)
+        return max(CHUNK_ELEMENTS, 1 << 22)
+    return CHUNK_ELEMENTS * min(torch.get_num_threads(), 4)
 
 
 def _chunks(b: int, hw: int, c: int, elements: int = CHUNK_ELEMENTS) -> list[tuple[int | slice, slice]]:
