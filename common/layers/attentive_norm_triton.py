@@ -45,10 +45,14 @@ def supported(x: Tensor, num_entities: int) -> bool:
 
 
 def _dims(xf: Tensor, n: int) -> dict[str, int]:
+    """Tile sizes: BLOCK pixels per tile (a (C, BLOCK) tile of about 4096 values); the reducing kernels loop over
+    TILES tiles per program (up to 1024 pixels), so their per-program partial sums stay a few percent of the input."""
     b, c, hw = xf.shape
     c_pad = _pad(c)
     block = max(16, min(128, 4096 // c_pad))
-    return {"b": b, "c": c, "hw": hw, "n": n, "C_PAD": c_pad, "N_PAD": _pad(n), "BLOCK": block}
+    tiles = min(triton.cdiv(hw, block), max(1, 1024 // block))
+    return {"b": b, "c": c, "hw": hw, "n": n, "C_PAD": c_pad, "N_PAD": _pad(n), "BLOCK": block, "TILES": tiles,
+            "NPROG": triton.cdiv(hw, block * tiles)}  # fmt: skip
 
 
 def _bstride(t: Tensor) -> int:
@@ -68,37 +72,46 @@ def _value(xf: Tensor, cx: Tensor, wv: Tensor) -> Tensor:
 # fmt: off
 @triton.jit
 def _layout_moments_kernel(
-    x_ptr, v_ptr, s_ptr, part_ptr, wlb_ptr, cx_ptr, HW, C, N, NBLK, sxb, sxc, sxp, svb, svc, svp, wlb_sb, cx_sb,
-    C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, MOMENTS: tl.constexpr, VALUE: tl.constexpr,
+    x_ptr, v_ptr, s_ptr, part_ptr, wlb_ptr, cx_ptr, HW, C, N, NPROG, TILES, sxb, sxc, sxp, svb, svc, svp, wlb_sb,
+    cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, MOMENTS: tl.constexpr, VALUE: tl.constexpr,
 ):
-    blk = tl.program_id(0)
+    prog = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    p = blk * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, C_PAD)
     i = tl.arange(0, N_PAD)
-    mp, mc, mi = p < HW, c < C, i < N
-    mcp, mip, mci = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :], mc[:, None] & mi[None, :]
-    x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
+    mc, mi = c < C, i < N
+    mci = mc[:, None] & mi[None, :]
     cx = tl.load(cx_ptr + b * cx_sb + c, mask=mc, other=0.0)
-    xc = tl.where(mcp, x - cx[:, None], 0.0)
     row = wlb_ptr + b * wlb_sb + i * (C + 1)
     bias = tl.load(row, mask=mi, other=0.0)
     w = tl.load(row[:, None] + 1 + c[None, :], mask=mi[:, None] & mc[None, :], other=0.0)
-    logits = tl.dot(w, xc, input_precision="ieee") + bias[:, None]
-    logits = tl.where(mi[:, None], logits, float("-inf"))
-    e = tl.exp(logits - tl.max(logits, axis=0)[None, :])
-    s = tl.where(mip, e / tl.sum(e, axis=0)[None, :], 0.0)
-    tl.store(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], s, mask=mip)
+    mass = tl.zeros([N_PAD], dtype=tl.float32)
+    moment1 = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+    moment2 = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+    for t in range(0, TILES):
+        p = (prog * TILES + t) * BLOCK + tl.arange(0, BLOCK)
+        mp = p < HW
+        mcp, mip = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :]
+        x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
+        xc = tl.where(mcp, x - cx[:, None], 0.0)
+        logits = tl.dot(w, xc, input_precision="ieee") + bias[:, None]
+        logits = tl.where(mi[:, None], logits, float("-inf"))
+        e = tl.exp(logits - tl.max(logits, axis=0)[None, :])
+        s = tl.where(mip, e / tl.sum(e, axis=0)[None, :], 0.0)
+        tl.store(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], s, mask=mip)
+        if MOMENTS:
+            if VALUE:
+                vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
+            else:
+                vc = xc
+            st = tl.trans(s)
+            mass += tl.sum(s, axis=1)
+            moment1 += tl.dot(vc, st, input_precision="ieee")
+            moment2 += tl.dot(vc * vc, st, input_precision="ieee")
     if MOMENTS:
-        if VALUE:
-            vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
-        else:
-            vc = xc
-        st = tl.trans(s)
-        base = part_ptr + (b * NBLK + blk) * (1 + 2 * C) * N
-        tl.store(base + i, tl.sum(s, axis=1), mask=mi)
-        tl.store(base + N + c[:, None] * N + i[None, :], tl.dot(vc, st, input_precision="ieee"), mask=mci)
-        moment2 = tl.dot(vc * vc, st, input_precision="ieee")
+        base = part_ptr + (b * NPROG + prog) * (1 + 2 * C) * N
+        tl.store(base + i, mass, mask=mi)
+        tl.store(base + N + c[:, None] * N + i[None, :], moment1, mask=mci)
         tl.store(base + (1 + C) * N + c[:, None] * N + i[None, :], moment2, mask=mci)
 # fmt: on
 
@@ -134,78 +147,96 @@ def _output_kernel(
 # fmt: off
 @triton.jit
 def _output_grad_kernel(
-    g_ptr, x_ptr, v_ptr, s_ptr, part_ptr, cx_ptr, HW, C, N, NBLK, sgb, sgc, sgp, sxb, sxc, sxp, svb, svc, svp,
+    g_ptr, x_ptr, v_ptr, s_ptr, part_ptr, cx_ptr, HW, C, N, NPROG, TILES, sgb, sgc, sgp, sxb, sxc, sxp, svb, svc, svp,
     cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, VALUE: tl.constexpr,
 ):
-    blk = tl.program_id(0)
+    prog = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    p = blk * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, C_PAD)
     i = tl.arange(0, N_PAD)
-    mp, mc, mi = p < HW, c < C, i < N
-    mcp, mip, mci = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :], mc[:, None] & mi[None, :]
-    g = tl.load(g_ptr + b * sgb + c[:, None] * sgc + p[None, :] * sgp, mask=mcp, other=0.0).to(tl.float32)
-    if VALUE:
-        vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
-    else:
-        x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
-        cx = tl.load(cx_ptr + b * cx_sb + c, mask=mc, other=0.0)
-        vc = tl.where(mcp, x - cx[:, None], 0.0)
-    st = tl.trans(tl.load(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], mask=mip, other=0.0))
-    base = part_ptr + (b * NBLK + blk) * 2 * C * N + c[:, None] * N + i[None, :]
-    tl.store(base, tl.dot(g * vc, st, input_precision="ieee"), mask=mci)
-    tl.store(base + C * N, tl.dot(g, st, input_precision="ieee"), mask=mci)
+    mc, mi = c < C, i < N
+    mci = mc[:, None] & mi[None, :]
+    cx = tl.load(cx_ptr + b * cx_sb + c, mask=mc, other=0.0)
+    dgain = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+    doffset = tl.zeros([C_PAD, N_PAD], dtype=tl.float32)
+    for t in range(0, TILES):
+        p = (prog * TILES + t) * BLOCK + tl.arange(0, BLOCK)
+        mp = p < HW
+        mcp, mip = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :]
+        g = tl.load(g_ptr + b * sgb + c[:, None] * sgc + p[None, :] * sgp, mask=mcp, other=0.0).to(tl.float32)
+        if VALUE:
+            vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
+        else:
+            x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
+            vc = tl.where(mcp, x - cx[:, None], 0.0)
+        st = tl.trans(tl.load(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], mask=mip, other=0.0))
+        dgain += tl.dot(g * vc, st, input_precision="ieee")
+        doffset += tl.dot(g, st, input_precision="ieee")
+    base = part_ptr + (b * NPROG + prog) * 2 * C * N + c[:, None] * N + i[None, :]
+    tl.store(base, dgain, mask=mci)
+    tl.store(base + C * N, doffset, mask=mci)
 # fmt: on
 
 
 # fmt: off
 @triton.jit
 def _input_grad_kernel(
-    g_ptr, x_ptr, v_ptr, s_ptr, dx_ptr, dv_ptr, part_ptr, pu_ptr, h3_ptr, wlt_ptr, cx_ptr, HW, C, N, NBLK, sgb,
-    sgc, sgp, sxb, sxc, sxp, svb, svc, svp, sdb, sdc, sdp, wlt_sb, cx_sb, C_PAD: tl.constexpr, N_PAD: tl.constexpr,
-    BLOCK: tl.constexpr, VALUE: tl.constexpr,
+    g_ptr, x_ptr, v_ptr, s_ptr, dx_ptr, dv_ptr, part_ptr, pu_ptr, h3_ptr, wlt_ptr, cx_ptr, HW, C, N, NPROG, TILES,
+    sgb, sgc, sgp, sxb, sxc, sxp, svb, svc, svp, sdb, sdc, sdp, wlt_sb, cx_sb,
+    C_PAD: tl.constexpr, N_PAD: tl.constexpr, BLOCK: tl.constexpr, VALUE: tl.constexpr,
 ):
-    blk = tl.program_id(0)
+    prog = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    p = blk * BLOCK + tl.arange(0, BLOCK)
     c = tl.arange(0, C_PAD)
     i = tl.arange(0, N_PAD)
-    mp, mc, mi = p < HW, c < C, i < N
-    mcp, mip, mci = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :], mc[:, None] & mi[None, :]
-    mic = mi[:, None] & mc[None, :]
-    g = tl.load(g_ptr + b * sgb + c[:, None] * sgc + p[None, :] * sgp, mask=mcp, other=0.0).to(tl.float32)
-    x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
+    mc, mi = c < C, i < N
+    mci, mic = mc[:, None] & mi[None, :], mi[:, None] & mc[None, :]
     cx = tl.load(cx_ptr + b * cx_sb + c, mask=mc, other=0.0)
-    xc = tl.where(mcp, x - cx[:, None], 0.0)
-    if VALUE:
-        vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
-    else:
-        vc = xc
-    s = tl.load(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], mask=mip, other=0.0)
-    # dS = dm + dT^T v_c + dQ^T v_c^2 + gain^T (g v_c) + offset^T g, with pu = [dm; dT; dQ; gain; offset]^T (n, 1+4C)
+    # pu = [dm; dT; dQ; gain; offset]^T (n, 1 + 4C), h3 = [h_1; h_2; h_3] (3C, n), w^T (C, n): loop-invariant
     row = pu_ptr + b * N * (1 + 4 * C) + i * (1 + 4 * C)
-    ds = tl.load(row, mask=mi, other=0.0)[:, None]
-    ds += tl.dot(tl.load(row[:, None] + 1 + c[None, :], mask=mic, other=0.0), vc, input_precision="ieee")
-    ds += tl.dot(tl.load(row[:, None] + 1 + C + c[None, :], mask=mic, other=0.0), vc * vc, input_precision="ieee")
-    ds += tl.dot(tl.load(row[:, None] + 1 + 2 * C + c[None, :], mask=mic, other=0.0), g * vc, input_precision="ieee")
-    ds += tl.dot(tl.load(row[:, None] + 1 + 3 * C + c[None, :], mask=mic, other=0.0), g, input_precision="ieee")
-    dl = s * (ds - tl.sum(s * ds, axis=0)[None, :])  # softmax backward: d logits
-    # d v_c = g * (h_1 @ S) + h_2 @ S + v_c * (h_3 @ S), h3 = [h_1; h_2; h_3] (3C, n)
+    dm = tl.load(row, mask=mi, other=0.0)
+    p_t = tl.load(row[:, None] + 1 + c[None, :], mask=mic, other=0.0)
+    p_q = tl.load(row[:, None] + 1 + C + c[None, :], mask=mic, other=0.0)
+    p_g = tl.load(row[:, None] + 1 + 2 * C + c[None, :], mask=mic, other=0.0)
+    p_o = tl.load(row[:, None] + 1 + 3 * C + c[None, :], mask=mic, other=0.0)
     h = h3_ptr + b * 3 * C * N + c[:, None] * N + i[None, :]
-    dv = g * tl.dot(tl.load(h, mask=mci, other=0.0), s, input_precision="ieee")
-    dv += tl.dot(tl.load(h + C * N, mask=mci, other=0.0), s, input_precision="ieee")
-    dv += vc * tl.dot(tl.load(h + 2 * C * N, mask=mci, other=0.0), s, input_precision="ieee")
+    h_1 = tl.load(h, mask=mci, other=0.0)
+    h_2 = tl.load(h + C * N, mask=mci, other=0.0)
+    h_3 = tl.load(h + 2 * C * N, mask=mci, other=0.0)
     wlt = tl.load(wlt_ptr + b * wlt_sb + c[:, None] * N + i[None, :], mask=mci, other=0.0)
-    dx = tl.dot(wlt, dl, input_precision="ieee")
-    if VALUE:
-        tl.store(dv_ptr + b * C * HW + c[:, None] * HW + p[None, :], dv, mask=mcp)
-        dx += g
-    else:
-        dx += dv
-    tl.store(dx_ptr + b * sdb + c[:, None] * sdc + p[None, :] * sdp, dx.to(dx_ptr.dtype.element_ty), mask=mcp)
-    base = part_ptr + (b * NBLK + blk) * N * (1 + C) + i * (1 + C)
-    tl.store(base, tl.sum(dl, axis=1), mask=mi)
-    tl.store(base[:, None] + 1 + c[None, :], tl.dot(dl, tl.trans(xc), input_precision="ieee"), mask=mic)
+    dl_sum = tl.zeros([N_PAD], dtype=tl.float32)
+    dw = tl.zeros([N_PAD, C_PAD], dtype=tl.float32)
+    for t in range(0, TILES):
+        p = (prog * TILES + t) * BLOCK + tl.arange(0, BLOCK)
+        mp = p < HW
+        mcp, mip = mc[:, None] & mp[None, :], mi[:, None] & mp[None, :]
+        g = tl.load(g_ptr + b * sgb + c[:, None] * sgc + p[None, :] * sgp, mask=mcp, other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + b * sxb + c[:, None] * sxc + p[None, :] * sxp, mask=mcp, other=0.0).to(tl.float32)
+        xc = tl.where(mcp, x - cx[:, None], 0.0)
+        if VALUE:
+            vc = tl.load(v_ptr + b * svb + c[:, None] * svc + p[None, :] * svp, mask=mcp, other=0.0)
+        else:
+            vc = xc
+        s = tl.load(s_ptr + b * N * HW + i[:, None] * HW + p[None, :], mask=mip, other=0.0)
+        # dS = dm + dT^T v_c + dQ^T v_c^2 + gain^T (g v_c) + offset^T g, then the softmax backward
+        ds = dm[:, None] + tl.dot(p_t, vc, input_precision="ieee") + tl.dot(p_q, vc * vc, input_precision="ieee")
+        ds += tl.dot(p_g, g * vc, input_precision="ieee") + tl.dot(p_o, g, input_precision="ieee")
+        dl = s * (ds - tl.sum(s * ds, axis=0)[None, :])
+        # d v_c = g * (h_1 @ S) + h_2 @ S + v_c * (h_3 @ S)
+        dv = g * tl.dot(h_1, s, input_precision="ieee") + tl.dot(h_2, s, input_precision="ieee")
+        dv += vc * tl.dot(h_3, s, input_precision="ieee")
+        dx = tl.dot(wlt, dl, input_precision="ieee")
+        if VALUE:
+            tl.store(dv_ptr + b * C * HW + c[:, None] * HW + p[None, :], dv, mask=mcp)
+            dx += g
+        else:
+            dx += dv
+        tl.store(dx_ptr + b * sdb + c[:, None] * sdc + p[None, :] * sdp, dx.to(dx_ptr.dtype.element_ty), mask=mcp)
+        dl_sum += tl.sum(dl, axis=1)
+        dw += tl.dot(dl, tl.trans(xc), input_precision="ieee")
+    base = part_ptr + (b * NPROG + prog) * N * (1 + C) + i * (1 + C)
+    tl.store(base, dl_sum, mask=mi)
+    tl.store(base[:, None] + 1 + c[None, :], dw, mask=mic)
 # fmt: on
 
 
@@ -287,12 +318,12 @@ def layout_and_moments(
     xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, need_moments: bool
 ) -> Tensor | None:
     d = _dims(xf, s.shape[1])
-    nblk = triton.cdiv(d["hw"], d["BLOCK"])
+    nprog = d["NPROG"]
     vf = _value(xf, cx, wv) if wv is not None and need_moments else xf
-    part = s.new_empty(d["b"], nblk, 1 + 2 * d["c"], d["n"]) if need_moments else s
+    part = s.new_empty(d["b"], nprog, 1 + 2 * d["c"], d["n"]) if need_moments else s
     # fmt: off
-    _layout_moments_kernel[(nblk, d["b"])](
-        xf, vf, s, part, wlb, cx, d["hw"], d["c"], d["n"], nblk, *xf.stride(), *vf.stride(), _bstride(wlb),
+    _layout_moments_kernel[(nprog, d["b"])](
+        xf, vf, s, part, wlb, cx, d["hw"], d["c"], d["n"], nprog, d["TILES"], *xf.stride(), *vf.stride(), _bstride(wlb),
         _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"], BLOCK=d["BLOCK"], MOMENTS=need_moments,
         VALUE=wv is not None, num_warps=8,
     )
@@ -315,12 +346,12 @@ def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor,
 
 def output_gradient_moments(gf: Tensor, xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None) -> Tensor:
     d = _dims(xf, s.shape[1])
-    nblk = triton.cdiv(d["hw"], d["BLOCK"])
+    nprog = d["NPROG"]
     vf = _value(xf, cx, wv) if wv is not None else xf
-    part = s.new_empty(d["b"], nblk, 2 * d["c"], d["n"])
+    part = s.new_empty(d["b"], nprog, 2 * d["c"], d["n"])
     # fmt: off
-    _output_grad_kernel[(nblk, d["b"])](
-        gf, xf, vf, s, part, cx, d["hw"], d["c"], d["n"], nblk, *gf.stride(), *xf.stride(), *vf.stride(),
+    _output_grad_kernel[(nprog, d["b"])](
+        gf, xf, vf, s, part, cx, d["hw"], d["c"], d["n"], nprog, d["TILES"], *gf.stride(), *xf.stride(), *vf.stride(),
         _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"], BLOCK=d["BLOCK"], VALUE=wv is not None, num_warps=8,
     )
     # fmt: on
@@ -340,14 +371,15 @@ def input_gradient(
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     d = _dims(xf, s.shape[1])
     b, c = d["b"], d["c"]
-    nblk = triton.cdiv(d["hw"], d["BLOCK"])
+    nprog = d["NPROG"]
     vf = _value(xf, cx, wv) if wv is not None else xf
     dv = torch.empty(b, c, d["hw"], dtype=s.dtype, device=s.device) if wv is not None else s
-    part = s.new_empty(b, nblk, d["n"], 1 + c)
+    part = s.new_empty(b, nprog, d["n"], 1 + c)
     wl_t = wl_t.contiguous()
     # fmt: off
-    _input_grad_kernel[(nblk, b)](
-        gf, xf, vf, s, dxf, dv, part, pu, h3, wl_t, cx, d["hw"], c, d["n"], nblk, *gf.stride(), *xf.stride(),
+    _input_grad_kernel[(nprog, b)](
+        gf, xf, vf, s, dxf, dv, part, pu, h3, wl_t, cx, d["hw"], c, d["n"], nprog, d["TILES"], *gf.stride(),
+        *xf.stride(),
         *vf.stride(), *dxf.stride(), _bstride(wl_t), _bstride(cx), C_PAD=d["C_PAD"], N_PAD=d["N_PAD"],
         BLOCK=d["BLOCK"], VALUE=wv is not None, num_warps=8,
     )

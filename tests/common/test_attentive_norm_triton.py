@@ -17,10 +17,11 @@ from common.layers.attentive_norm import AttentiveNorm2d
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# (train, stats, affine, value_projection, channels_last, C, H, W): padding of C and n, several pixel blocks
-# (H*W > BLOCK), a partial last block, both stats, the value branch, strided (channels_last) inputs.
+# (train, stats, affine, value_projection, channels_last, C, H, W): padding of C and n, several pixel tiles per
+# program (H*W > BLOCK) and several programs per sample (H*W > 1024), a partial last tile, both stats, the value
+# branch, strided (channels_last) inputs.
 CASES = [
-    (True, "instance", True, False, False, 8, 20, 20),
+    (True, "instance", True, False, False, 8, 40, 40),
     (False, "instance", False, False, True, 20, 9, 7),
     (True, "batch", True, True, False, 8, 12, 11),
     (False, "batch", True, False, False, 32, 18, 16),
