@@ -2,7 +2,8 @@
 
 Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020 (Section 3). See
 :mod:`common.layers.attentive_norm_fused` for the algorithm; this backend runs each pass as a loop over chunks of
-about ``CHUNK_ELEMENTS`` input elements, so that a chunk's intermediates stay in the CPU caches. A chunk is
+about ``CHUNK_ELEMENTS`` input elements, so that a chunk's intermediates stay in the CPU caches, the chunks shared
+among worker threads (one per torch CPU thread, up to ``MAX_WORKERS``) that run single-threaded operations. A chunk is
 ``(sample index, pixel slice)``: an int index (one sample, 2-D matrices) or a slice (several whole samples, batched
 3-D matrices). Buffers hold ``[1; x_c]`` (the layout logits are ``[b | w] @ [1; x_c]``, one product) and
 ``[1; v_c; v_c^2]`` (the moments ``[mass; sum S v_c; sum S v_c^2] = [1; v_c; v_c^2] @ S^T``, one product).

@@ -6,17 +6,19 @@ Image Generation", CVPR 2020, https://arxiv.org/abs/2004.03828 (Section 3; Secti
 At the paper's sizes (C = 32, n = 16) AN is memory-bound: its arithmetic is a few small matrix products per pixel,
 and written as whole-tensor operations (``AttentiveNorm2d(implementation="reference")``) every step is a full-size
 tensor (logits, layout, centred input and its square, the ``(2C, H*W)`` gain and offset, ...) that is written to
-memory, read back and, for autograd, mostly stored until the backward. Here the pixels are processed in chunks of
-about ``CHUNK_ELEMENTS`` input elements, whose intermediates stay in the CPU caches:
+memory, read back and, for autograd, mostly stored until the backward. This autograd function computes the small
+steps with plain torch operations and the four full-size passes in a backend module:
+:mod:`common.layers.attentive_norm_chunked` (chunks of the pixels small enough for a core's caches, spread over
+worker threads; any device) or :mod:`common.layers.attentive_norm_triton` (one kernel per pass; CUDA):
 
-* forward pass 1, per chunk: layout logits ``w @ x_c + b`` (one small product; the self-sampling branch folds into
-  ``w`` and ``b``, see ``AttentiveNorm2d._layout_affine``), the softmax in place in the layout (which the layer
-  keeps anyway), and the moments ``[v_c; v_c^2; 1] @ S^T`` (one product) summed over the chunks;
-* the ``(C, n)`` statistics -> coefficients step (``AttentiveNorm2d._coefficients``, the same code as the reference);
-* forward pass 2, per chunk: ``out = x + v_c * (gain @ S) + offset @ S`` (one product, two pointwise operations);
-* backward pass 1 sums ``d gain`` and ``d offset`` over the chunks; autograd differentiates the two small steps on
-  their ``(C, n)`` tensors; backward pass 2 computes, per chunk, the layout gradient (softmax backward included)
-  and the input gradient, recomputing ``v_c`` from ``x``.
+* forward pass 1: layout logits ``[b | w] @ [1; x_c]`` (one small product; the self-sampling branch folds into
+  ``w`` and ``b``, see ``AttentiveNorm2d._layout_affine``), the softmax, stored as the layout (which the layer
+  keeps anyway), and the moments ``[1; v_c; v_c^2] @ S^T`` summed over the pixels;
+* the ``(C, n)`` statistics -> coefficients step (``AttentiveNorm2d._coefficients``);
+* forward pass 2: ``out = x + v_c * (gain @ S) + offset @ S``;
+* backward pass 1 sums ``d gain`` and ``d offset`` over the pixels; autograd differentiates the two small steps on
+  their ``(C, n)`` tensors (recomputed from saved small inputs); backward pass 2 computes the layout gradient
+  (softmax backward included) and the input gradient, recomputing ``v_c`` from ``x``.
 
 Only the output, the layout and (in the backward) the input gradient are full-size; saved for the backward are the
 input, the layout and ``(C, n)``-sized tensors. Values and gradients equal the reference implementation's up to
