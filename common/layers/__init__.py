@@ -1,11 +1,13 @@
 """Layers shared by both tasks: Attentive Normalization (Wang et al., CVPR 2020) and its baselines.
 
-One concept per file: ``attentive_norm`` (AN, the paper's layer), ``self_attention`` (the SA-GAN block of
-Zhang et al. 2019), ``contextual_attention`` (DeepFill v1, Yu et al. 2018) and ``create_norm`` (the name -> layer
-factory the configs use).
+One concept per file: ``attentive_norm`` (AN, the paper's layer; its fused autograd function in
+``attentive_norm_fused``, whose passes run in ``attentive_norm_chunked`` on any device or ``attentive_norm_triton``
+on CUDA), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention`` (DeepFill v1, Yu et
+al. 2018) and ``create_norm`` (the name -> layer factory the configs use).
 """
 
 from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
+from common.layers.attentive_norm_fused import attentive_norm_fused
 from common.layers.contextual_attention import ContextualAttention2d
 from common.layers.create_norm import NORM_NAMES, create_norm
 from common.layers.self_attention import SelfAttention2d
@@ -15,6 +17,7 @@ __all__ = [
     "AttentiveNorm2d",
     "ContextualAttention2d",
     "SelfAttention2d",
+    "attentive_norm_fused",
     "collect_layouts",
     "create_norm",
     "orthogonal_loss",

@@ -8,8 +8,8 @@ AN learns a soft semantic layout ``S`` of ``n`` regions from the features themse
 region with its own soft-weighted statistics (regional instance normalisation), so that distant pixels of
 the same region share statistics: long-range dependency at the cost of a normalisation layer.
 
-This module follows the paper's formulation exactly as fixed by the project's layer spec
-(``an-layer-spec.md``), not the authors' TF code. Departures from that code, on purpose:
+This module follows the paper's formulation exactly as fixed by the project's layer specification, not the
+authors' TF code. Departures from that code, on purpose:
 
 * the normalised tensor is the input itself (no value convolution), with optional per-region affine;
   ``value_projection=True`` restores the authors' value branch (a 1x1 convolution ``v(X)`` of C channels is what
@@ -23,6 +23,11 @@ Efficient form: the weighted first and second moments are two batched matrix pro
 ``X * (scale @ S) + (shift @ S)``; no ``(B, C, n, H, W)`` tensor is ever built, so time and memory are
 ``O(B * H * W * n * C)`` and ``O(B * H * W * (C + n))``. Statistics are computed in float32 (float64 for
 float64 inputs) even under autocast, on inputs shifted by their per-channel mean for precision.
+
+Implementations (``implementation=``, same values and gradients): the plain tensor operations here
+(``"reference"``), and a fused autograd function (:mod:`common.layers.attentive_norm_fused`) whose four full-size
+passes run over cache-sized chunks (``"fused"``, any device) or as Triton kernels (``"triton"``, CUDA) and whose
+backward recomputes instead of storing full-size intermediates.
 """
 
 from __future__ import annotations
@@ -31,9 +36,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.layers.attentive_norm_fused import attentive_norm_fused
+
 __all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
 
 _STATS = ("instance", "batch")
+_IMPLEMENTATIONS = ("auto", "fused", "triton", "reference")
+# implementation="auto" uses the fused path from this many input elements on (B*C*H*W; measured on CPU: at 2^17 the
+# reference's forward + backward is faster, at 2^20 the fused one is 15% faster, at 2^23 3-4x).
+FUSED_MIN_ELEMENTS = 1 << 18
 
 
 class AttentiveNorm2d(nn.Module):
@@ -54,6 +65,16 @@ class AttentiveNorm2d(nn.Module):
         value_projection: normalise a 1x1-convolution "value" ``v(X)`` (C -> C, with bias) instead of ``X``
             itself, as the authors' TF code does (its inpainting model); the layout is computed from ``X`` and the
             output is ``X + rho * X_bar(v(X))``. Off by default (the paper's eq. 5-6 normalise ``X``).
+        implementation: how the layer is computed; every choice gives the same values and gradients.
+            ``"fused"``: the regional statistics and the output in four fused passes over cache-sized chunks of the
+            input, with a backward that recomputes instead of storing full-size intermediates
+            (:mod:`common.layers.attentive_norm_fused`, any device). ``"triton"``: the same four passes as Triton
+            kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
+            with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on
+            CUDA where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs
+            of at least ``FUSED_MIN_ELEMENTS`` (2^18) elements and ``"reference"`` for smaller ones (where the
+            fused path's fixed cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func``
+            transform traces the layer.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -82,6 +103,7 @@ class AttentiveNorm2d(nn.Module):
         stats: str = "instance",
         eps: float = 1e-5,
         value_projection: bool = False,
+        implementation: str = "auto",
     ) -> None:
         super().__init__()
         if num_features < 1:
@@ -92,6 +114,8 @@ class AttentiveNorm2d(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if stats not in _STATS:
             raise ValueError(f"stats must be one of {_STATS}, got {stats!r}")
+        if implementation not in _IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
         self.num_features = num_features
         self.num_entities = num_entities
         self.temperature = temperature
@@ -100,6 +124,7 @@ class AttentiveNorm2d(nn.Module):
         self.stats = stats
         self.eps = eps
         self.value_projection = value_projection
+        self.implementation = implementation
         hidden = max(num_features // 8, 1)
 
         self.entities = nn.Conv2d(num_features, num_entities, kernel_size=1, bias=False)
@@ -137,7 +162,7 @@ class AttentiveNorm2d(nn.Module):
         eye = torch.eye(self.num_entities, dtype=gram.dtype, device=gram.device)
         return (gram - eye).pow(2).sum()
 
-    # ------------------------------------------------------------------ layout
+    # ------------------------------------------------------------------ shared pieces
     def sample_positions(self, batch: int, num_pooled: int, device: torch.device) -> Tensor:
         """Draw ``n`` distinct pooled positions per sample, uniformly: ``rand(B, P).topk(n).indices``.
 
@@ -145,7 +170,159 @@ class AttentiveNorm2d(nn.Module):
         """
         return torch.rand(batch, num_pooled, device=device).topk(self.num_entities, dim=1).indices
 
-    def _layout_logits(self, x: Tensor) -> Tensor:
+    def _draw_positions(self, b: int, h: int, w: int, device: torch.device) -> Tensor:
+        num_pooled = (h // 2) * (w // 2)
+        if num_pooled < self.num_entities:
+            raise ValueError(
+                f"AttentiveNorm2d samples {self.num_entities} positions from the 2x2 max-pooled key map, but an input "
+                f"of spatial size {(h, w)} has only {num_pooled} pooled positions; use a larger feature map, fewer "
+                "entities, or self_sampling=False"
+            )
+        return self.sample_positions(b, num_pooled, device)
+
+    def _tensors(self) -> dict[str, Tensor]:
+        """The learnable tensors by name (``entities``, ``key.weight``, ..., ``rho``); absent ones left out."""
+        p = {"entities": self.entities.weight, "t": self.t, "rho": self.rho}
+        for name in ("key", "query", "value"):
+            conv = getattr(self, name)
+            if conv is not None:
+                p[f"{name}.weight"], p[f"{name}.bias"] = conv.weight, conv.bias
+        if self.beta is not None:
+            p["beta"], p["alpha"] = self.beta, self.alpha
+        return p
+
+    def _coefficients(
+        self, p: dict[str, Tensor], moments: Tensor | None, center: Tensor, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-region gain ``rho * scale`` and offset ``rho * shift`` from the regional moments, ``(B|1, C, n)`` each.
+
+        ``moments`` is ``(B, 1 + 2C, n)``: the region mass ``sum_p S``, ``sum_p S v_c`` and ``sum_p S v_c^2``
+        (``v_c = v - center``); ``None`` in eval mode with ``stats="batch"`` (the running statistics are used).
+        Also returns the centred mean and the variance (for the running averages). Exactly the spec's
+        ``mu = sum S v / (sum S + eps)``, ``var = sum S (v - mu)^2 / (sum S + eps)``, ``scale = beta / (sigma + eps)``
+        and ``shift = alpha - mu * scale``.
+        """
+        if moments is None:
+            mean = self.running_mean.t().unsqueeze(0).to(dtype) - center  # (1, C, n), centred
+            var = self.running_var.t().unsqueeze(0).to(dtype)
+        else:
+            c = self.num_features
+            mass, s1, s2 = moments.split([1, c, c], dim=1)  # (B, 1, n), (B, C, n), (B, C, n)
+            if self.stats == "batch":
+                s1, s2, mass = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), mass.sum(0, keepdim=True)
+            denom = mass + self.eps
+            mean = (s1 - center * self.eps) / denom  # = (sum S v) / denom - center
+            var = ((s2 - mean * (2.0 * s1 - mean * mass)) / denom).clamp_min(0.0)  # = sum S (v_c - mean)^2 / denom
+        # Floor var at 1e-12 (std 1e-6, a tenth of eps) so that d sqrt / d var stays finite for constant input.
+        scale = 1.0 / (var.clamp_min(1e-12).sqrt() + self.eps)
+        if "beta" in p:
+            scale = scale * p["beta"].t().to(dtype).unsqueeze(0)
+        shift = -mean * scale
+        if "alpha" in p:
+            shift = shift + p["alpha"].t().to(dtype).unsqueeze(0)
+        rho = p["rho"].to(dtype)
+        return rho * scale, rho * shift, mean, var
+
+    def _layout_affine(self, p: dict[str, Tensor], windows: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``tau * S_raw = w @ x + b`` per sample, with ``w`` ``(B|1, n, C)`` and ``b`` ``(B|1, n)``.
+
+        Eval mode (or ``self_sampling=False``): ``w = tau W``, ``b = 0``. With self-sampling, ``F = <k_i, q(x)>`` is
+        linear in ``x`` for fixed sampled keys, ``tau t_i <k_i, W_q x + b_q>``, so it folds into ``w`` and ``b``.
+        ``windows`` ``(B, C, 4n)`` holds the input pixels of each sampled position's 2x2 pooling window (row-major);
+        the key there is the max over the window of ``W_k x + b_k``, which is 2x2 max-pooling at the sampled
+        positions only.
+        """
+        n, c = self.num_entities, self.num_features
+        w = (p["entities"].view(n, c).to(dtype) * self.temperature).unsqueeze(0)
+        if windows is None:
+            return w, w.new_zeros(1, n)
+        b, d = windows.shape[0], self.key.out_channels
+        keys = torch.matmul(p["key.weight"].view(d, c).to(dtype), windows).view(b, d, n, 4).max(dim=3).values
+        filters = keys + p["key.bias"].to(dtype)[None, :, None]  # (B, d, n): the fast filters k(X)_i
+        filters = (filters * (self.temperature * p["t"].to(dtype))[None, None, :]).transpose(1, 2)  # (B, n, d)
+        w = w + torch.matmul(filters, p["query.weight"].view(d, c).to(dtype))
+        return w, torch.matmul(filters, p["query.bias"].to(dtype))
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"AttentiveNorm2d expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"AttentiveNorm2d was built for {self.num_features} channels, got an input with {x.shape[1]}"
+            )
+        b, c, h, w = x.shape
+        positions = self._draw_positions(b, h, w, x.device) if self.training and self.self_sampling else None
+        p = self._tensors()
+        impl = self._resolve_implementation(x)
+        if impl == "reference":
+            out, s, stats = self._forward_reference(x, p, positions)
+        else:
+            out, s, stats = attentive_norm_fused(
+                self, x, p, positions, backend="triton" if impl == "triton" else "chunked"
+            )
+        self.layout = s.detach().view(b, self.num_entities, h, w)
+        if stats is not None:
+            self._update_running_stats(*stats)
+        return out
+
+    def _resolve_implementation(self, x: Tensor) -> str:
+        impl = self.implementation
+        if impl not in _IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {impl!r}")
+        if impl == "triton" and not _triton_supports(x, self.num_entities):
+            raise ValueError(
+                "implementation='triton' needs a CUDA tensor (or TRITON_INTERPRET=1) of dtype float32, bfloat16 or "
+                f"float16 with C <= 512 and n <= 64, and the triton package; got {x.dtype} on {x.device}, "
+                f"C = {x.shape[1]}, n = {self.num_entities}"
+            )
+        if impl == "auto":
+            # Under torch.compile / torch.func transforms the plain graph is traced and fused by the compiler; on
+            # small CPU inputs the fused path's fixed cost (its backward differentiates two small graphs) dominates.
+            if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+                return "reference"
+            if x.is_cuda and _triton_supports(x, self.num_entities):
+                return "triton"
+            return "reference" if x.numel() < FUSED_MIN_ELEMENTS else "fused"
+        return impl
+
+    # ------------------------------------------------------------ the reference implementation
+    def _forward_reference(
+        self, x: Tensor, p: dict[str, Tensor], positions: Tensor | None
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """The layer in plain differentiable tensor operations (autograd through each); the fused path's reference.
+
+        Returns the output, the soft layout ``(B, n, H*W)`` and, when training with ``stats="batch"``, the pooled
+        ``(mean, var)`` for the running averages.
+        """
+        b, c, h, w = x.shape
+        stat_dtype = torch.promote_types(x.dtype, torch.float32)
+        logits = self._layout_logits(x, p, positions)  # runs under autocast when enabled
+        stats = None
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            s = torch.softmax(logits.to(stat_dtype), dim=1)  # (B, n, HW)
+            xf = x.flatten(2).to(stat_dtype)
+            # vf is what gets normalised: x itself (the paper) or the authors' value projection v(x) (1x1 conv).
+            vf = xf if self.value is None else self._project_value(xf, p)
+            # Statistics of v - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
+            # moments of raw v lose precision when |mean| >> std. c0 cancels in (v - mu) exactly.
+            center = vf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)
+            vc = vf - center
+            moments = None
+            if self.stats == "instance" or self.training:
+                st = s.transpose(1, 2)  # (B, HW, n)
+                mass = s.sum(dim=2).unsqueeze(1)  # (B, 1, n)
+                moments = torch.cat([mass, torch.bmm(vc, st), torch.bmm(vc * vc, st)], dim=1)
+            gain, offset, mean, var = self._coefficients(p, moments, center, stat_dtype)  # (B|1, C, n)
+            if self.stats == "batch" and self.training:
+                stats = (mean + center, var)
+            # AN(x) = x + rho * sum_i ((v - mu_i) scale_i + alpha_i) S_i = x + v_c * (gain @ S) + offset @ S.
+            coeffs = torch.cat([gain, offset], dim=1)  # (B|1, 2C, n)
+            g, o = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)  # (B, C, HW) each
+            out = torch.addcmul(o, vc, g) + xf
+        return out.view(b, c, h, w).to(x.dtype), s, stats
+
+    def _layout_logits(self, x: Tensor, p: dict[str, Tensor], positions: Tensor | None) -> Tensor:
         """``tau * S_raw`` with ``S_raw = t * F + f(X)`` (training with self-sampling) or ``f(X)``: ``(B, n, H*W)``.
 
         The 1x1 convolutions are matrix products on the flattened input (much faster than 1x1 convolutions on
@@ -156,106 +333,39 @@ class AttentiveNorm2d(nn.Module):
         b, c, h, w = x.shape
         xf = x.flatten(2)  # (B, C, HW)
         n = self.num_entities
-        entities = self.entities.weight.view(n, c) * self.temperature
-        if not (self.training and self.self_sampling):
+        entities = p["entities"].view(n, c) * self.temperature
+        if positions is None:
             return torch.matmul(entities.to(xf.dtype), xf)
         d = self.key.out_channels
-        weight = torch.cat([entities, self.key.weight.view(d, c), self.query.weight.view(d, c)])
+        weight = torch.cat([entities, p["key.weight"].view(d, c), p["query.weight"].view(d, c)])
         f_x, keys, queries = torch.matmul(weight.to(xf.dtype), xf).split([n, d, d], dim=1)
         keys = F.max_pool2d(keys.reshape(b, d, h, w), kernel_size=2, stride=2).flatten(2)  # (B, d, P)
-        num_pooled = keys.shape[-1]
-        if num_pooled < n:
-            raise ValueError(
-                f"AttentiveNorm2d samples {n} positions from the 2x2 max-pooled key map, but an input of spatial "
-                f"size {(h, w)} has only {num_pooled} pooled positions; use a larger feature map, fewer entities, "
-                "or self_sampling=False"
-            )
-        idx = self.sample_positions(b, num_pooled, x.device)  # (B, n)
-        filters = torch.gather(keys, 2, idx.unsqueeze(1).expand(-1, d, -1))  # (B, d, n), without the key bias
-        filters = filters + self.key.bias.to(filters.dtype)[None, :, None]  # the fast filters k(X)_i
+        filters = torch.gather(keys, 2, positions.unsqueeze(1).expand(-1, d, -1))  # (B, d, n), without the key bias
+        filters = filters + p["key.bias"].to(filters.dtype)[None, :, None]  # the fast filters k(X)_i
         # tau * t_i * <k_i, q_j + b_q> = <tau t_i k_i, W_q x_j> + tau t_i <k_i, b_q>
-        filters = filters * (self.temperature * self.t.to(filters.dtype))[None, None, :]
-        const = torch.matmul(filters.transpose(1, 2), self.query.bias.to(filters.dtype))  # (B, n)
+        filters = filters * (self.temperature * p["t"].to(filters.dtype))[None, None, :]
+        const = torch.matmul(filters.transpose(1, 2), p["query.bias"].to(filters.dtype))  # (B, n)
         return torch.baddbmm(f_x + const.unsqueeze(2), filters.transpose(1, 2), queries)
 
-    # ------------------------------------------------------------ statistics
-    def _regional_moments(self, xc: Tensor, center: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
-        """Soft-weighted mean and variance per (sample, channel, region), from centred inputs.
-
-        ``xc = x - center`` is ``(B, C, HW)`` with ``center`` a per-channel constant ``(B|1, C, 1)``; ``s`` is
-        ``(B, n, HW)``. Returns ``mean - center`` and ``var``, both ``(B, C, n)`` (``(1, C, n)`` pooled over the
-        batch for ``stats="batch"``), exactly the spec's ``mu = sum S x / (sum S + eps)`` and
-        ``var = sum S (x - mu)^2 / (sum S + eps)``.
-        """
-        st = s.transpose(1, 2)  # (B, HW, n)
-        s1 = torch.bmm(xc, st)  # (B, C, n)
-        s2 = torch.bmm(xc * xc, st)
-        mass = s.sum(dim=2).unsqueeze(1)  # (B, 1, n)
-        if self.stats == "batch":
-            s1, s2, mass = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), mass.sum(0, keepdim=True)
-        denom = mass + self.eps
-        mean = (s1 - center * self.eps) / denom  # = (sum S x) / denom - center
-        var = (s2 - mean * (2.0 * s1 - mean * mass)) / denom  # = sum S (xc - mean)^2 / denom
-        return mean, var.clamp_min(0.0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"AttentiveNorm2d expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"AttentiveNorm2d was built for {self.num_features} channels, got an input with {x.shape[1]}"
-            )
-        b, c, h, w = x.shape
-        stat_dtype = torch.promote_types(x.dtype, torch.float32)
-        logits = self._layout_logits(x)  # runs under autocast when enabled
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            s = torch.softmax(logits.to(stat_dtype), dim=1)  # (B, n, HW)
-            self.layout = s.detach().view(b, self.num_entities, h, w)
-            xf = x.flatten(2).to(stat_dtype)
-            # vf is what gets normalised: x itself (the paper) or the authors' value projection v(x) (1x1 conv).
-            vf = xf if self.value is None else self._project_value(xf)
-            # Statistics of v - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
-            # moments of raw v lose precision when |mean| >> std. c0 cancels in (v - mu) exactly.
-            center = vf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)
-            vc = vf - center
-            if self.stats == "batch" and not self.training:
-                mean = self.running_mean.t().unsqueeze(0).to(stat_dtype) - center  # (1, C, n), centred
-                var = self.running_var.t().unsqueeze(0).to(stat_dtype)
-            else:
-                mean, var = self._regional_moments(vc, center, s)
-                if self.stats == "batch":
-                    self._update_running_stats(mean + center, var)
-            # Floor var at 1e-12 (std 1e-6, a tenth of eps) so that d sqrt / d var stays finite for constant input.
-            scale = 1.0 / (var.clamp_min(1e-12).sqrt() + self.eps)  # (B|1, C, n)
-            if self.beta is not None:
-                scale = scale * self.beta.t().to(stat_dtype).unsqueeze(0)
-            shift = -mean * scale
-            if self.alpha is not None:
-                shift = shift + self.alpha.t().to(stat_dtype).unsqueeze(0)
-            rho = self.rho.to(stat_dtype)
-            if self.value is None:
-                # AN(x) = x + rho * sum_i ((x - mu_i) scale_i + alpha_i) S_i, and sum_i S_i = 1, so
-                # AN(x) = xc * ((1 + rho scale) @ S) + ((c0 + rho shift) @ S): two (C x n)(n x HW) products.
-                coeffs = torch.cat([1.0 + rho * scale, center + rho * shift], dim=1)  # (B|1, 2C, n)
-                gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)  # (B, C, HW) each
-                out = torch.addcmul(offset, vc, gain)
-            else:
-                # AN(x) = x + rho * (vc * (scale @ S) + shift @ S).
-                coeffs = torch.cat([rho * scale, rho * shift], dim=1)
-                gain, offset = torch.bmm(coeffs.expand(b, -1, -1), s).split([c, c], dim=1)
-                out = torch.addcmul(xf + offset, vc, gain)
-        return out.view(b, c, h, w).to(x.dtype)
-
-    def _project_value(self, xf: Tensor) -> Tensor:
+    def _project_value(self, xf: Tensor, p: dict[str, Tensor]) -> Tensor:
         """The authors' value branch ``v(X)`` on flattened input ``(B, C, HW)``, as a matrix product."""
-        weight = self.value.weight.view(self.num_features, self.num_features).to(xf.dtype)
-        return torch.matmul(weight, xf) + self.value.bias.to(xf.dtype)[None, :, None]
+        weight = p["value.weight"].view(self.num_features, self.num_features).to(xf.dtype)
+        return torch.matmul(weight, xf) + p["value.bias"].to(xf.dtype)[None, :, None]
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, var: Tensor) -> None:
         """Exponential running averages of the batch-pooled regional statistics (``stats="batch"``)."""
         self.running_mean.lerp_(mean[0].t().to(self.running_mean.dtype), self.momentum)
         self.running_var.lerp_(var[0].t().to(self.running_var.dtype), self.momentum)
+
+
+def _triton_supports(x: Tensor, num_entities: int) -> bool:
+    """Whether the Triton kernels can run ``x`` (imported on first use: CPU-only installs need no triton)."""
+    try:
+        from common.layers import attentive_norm_triton
+    except ImportError:
+        return False
+    return attentive_norm_triton.supported(x, num_entities)
 
 
 def orthogonal_loss(module: nn.Module) -> Tensor:

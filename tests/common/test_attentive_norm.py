@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from common.layers import attentive_norm_chunked
 from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,6 +125,14 @@ class _RecordPositions:
         return self.last
 
 
+IMPLS = pytest.mark.parametrize("impl", ["fused", "reference"])
+
+
+def _set_chunk(monkeypatch, elements: int) -> None:
+    """Chunks of ``elements`` input elements in the fused path, whatever the thread count."""
+    monkeypatch.setattr(attentive_norm_chunked, "_chunk_elements", lambda device: elements)
+
+
 def _make(c=8, n=4, seed=0, **kwargs) -> AttentiveNorm2d:
     torch.manual_seed(seed)
     return _randomize(AttentiveNorm2d(c, num_entities=n, **kwargs), seed=seed)
@@ -175,9 +184,10 @@ class TestAttentiveNorm2d:
         assert layer.layout.shape == (shape[0], n, shape[2], shape[3])
 
     # ----------------------------------------------------------------------------- values vs. the reference
+    @IMPLS
     @pytest.mark.parametrize("affine", [True, False])
-    def test_feature_eval_matches_reference(self, affine):
-        layer = _make(c=8, n=4, affine=affine, temperature=0.5).double().eval()
+    def test_feature_eval_matches_reference(self, impl, affine):
+        layer = _make(c=8, n=4, affine=affine, temperature=0.5, implementation=impl).double().eval()
         x = torch.randn(2, 8, 6, 5, dtype=torch.float64) * 2.0 + 0.7
         recorder = _RecordPositions(layer)
         y = layer(x)
@@ -187,9 +197,10 @@ class TestAttentiveNorm2d:
         torch.testing.assert_close(layer.layout, s, rtol=1e-9, atol=1e-12)
         assert (y - x).abs().max() > 0.1  # the test is not comparing two identities
 
+    @IMPLS
     @pytest.mark.parametrize("affine", [True, False])
-    def test_feature_train_matches_reference(self, affine):
-        layer = _make(c=8, n=5, seed=1, affine=affine, temperature=0.3).double().train()
+    def test_feature_train_matches_reference(self, impl, affine):
+        layer = _make(c=8, n=5, seed=1, affine=affine, temperature=0.3, implementation=impl).double().train()
         x = torch.randn(3, 8, 8, 6, dtype=torch.float64)
         recorder = _RecordPositions(layer)
         torch.manual_seed(123)
@@ -204,9 +215,12 @@ class TestAttentiveNorm2d:
         no_sampling, _ = naive_attentive_norm(layer, x, None)
         assert (expected - no_sampling).abs().max() > 1e-3
 
+    @IMPLS
     @pytest.mark.parametrize("train", [True, False])
-    def test_feature_value_projection_matches_reference(self, train):
-        layer = _make(c=8, n=4, seed=5, temperature=0.4, value_projection=True).double().train(train)
+    def test_feature_value_projection_matches_reference(self, impl, train):
+        layer = (
+            _make(c=8, n=4, seed=5, temperature=0.4, value_projection=True, implementation=impl).double().train(train)
+        )
         with torch.no_grad():
             layer.value.weight.normal_(generator=torch.Generator().manual_seed(5))
             layer.value.bias.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(6))
@@ -221,8 +235,9 @@ class TestAttentiveNorm2d:
         plain, _ = naive_attentive_norm(layer, x, recorder.last if train else None)
         assert (expected - plain).abs().max() > 0.1
 
-    def test_gradcheck_value_projection(self):
-        layer = _make(c=4, n=3, seed=13, temperature=0.7, value_projection=True).double().eval()
+    @IMPLS
+    def test_gradcheck_value_projection(self, impl):
+        layer = _make(c=4, n=3, seed=13, temperature=0.7, value_projection=True, implementation=impl).double().eval()
         x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
         names = ["rho", "beta", "value.weight", "value.bias"]
         params = tuple(dict(layer.named_parameters())[k].detach().clone().requires_grad_(True) for k in names)
@@ -232,16 +247,18 @@ class TestAttentiveNorm2d:
 
         assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
 
-    def test_feature_train_float32_matches_reference(self):
-        layer = _make(c=16, n=8, seed=2, temperature=0.2).train()
+    @IMPLS
+    def test_feature_train_float32_matches_reference(self, impl):
+        layer = _make(c=16, n=8, seed=2, temperature=0.2, implementation=impl).train()
         x = torch.randn(2, 16, 8, 8) * 3.0 + 5.0  # mean far from 0: exercises the variance guard
         recorder = _RecordPositions(layer)
         y = layer(x)
         expected, _ = naive_attentive_norm(layer, x, recorder.last)
         torch.testing.assert_close(y.double(), expected, rtol=1e-4, atol=1e-4)
 
-    def test_feature_batch_stats_train_matches_reference(self):
-        layer = _make(c=8, n=4, seed=3, stats="batch", temperature=0.5).double().train()
+    @IMPLS
+    def test_feature_batch_stats_train_matches_reference(self, impl):
+        layer = _make(c=8, n=4, seed=3, stats="batch", temperature=0.5, implementation=impl).double().train()
         x = (
             torch.randn(3, 8, 6, 6, dtype=torch.float64)
             + torch.linspace(-1, 1, 3, dtype=torch.float64)[:, None, None, None]
@@ -255,8 +272,11 @@ class TestAttentiveNorm2d:
         per_instance, _ = naive_attentive_norm(layer, x, recorder.last)
         assert (per_instance - expected).abs().max() > 1e-3
 
-    def test_feature_batch_stats_eval_uses_running_stats(self):
-        layer = _make(c=8, n=4, seed=4, stats="batch", self_sampling=False, temperature=0.5).double()
+    @IMPLS
+    def test_feature_batch_stats_eval_uses_running_stats(self, impl):
+        layer = _make(
+            c=8, n=4, seed=4, stats="batch", self_sampling=False, temperature=0.5, implementation=impl
+        ).double()
         x = torch.randn(2, 8, 6, 6, dtype=torch.float64) + 3.0
         layer.momentum = 1.0  # running statistics := this batch's statistics
         y_train = layer.train()(x)
@@ -318,8 +338,9 @@ class TestAttentiveNorm2d:
         # eval output of a sample does not depend on the rest of the batch
         torch.testing.assert_close(layer(x[1:]), y1[1:], rtol=1e-6, atol=1e-6)
 
+    @IMPLS
     @pytest.mark.parametrize("train", [True, False])
-    def test_no_sampling_branch_calls(self, train):
+    def test_no_sampling_branch_calls(self, impl, train):
         def fail(*args, **kwargs):
             raise AssertionError("the self-sampling branch was computed")
 
@@ -331,14 +352,14 @@ class TestAttentiveNorm2d:
             layer.sample_positions = fail
             return [layer.key.register_forward_pre_hook(fail), layer.query.register_forward_pre_hook(fail)]
 
-        layer = _make(c=8, n=4, seed=7, self_sampling=False).train(train)
+        layer = _make(c=8, n=4, seed=7, self_sampling=False, implementation=impl).train(train)
         x = torch.randn(2, 8, 4, 4)  # 4 pooled positions = n: would also be allowed with sampling
         expected, _ = naive_attentive_norm(layer, x, None)
         poison(layer)
         y = layer(x)
         torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
         # eval mode switches the branch off even when self_sampling=True
-        sampling = _make(c=8, n=4, seed=7).eval()
+        sampling = _make(c=8, n=4, seed=7, implementation=impl).eval()
         expected, _ = naive_attentive_norm(sampling, x, None)
         hooks = poison(sampling)
         torch.testing.assert_close(sampling(x).double(), expected, rtol=1e-5, atol=1e-5)
@@ -420,29 +441,37 @@ class TestAttentiveNorm2d:
 
         return fn, params
 
-    def test_gradcheck_eval(self):
-        layer = _make(c=4, n=3, seed=9, temperature=0.7).double().eval()
+    @IMPLS
+    def test_gradcheck_eval(self, impl):
+        layer = _make(c=4, n=3, seed=9, temperature=0.7, implementation=impl).double().eval()
         x = torch.randn(1, 4, 4, 4, dtype=torch.float64, requires_grad=True)
         fn, params = self._functional(layer)
         assert torch.autograd.gradcheck(fn, (x, *params[:5]), fast_mode=True)
 
-    def test_gradcheck_train_fixed_sampling(self):
-        layer = _make(c=4, n=3, seed=10, temperature=0.7).double().train()
+    @IMPLS
+    def test_gradcheck_train_fixed_sampling(self, impl):
+        layer = _make(c=4, n=3, seed=10, temperature=0.7, implementation=impl).double().train()
         _RecordPositions(layer, fixed=torch.tensor([[0, 3, 1], [2, 1, 0]]))
         x = torch.randn(2, 4, 4, 4, dtype=torch.float64, requires_grad=True)
         fn, params = self._functional(layer)
         assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
 
-    def test_gradcheck_batch_stats(self):
-        layer = _make(c=4, n=2, seed=11, stats="batch", self_sampling=False, temperature=0.7).double().train()
+    @IMPLS
+    def test_gradcheck_batch_stats(self, impl):
+        layer = (
+            _make(c=4, n=2, seed=11, stats="batch", self_sampling=False, temperature=0.7, implementation=impl)
+            .double()
+            .train()
+        )
         x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
         fn, params = self._functional(layer)
         assert torch.autograd.gradcheck(fn, (x, *params[:5]), fast_mode=True)
 
     # ----------------------------------------------------------------------------- numerics
+    @IMPLS
     @pytest.mark.parametrize("train", [True, False])
-    def test_constant_input(self, train):
-        layer = _make(c=8, n=4, seed=12).train(train)
+    def test_constant_input(self, impl, train):
+        layer = _make(c=8, n=4, seed=12, implementation=impl).train(train)
         x = torch.full((2, 8, 6, 6), 3.0, requires_grad=True)
         recorder = _RecordPositions(layer)
         y = layer(x)
@@ -453,8 +482,9 @@ class TestAttentiveNorm2d:
         expected, _ = naive_attentive_norm(layer, x, recorder.last if train else None)
         torch.testing.assert_close(y.double(), expected, rtol=1e-4, atol=1e-4)
 
-    def test_empty_region(self):
-        layer = _make(c=8, n=4, seed=13, self_sampling=False)
+    @IMPLS
+    def test_empty_region(self, impl):
+        layer = _make(c=8, n=4, seed=13, self_sampling=False, implementation=impl)
         with torch.no_grad():
             layer.entities.weight[0] = -200.0  # region 0 gets ~zero mass for positive inputs
         x = (torch.rand(2, 8, 6, 6) + 1.0).requires_grad_(True)
@@ -467,8 +497,9 @@ class TestAttentiveNorm2d:
         expected, _ = naive_attentive_norm(layer, x, None)
         torch.testing.assert_close(y.double(), expected, rtol=1e-4, atol=1e-4)
 
-    def test_autocast_bf16_cpu(self):
-        layer = _make(c=16, n=4, seed=14).eval()
+    @IMPLS
+    def test_autocast_bf16_cpu(self, impl):
+        layer = _make(c=16, n=4, seed=14, implementation=impl).eval()
         x = torch.randn(2, 16, 8, 8) * 2.0 + 1.0
         reference = layer(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -484,8 +515,9 @@ class TestAttentiveNorm2d:
         assert torch.isfinite(y_train).all()
         assert torch.isfinite(y_const).all()
 
-    def test_bf16_input(self):
-        layer = _make(c=8, n=4, seed=15).eval()
+    @IMPLS
+    def test_bf16_input(self, impl):
+        layer = _make(c=8, n=4, seed=15, implementation=impl).eval()
         x = torch.randn(2, 8, 8, 8)
         y = layer.to(torch.bfloat16)(x.to(torch.bfloat16))
         assert y.dtype == torch.bfloat16
@@ -493,8 +525,14 @@ class TestAttentiveNorm2d:
         reference, _ = naive_attentive_norm(layer, x.to(torch.bfloat16), None)
         torch.testing.assert_close(y.double(), reference, rtol=0.05, atol=0.1)
 
-    def test_no_b_c_n_h_w_tensor(self):
-        """The efficient form: no intermediate as large as (B, C, n, H, W), forward or backward."""
+    @IMPLS
+    def test_no_b_c_n_h_w_tensor(self, impl, monkeypatch):
+        """The efficient form: no intermediate as large as (B, C, n, H, W), forward or backward.
+
+        The fused path works on chunks of CHUNK_ELEMENTS input elements (here a quarter of the map): apart from its
+        input, output, layout and input gradient, every tensor it makes is chunk-sized or (C, n)-sized.
+        """
+        _set_chunk(monkeypatch, 16 * 64)
 
         class MaxNumel(TorchDispatchMode):
             def __init__(self):
@@ -509,12 +547,14 @@ class TestAttentiveNorm2d:
                 return out
 
         b, c, n, h, w = 1, 16, 32, 16, 16
-        layer = _make(c=c, n=n, seed=16).train()
+        layer = _make(c=c, n=n, seed=16, implementation=impl).train()
         x = torch.randn(b, c, h, w, requires_grad=True)
         with MaxNumel() as mode:
             layer(x).sum().backward()
         assert mode.largest <= b * (c + n) * h * w
         assert mode.largest < b * c * n * h * w / 8
+        if impl == "fused":
+            assert mode.largest <= b * max(c, n) * h * w  # the input or the layout itself
 
     # ----------------------------------------------------------------------------- errors
     def test_exception(self):
