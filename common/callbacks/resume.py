@@ -71,6 +71,7 @@ class ExactResume(Callback):
         else:
             gathered = [state]
         checkpoint[KEY] = gathered
+        _rewind_unfinished_batch(checkpoint)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         states = checkpoint.get(KEY)
@@ -88,3 +89,20 @@ class ExactResume(Callback):
         if self._pending is not None:
             restore_rng_state(self._pending)
             self._pending = None
+
+
+def _rewind_unfinished_batch(checkpoint: dict) -> None:
+    """A checkpoint written while a batch was unfinished (an exception, Ctrl-C) counts that batch as not started.
+
+    Lightning rewinds the epoch's batch counters of such a checkpoint when it resumes (``reset_on_restart``) but not
+    the run's totals, so ``val_check_interval`` (counted on the totals when ``check_val_every_n_epoch`` is None)
+    would fire one batch early after every such resume. Rewinding the totals here the same way keeps validation,
+    and the RNG it may consume, where the uninterrupted run has it.
+    """
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+    if not progress:
+        return
+    for counters in (progress.get("total"), progress.get("current")):
+        if counters and counters.get("processed", 0) < counters.get("ready", 0):
+            counters["ready"] = counters["started"] = counters["processed"]
+

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from common.data.images import IMAGE_EXTENSIONS, center_crop_long_side, list_images, load_rgb, resize
+from common.data.resumable import augmentation_generator
 
 __all__ = [
     "ImageFileDataset",
@@ -135,7 +136,7 @@ class ImageFileDataset(Dataset):
         path = self.root / self.paths[index].decode()
         img = resize(center_crop_long_side(load_rgb(path)), self.resolution, antialias=True)
         image = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 127.5 - 1.0
-        if self.hflip and torch.rand(()) < 0.5:
+        if self.hflip and torch.rand((), generator=augmentation_generator(index)) < 0.5:
             image = image.flip(-1)
         return {"image": image, "label": torch.tensor(self.labels[index], dtype=torch.long)}
 
@@ -155,7 +156,7 @@ class TensorImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image = self.images[index]
-        if self.hflip and torch.rand(()) < 0.5:
+        if self.hflip and torch.rand((), generator=augmentation_generator(index)) < 0.5:
             image = image.flip(-1)
         return {"image": image, "label": self.labels[index]}
 

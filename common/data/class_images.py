@@ -45,6 +45,7 @@ from common.data.class_datasets import (
     short_hash,
 )
 from common.data.images import IMAGE_EXTENSIONS
+from common.data.resumable import resumable_train_loader
 
 __all__ = [
     "SPLITS",
@@ -137,14 +138,24 @@ class ClassImageDataModule(pl.LightningDataModule, ABC):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, flipped (if ``hflip``) training batches; the last partial batch is dropped."""
+        """Shuffled, flipped (if ``hflip``) training batches; the last partial batch is dropped.
+
+        The order and the flips come from the run's seed and survive a resume exactly
+        (:func:`common.data.resumable.resumable_train_loader`); under DDP each rank takes its share of every epoch.
+        """
         dataset = self.dataset("train")
         if len(dataset) < self.batch_size:
             raise ValueError(
                 f"{self.dataset_name}: the training split has {len(dataset)} images, fewer than batch_size="
                 f"{self.batch_size}; with drop_last there would be no batch at all. Lower batch_size."
             )
-        return self._loader(dataset, train=True)
+        return resumable_train_loader(
+            self,
+            dataset,
+            self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def val_dataloader(self) -> DataLoader:
         """One placeholder item: validation is one evaluation step (see the module docstring)."""

@@ -37,6 +37,7 @@ from common.data.distributed import eval_sampler
 from common.data.images import list_images
 from common.data.inpainting_datasets import EVAL_RESIZE, EvalResize, InpaintingDataset, PredictFolderDataset
 from common.data.masks import CenterSquareMasks, FolderMasks, MaskGenerator, RandomRectangleMasks
+from common.data.resumable import resumable_train_loader
 
 __all__ = [
     "ImageFolderInpaintingDataModule",
@@ -163,22 +164,30 @@ class InpaintingDataModule(pl.LightningDataModule):
             return
         self.setup_splits(stage)
 
-    def _loader(self, dataset: Dataset | None, batch_size: int, train: bool = False) -> DataLoader:
+    def _loader(self, dataset: Dataset | None, batch_size: int) -> DataLoader:
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
-            sampler=None if train else eval_sampler(dataset),
+            sampler=eval_sampler(dataset),
             num_workers=self.num_workers,
-            drop_last=train,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
+        """Shuffled training batches whose order, crops, flips and masks survive a resume exactly
+        (:func:`common.data.resumable.resumable_train_loader`); under DDP each rank takes its share of every epoch."""
+        if self.train_set is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return resumable_train_loader(
+            self,
+            self.train_set,
+            self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.val_batch_size)

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from common.data.images import center_crop_long_side, list_images, load_rgb
 from common.data.masks import FolderMasks, MaskGenerator, validate_mask
+from common.data.resumable import augmentation_generator
 
 __all__ = [
     "EVAL_RESIZE",
@@ -65,14 +66,14 @@ def eval_resize(image: Image.Image, size: int, method: EvalResize = "bilinear") 
     return cv2.resize(np.asarray(square, dtype=np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _random_crop(image: Image.Image, size: int) -> Image.Image:
+def _random_crop(image: Image.Image, size: int, generator: torch.Generator | None = None) -> Image.Image:
     width, height = image.size
     if min(width, height) < size:
         scale = size / min(width, height)
         image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
         width, height = image.size
-    top = int(torch.randint(0, height - size + 1, (1,)))
-    left = int(torch.randint(0, width - size + 1, (1,)))
+    top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
     return image.crop((left, top, left + size, top + size))
 
 
@@ -84,7 +85,10 @@ def _draw_mask(masks: MaskGenerator, size: int, generator: torch.Generator | Non
 
 
 class Augmentation:
-    """Random geometric and colour augmentation of ``(3, H, W)`` images in [-1, 1] (global torch RNG).
+    """Random geometric and colour augmentation of ``(3, H, W)`` images in [-1, 1].
+
+    Draws come from the ``generator`` given to :meth:`__call__` (a sample's own, see
+    :func:`common.data.resumable.augmentation_generator`) or, when it is ``None``, the global torch RNG.
 
     Horizontal flips (p = 1/2) always; with ``geometric``, vertical flips and 90-degree rotations too; with
     ``colour``, a random permutation of the RGB channels (so that a network cannot memorise the training photos'
@@ -113,22 +117,23 @@ class Augmentation:
         self.brightness = brightness
 
     @staticmethod
-    def _uniform(spread: float) -> float:
-        return float(torch.empty(()).uniform_(-spread, spread))
+    def _uniform(spread: float, generator: torch.Generator | None) -> float:
+        return float(torch.empty(()).uniform_(-spread, spread, generator=generator))
 
-    def __call__(self, image: Tensor) -> Tensor:
-        if bool(torch.rand(()) < 0.5):
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        g = generator
+        if bool(torch.rand((), generator=g) < 0.5):
             image = image.flip(-1)
         if self.geometric:
-            if bool(torch.rand(()) < 0.5):
+            if bool(torch.rand((), generator=g) < 0.5):
                 image = image.flip(-2)
-            image = torch.rot90(image, int(torch.randint(4, ())), dims=(1, 2))
+            image = torch.rot90(image, int(torch.randint(4, (), generator=g)), dims=(1, 2))
         if self.colour:
-            unit = (image[torch.randperm(3)] + 1) / 2
+            unit = (image[torch.randperm(3, generator=g)] + 1) / 2
             gray = unit.mean(dim=0, keepdim=True)
-            unit = gray + (unit - gray) * (1 + self._uniform(self.saturation))
+            unit = gray + (unit - gray) * (1 + self._uniform(self.saturation, g))
             mean = unit.mean()
-            unit = (unit - mean) * (1 + self._uniform(self.contrast)) + mean + self._uniform(self.brightness)
+            unit = (unit - mean) * (1 + self._uniform(self.contrast, g)) + mean + self._uniform(self.brightness, g)
             image = unit.clamp(0, 1) * 2 - 1
         return image.contiguous()
 
@@ -205,16 +210,17 @@ class InpaintingDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         source = load_rgb(path)
+        sample_rng = augmentation_generator(index)
         if self.transform == "random_crop":
-            tensor = to_tensor(_random_crop(source, self.resolution))
+            tensor = to_tensor(_random_crop(source, self.resolution, sample_rng))
         else:
             tensor = to_tensor(eval_resize(source, self.resolution, self.resize))
-        if self.flip and bool(torch.rand(()) < 0.5):
+        if self.flip and bool(torch.rand((), generator=sample_rng) < 0.5):
             tensor = tensor.flip(-1)
         if self.mask_folder is not None:
             mask = self._folder_mask(path, source)
         else:
-            generator = torch.Generator().manual_seed(self.seed + index) if self.fixed_masks else None
+            generator = torch.Generator().manual_seed(self.seed + index) if self.fixed_masks else sample_rng
             mask = _draw_mask(self.masks, self.resolution, generator, index)
         validate_mask(mask, tensor)
         return {"image": tensor, "mask": mask, "name": path.stem}
@@ -228,7 +234,8 @@ class TensorCropDataset(Dataset):
             ``max_scale * resolution``.
         resolution: Crop size.
         masks: Mask generator.
-        crops: Either ``None`` (random crops, ``length`` samples per epoch, masks from the global RNG) or a list of
+        crops: Either ``None`` (random crops, ``length`` samples per epoch, crops and masks from the sample's generator,
+            :func:`common.data.resumable.augmentation_generator`) or a list of
             fixed ``(image index, top, left)`` crops of side ``resolution`` (mask ``i`` drawn with seed
             ``seed + i``).
         length: Samples per epoch for random crops.
@@ -269,25 +276,26 @@ class TensorCropDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _random_crop(self) -> tuple[Tensor, str]:
-        k = int(torch.randint(len(self.images), ()))
+    def _random_crop(self, g: torch.Generator | None) -> tuple[Tensor, str]:
+        k = int(torch.randint(len(self.images), (), generator=g))
         image = self.images[k]
         height, width = image.shape[-2:]
-        scale = float(torch.empty(()).uniform_(0.0, float(np.log(self.max_scale))).exp())
+        scale = float(torch.empty(()).uniform_(0.0, float(np.log(self.max_scale)), generator=g).exp())
         side = min(round(scale * self.resolution), height, width)
-        top = int(torch.randint(height - side + 1, ()))
-        left = int(torch.randint(width - side + 1, ()))
+        top = int(torch.randint(height - side + 1, (), generator=g))
+        left = int(torch.randint(width - side + 1, (), generator=g))
         crop = image[:, top : top + side, left : left + side]
         if side != self.resolution:
             size = (self.resolution, self.resolution)
             crop = F.interpolate(crop[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-        return self.augmentation(crop.clamp(-1, 1)), f"{self.names[k]}_{top}_{left}"
+        return self.augmentation(crop.clamp(-1, 1), g), f"{self.names[k]}_{top}_{left}"
 
     def __getitem__(self, index: int) -> dict:
         size = self.resolution
         if self.crops is None:
-            image, name = self._random_crop()
-            mask = _draw_mask(self.masks, size, None, index)
+            sample_rng = augmentation_generator(index)
+            image, name = self._random_crop(sample_rng)
+            mask = _draw_mask(self.masks, size, sample_rng, index)
         else:
             k, top, left = self.crops[index]
             image = self.images[k][:, top : top + size, left : left + size].contiguous()

@@ -20,6 +20,7 @@ of DataLoader workers and DDP ranks:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -27,24 +28,40 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["ResumableSampler", "SampleIndex", "resumable_train_loader", "sample_generator", "trainer_position"]
+__all__ = [
+    "ResumableSampler",
+    "SampleIndex",
+    "augmentation_generator",
+    "default_train_seed",
+    "resumable_train_loader",
+    "sample_generator",
+    "trainer_position",
+]
 
 
 class SampleIndex(int):
-    """A dataset index that also carries the epoch it was drawn in (``index.epoch``); behaves as a plain ``int``."""
+    """A dataset index that also carries the epoch it was drawn in and the sampler's seed (``index.epoch``,
+    ``index.seed``); behaves as a plain ``int``."""
 
     epoch: int
+    seed: int
 
-    def __new__(cls, value: int, epoch: int = 0) -> SampleIndex:
+    def __new__(cls, value: int, epoch: int = 0, seed: int = 0) -> SampleIndex:
         obj = super().__new__(cls, value)
         obj.epoch = int(epoch)
+        obj.seed = int(seed)
         return obj
 
-    def __reduce__(self):  # keep the epoch when the index is sent to a DataLoader worker
-        return SampleIndex, (int(self), self.epoch)
+    def __reduce__(self):  # keep the epoch and seed when the index is sent to a DataLoader worker
+        return SampleIndex, (int(self), self.epoch, self.seed)
 
     def __repr__(self) -> str:
-        return f"SampleIndex({int(self)}, epoch={self.epoch})"
+        return f"SampleIndex({int(self)}, epoch={self.epoch}, seed={self.seed})"
+
+
+def default_train_seed() -> int:
+    """The training order's seed: the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
 def sample_generator(seed: int, index: int) -> torch.Generator:
@@ -57,6 +74,18 @@ def sample_generator(seed: int, index: int) -> torch.Generator:
     epoch = getattr(index, "epoch", 0)
     state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(index)]).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def augmentation_generator(index: int) -> torch.Generator | None:
+    """The generator a dataset's ``__getitem__`` draws its random augmentation from.
+
+    For a :class:`SampleIndex` (training batches of :func:`resumable_train_loader`): ``sample_generator(index.seed,
+    index)``, so the draws survive a resume. For a plain int (a user's own sampler or loader): ``None``, which torch's
+    random functions read as the global RNG.
+    """
+    if isinstance(index, SampleIndex):
+        return sample_generator(index.seed, index)
+    return None
 
 
 def trainer_position(trainer: pl.Trainer) -> tuple[int, int]:
@@ -123,7 +152,7 @@ class ResumableSampler(DistributedSampler):
     def __iter__(self) -> Iterator[SampleIndex]:
         epoch, start_batch = self.position() if self.position is not None else (self.epoch, 0)
         indices = self.epoch_indices(epoch)
-        return iter([SampleIndex(i, epoch) for i in indices[start_batch * self.batch_size :]])
+        return iter([SampleIndex(i, epoch, self.seed) for i in indices[start_batch * self.batch_size :]])
 
 
 def resumable_train_loader(
@@ -132,7 +161,7 @@ def resumable_train_loader(
     batch_size: int,
     *,
     shuffle: bool = True,
-    seed: int = 0,
+    seed: int | None = None,
     drop_last: bool = True,
     **loader_kwargs,
 ) -> DataLoader:
@@ -140,8 +169,12 @@ def resumable_train_loader(
 
     The sampler is a :class:`ResumableSampler` that follows the attached trainer's loop progress (when the
     DataModule has a trainer), so a resumed run continues with the next batch of the interrupted epoch.
-    ``loader_kwargs`` go to ``DataLoader`` (``num_workers``, ``pin_memory``, ``collate_fn``, ...).
+    ``seed`` (default :func:`default_train_seed`) fixes the order of every epoch and, through :class:`SampleIndex`,
+    every sample's augmentation. The loader has its own ``generator`` so that creating its iterator (which draws a
+    base seed) does not consume the global RNG. ``loader_kwargs`` go to ``DataLoader`` (``num_workers``,
+    ``pin_memory``, ``collate_fn``, ...).
     """
+    seed = default_train_seed() if seed is None else int(seed)
 
     def position() -> tuple[int, int]:
         trainer = getattr(datamodule, "trainer", None)
@@ -150,4 +183,5 @@ def resumable_train_loader(
     sampler = ResumableSampler(dataset, batch_size, shuffle=shuffle, seed=seed, position=position)
     if loader_kwargs.get("num_workers", 0) > 0:
         loader_kwargs.setdefault("persistent_workers", False)
+    loader_kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **loader_kwargs)

@@ -1,0 +1,53 @@
+"""Exact resume of ``python -m an_gan fit``: a run crashed mid-epoch and resumed from its checkpoint continues
+step for step as the run that was never stopped (losses, parameters, EMA, data order, flips, noise)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from run_helpers import assert_same_steps, fit_recorded, interrupt_checkpoint
+
+from an_gan.cli import cli_main
+
+DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "an_gan" / "demo.yaml")
+FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor", "init_args": {"feature_dim": 8}}
+
+
+def _args(root: Path) -> list[str]:
+    args = ["--config", DEMO, "--data.init_args.batch_size=8", "--data.init_args.hflip=true",
+            "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
+            "--model.generator.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
+            "--model.discriminator.init_args.num_entities=4", "--model.ema.start_step=1",
+            "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1", "--model.pictures.every_n_steps=0",
+            "--trainer.max_steps=14", "--trainer.val_check_interval=3", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            f"--trainer.default_root_dir={root}"]  # fmt: skip
+    prefix = "--model.val_evaluator.init_args"
+    args += [
+        f"{prefix}.num_samples=12",
+        f"{prefix}.batch_size=8",
+        f"{prefix}.is_splits=2",
+        f"{prefix}.intra_fid_num_per_class=2",
+        f"{prefix}.kid_prc_num_samples=6",
+        f"{prefix}.reference_cache_dir={root / 'refs'}",
+        f"{prefix}.feature_extractor={json.dumps(FEATURES)}",
+    ]
+    return args  # fmt: skip
+
+
+def _make(args):
+    return cli_main(args, run=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path):
+    full, _ = fit_recorded(_make, _args(tmp_path / "full"))
+    assert len(full) == 7  # 7 iterations of one D and one G step (14 optimiser steps), validations after 3 and 6
+    assert {"train/d_loss", "train/g_loss"} <= full[0]["logs"].keys()
+    cut_root = tmp_path / "cut"
+    first, _ = fit_recorded(_make, _args(cut_root), crash_at=5)  # crash before the 5th batch, mid-epoch
+    assert first == full[:4]
+    second, trainer = fit_recorded(_make, _args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
+    assert trainer.global_step == 14
+    assert_same_steps(first + second, full)

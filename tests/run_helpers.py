@@ -1,0 +1,94 @@
+"""Helpers of the task-level tests: run a task's ``fit`` with a step recorder and a simulated crash.
+
+Used by the exact-resume and mixed-precision tests of both tasks (``tests/an_gan``, ``tests/an_inpaint``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from common.callbacks.checkpointing import InterruptCheckpoint
+
+
+class StepRecorder(pl.Callback):
+    """Per training batch: what the module logged in that batch and a checksum of all its parameters.
+
+    The module's ``log`` / ``log_dict`` are wrapped for the run, so a row holds exactly the values logged during the
+    batch (not the stale ones ``trainer.callback_metrics`` keeps).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self._current: dict[str, float] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        log_dict, log = pl_module.log_dict, pl_module.log
+
+        def record(values: dict) -> None:
+            for key, value in values.items():
+                self._current[key] = float(torch.as_tensor(value).detach().float())
+
+        def wrapped_log_dict(values, *args, **kwargs):
+            record(values)
+            return log_dict(values, *args, **kwargs)
+
+        def wrapped_log(name, value, *args, **kwargs):
+            record({name: value})
+            return log(name, value, *args, **kwargs)
+
+        pl_module.log_dict, pl_module.log = wrapped_log_dict, wrapped_log
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        checksum = sum(float(p.detach().double().sum()) for p in pl_module.parameters())
+        self.rows.append({"step": trainer.global_step, "logs": dict(self._current), "params": checksum})
+        self._current = {}
+
+
+class CrashAt(pl.Callback):
+    """Raise ``RuntimeError`` when the ``batch``-th training batch of this process (1-based) is about to start."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch, self.started = batch, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started += 1
+        if self.started == self.batch:
+            raise RuntimeError(f"simulated crash before batch {self.batch}")
+
+
+def fit_recorded(
+    make_cli: Callable[[list[str]], object], args: list[str], ckpt_path: str | None = None, crash_at: int | None = None
+) -> tuple[list[dict], pl.Trainer]:
+    """``make_cli(args)`` (a task's ``cli_main(args, run=False)``), then ``trainer.fit`` with a :class:`StepRecorder`
+    (and a :class:`CrashAt` when ``crash_at`` is given); returns the recorded rows and the trainer."""
+    cli = make_cli(args)
+    recorder = StepRecorder()
+    cli.trainer.callbacks.append(recorder)
+    if crash_at is not None:
+        cli.trainer.callbacks.append(CrashAt(crash_at))
+    with contextlib.suppress(RuntimeError) if crash_at is not None else contextlib.nullcontext():
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+    return recorder.rows, cli.trainer
+
+
+def interrupt_checkpoint(root: Path) -> str:
+    """The ``on_exception.ckpt`` a crashed run left under ``root``."""
+    found = sorted(Path(root).rglob(InterruptCheckpoint.FILENAME))
+    assert len(found) == 1, found
+    return str(found[0])
+
+
+def assert_same_steps(resumed: list[dict], reference: list[dict]) -> None:
+    """Every recorded row equal: the step, each logged value and the parameter checksum, exactly."""
+    assert len(resumed) == len(reference)
+    for got, want in zip(resumed, reference, strict=True):
+        assert got["step"] == want["step"]
+        assert got["logs"].keys() == want["logs"].keys(), (got["step"], got["logs"].keys() ^ want["logs"].keys())
+        for key, value in want["logs"].items():
+            assert got["logs"][key] == value, (got["step"], key, got["logs"][key], value)
+        assert got["params"] == want["params"], got["step"]
