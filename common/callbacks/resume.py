@@ -105,4 +105,3 @@ def _rewind_unfinished_batch(checkpoint: dict) -> None:
     for counters in (progress.get("total"), progress.get("current")):
         if counters and counters.get("processed", 0) < counters.get("ready", 0):
             counters["ready"] = counters["started"] = counters["processed"]
-
