@@ -104,6 +104,7 @@ class ANGANCLI(ANLightningCLI):
         parser.set_defaults(MODEL_DEFAULTS)
 
     def before_predict(self) -> None:
+        super().before_predict()
         # Generation needs no dataset: run the module's own predict_dataloader (the writer's classes and seed).
         self.datamodule = None
 

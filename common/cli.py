@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
@@ -41,6 +42,7 @@ from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stor
 from common.callbacks.images import results_dir
 from common.callbacks.nonfinite import NonFiniteGuard
 from common.callbacks.resume import ExactResume
+from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
 from common.tracking import ANWandbLogger
 from configs import config_path
 
@@ -143,6 +145,7 @@ class ANLightningCLI(LightningCLI):
                 ModelCheckpoint(save_top_k=0, save_last=True),  # last.ckpt only; tasks add their best-by-metric
                 InterruptCheckpoint(),
                 ExactResume(),
+                CheckpointStamp(),
                 WandbRunId(),
                 OptionalLearningRateMonitor(logging_interval="step"),
                 *task.pop("callbacks", []),
@@ -217,10 +220,42 @@ class ANLightningCLI(LightningCLI):
             config["ckpt_path"] = ckpt_path
         elif not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+        check_checkpoint(self.model, ckpt_path, path=ckpt_path)
         run_id = stored_wandb_run_id(ckpt_path)
         if run_id is not None and isinstance(self.trainer.logger, ANWandbLogger):
             self.trainer.logger.resume_run(run_id)
         rank_zero_info(f"Resuming from {ckpt_path}" + (f" (W&B run {run_id})" if run_id else ""))
+
+    def _check_given_checkpoint(self) -> None:
+        """``validate`` / ``test`` / ``predict --ckpt_path``: the checkpoint must be this task's and architecture's."""
+        ckpt_path = self.config_init[self.subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path not in ("last", "best") and Path(ckpt_path).is_file():
+            check_checkpoint(self.model, ckpt_path, path=ckpt_path)
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning copies the checkpoint's hyperparameters into the model config before anything is built; a
+        checkpoint of the other task would fail there with a parser error, so name the two tasks first."""
+        subcommand = self.config.get("subcommand") if hasattr(self, "config") else None
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            stamp = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get(STAMP_KEY) or {}
+            ours = f"{self._model_class.__module__}.{self._model_class.__qualname__}"
+            if stamp.get("module") and stamp["module"] != ours:
+                raise CheckpointMismatchError(
+                    f"checkpoint {ckpt_path} was written by {stamp['module']} (task {stamp['module'].split('.')[0]}) "
+                    f"but this is {ours} (task {ours.split('.')[0]}): use it with "
+                    f"`python -m {stamp['module'].split('.')[0]}`"
+                )
+        super()._parse_ckpt_path()
+
+    def before_validate(self) -> None:
+        self._check_given_checkpoint()
+
+    def before_test(self) -> None:
+        self._check_given_checkpoint()
+
+    def before_predict(self) -> None:
+        self._check_given_checkpoint()
 
     # ------------------------------------------------------------- reporting
     def _report(self) -> None:

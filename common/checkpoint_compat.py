@@ -1,0 +1,119 @@
+"""Which task and which architecture wrote a checkpoint, and a clear error when they are not this run's.
+
+Every checkpoint of the package carries a small stamp (:data:`STAMP_KEY`, written by :class:`CheckpointStamp`):
+the LightningModule class that wrote it and a one-line description of each of its networks. Before ``fit``,
+``validate``, ``test`` or ``predict`` loads a checkpoint, :func:`check_checkpoint` compares it with the model the
+command built and raises :class:`CheckpointMismatchError` naming both sides when
+
+* the checkpoint was written by the other task (``an_inpaint`` vs ``an_gan``), or
+* its networks differ from this run's (missing or unexpected weights, or weights of another shape, e.g. AN vs
+  SA-GAN attention, another width or another number of AN entities),
+
+instead of Lightning's long ``load_state_dict`` traceback or, worse, a run that starts from the wrong weights.
+Checkpoints without a stamp (written before it existed) are checked by their weights alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+__all__ = ["STAMP_KEY", "CheckpointMismatchError", "CheckpointStamp", "check_checkpoint", "describe_networks"]
+
+#: Key of the stamp in a checkpoint dict.
+STAMP_KEY = "an_run"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint written by another task or for another architecture than the run that loads it."""
+
+
+def _qualname(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _describe(net: nn.Module) -> str:
+    config = getattr(net, "config", None)
+    count = sum(p.numel() for p in net.parameters())
+    if isinstance(config, dict) and config:
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
+        return f"{_qualname(net)}({args})"
+    return f"{_qualname(net)} ({count:,} parameters)"
+
+
+def describe_networks(module: nn.Module) -> dict[str, str]:
+    """``{child name: description}`` of the module's top-level sub-networks that hold parameters."""
+    return {name: _describe(child) for name, child in module.named_children() if any(True for _ in child.parameters())}
+
+
+class CheckpointStamp(pl.Callback):
+    """Writes the stamp (module class and network descriptions) into every checkpoint."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[STAMP_KEY] = {"module": _qualname(pl_module), "networks": describe_networks(pl_module)}
+
+
+def _examples(keys, limit: int = 3) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (", ..." if len(keys) > limit else "")
+
+
+def _task(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def check_checkpoint(module: nn.Module, checkpoint: dict | str | Path, path: str | Path | None = None) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``checkpoint`` (a dict or a file) fits ``module``.
+
+    Raises:
+        FileNotFoundError: ``checkpoint`` names a file that does not exist.
+        CheckpointMismatchError: another task's checkpoint, or weights that do not fit the module (message: both
+            modules or both architectures, and examples of the weights that differ).
+    """
+    if not isinstance(checkpoint, dict):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    source = f"checkpoint {path}" if path is not None else "the checkpoint"
+    stamp = checkpoint.get(STAMP_KEY) or {}
+    here = _qualname(module)
+    if stamp.get("module") and stamp["module"] != here:
+        raise CheckpointMismatchError(
+            f"{source} was written by {stamp['module']} (task {_task(stamp['module'])}) but this run is {here} "
+            f"(task {_task(here)}): use it with `python -m {_task(stamp['module'])}`, or pass a checkpoint of "
+            f"{_task(here)}"
+        )
+    theirs = checkpoint.get("state_dict")
+    if theirs is None:
+        raise CheckpointMismatchError(f"{source} has no state_dict: it is not a Lightning checkpoint of {here}")
+    own = module.state_dict()
+    missing, unexpected = own.keys() - theirs.keys(), theirs.keys() - own.keys()
+    if not stamp and missing and not own.keys() & theirs.keys():
+        raise CheckpointMismatchError(f"{source} holds none of the weights of {here}: it was written by another task")
+    reshaped = {k for k in own.keys() & theirs.keys() if tuple(own[k].shape) != tuple(theirs[k].shape)}
+    if missing or unexpected or reshaped:
+        ours = describe_networks(module)
+        saved = stamp.get("networks") or {}
+        names = [n for n in {**saved, **ours} if saved.get(n) != ours.get(n)] or list(ours)
+        lines = [f"{source} was written for another architecture than this run's {here}:"]
+        for name in names:
+            lines.append(f"  {name}: checkpoint {saved.get(name, '(not recorded)')}")
+            lines.append(f"  {' ' * len(name)}  this run   {ours.get(name, '(none)')}")
+        if missing:
+            lines.append(f"  {len(missing)} weights of this run are not in the checkpoint ({_examples(missing)})")
+        if unexpected:
+            lines.append(f"  {len(unexpected)} weights of the checkpoint are not in this run ({_examples(unexpected)})")
+        if reshaped:
+            key = sorted(reshaped)[0]
+            lines.append(
+                f"  {len(reshaped)} weights differ in shape (e.g. {key}: checkpoint {tuple(theirs[key].shape)}, "
+                f"this run {tuple(own[key].shape)})"
+            )
+        lines.append("  resume or evaluate with the run's own config (its config.yaml next to checkpoints/)")
+        raise CheckpointMismatchError("\n".join(lines))

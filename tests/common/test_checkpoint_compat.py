@@ -1,0 +1,98 @@
+"""A checkpoint of the other task or of another architecture is a clear error naming both, for fit (resume),
+validate, test and predict, and for checkpoints without the package's stamp."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from an_gan.cli import cli_main as gan_cli
+from an_inpaint.cli import cli_main as inpaint_cli
+from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, check_checkpoint, describe_networks
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor", "init_args": {"feature_dim": 8}}
+
+
+def _gan_args(root: Path, long_range: str = "an") -> list[str]:
+    return ["--config", str(ROOT / "configs/an_gan/demo.yaml"), "--data.init_args.batch_size=8",
+            "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
+            "--model.generator.init_args.num_entities=4", f"--model.generator.init_args.long_range={long_range}",
+            "--model.discriminator.init_args.ch=1", "--model.discriminator.init_args.num_entities=4",
+            "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1", "--model.val_evaluator=null",
+            "--model.pictures.every_n_steps=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={root}", "--trainer.max_steps=2"]  # fmt: skip
+
+
+def _inpaint_args(root: Path) -> list[str]:
+    return ["--config", str(ROOT / "configs/an_inpaint/demo.yaml"), "--data.init_args.resolution=32",
+            "--data.init_args.batch_size=2", "--data.init_args.num_eval_crops=1",
+            "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",
+            "--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4",
+            "--model.global_critic.init_args.input_size=32", "--model.baselines=[]", "--model.lr_schedule=constant",
+            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0",
+            f"--trainer.default_root_dir={root}", "--trainer.max_steps=1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    gan_cli(["fit", *_gan_args(root / "gan")])
+    inpaint_cli(["fit", *_inpaint_args(root / "inpaint")])
+    return {
+        "gan": root / "gan" / "checkpoints" / "last.ckpt",
+        "inpaint": root / "inpaint" / "checkpoints" / "last.ckpt",
+    }
+
+
+@pytest.mark.timeout(600)
+def test_checkpoints_carry_the_stamp(checkpoints):
+    stamp = torch.load(checkpoints["gan"], weights_only=True)[STAMP_KEY]
+    assert stamp["module"] == "an_gan.module.ANGAN"
+    assert "long_range='an'" in stamp["networks"]["generator"]
+
+
+@pytest.mark.timeout(600)
+def test_other_task_on_resume_and_on_validate(checkpoints, tmp_path):
+    with pytest.raises(CheckpointMismatchError, match=r"an_gan\.module\.ANGAN.*an_inpaint\.module\.ANInpaint"):
+        inpaint_cli(["fit", *_inpaint_args(tmp_path / "a"), f"--ckpt_path={checkpoints['gan']}"])
+    with pytest.raises(CheckpointMismatchError, match=r"an_inpaint\.module\.ANInpaint.*task an_inpaint.*an_gan"):
+        gan_cli(["validate", *_gan_args(tmp_path / "b"), f"--ckpt_path={checkpoints['inpaint']}"])
+
+
+@pytest.mark.timeout(600)
+def test_other_architecture_names_both(checkpoints, tmp_path):
+    with pytest.raises(CheckpointMismatchError) as info:
+        gan_cli(["fit", *_gan_args(tmp_path / "c", long_range="sa"), f"--ckpt_path={checkpoints['gan']}"])
+    message = str(info.value)
+    assert "another architecture" in message and str(checkpoints["gan"]) in message
+    assert "long_range='an'" in message and "long_range='sa'" in message  # both sides named
+    assert "not in the checkpoint" in message  # the SA weights
+
+
+@pytest.mark.timeout(600)
+def test_matching_checkpoint_passes(checkpoints, tmp_path):
+    cli = gan_cli(_gan_args(tmp_path / "d"), run=False)
+    check_checkpoint(cli.model, checkpoints["gan"])  # no error
+
+
+class Net(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.body = nn.Linear(2, width)
+
+
+def test_unstamped_checkpoints_are_checked_by_their_weights():
+    with pytest.raises(CheckpointMismatchError, match="differ in shape"):
+        check_checkpoint(Net(3), {"state_dict": Net(4).state_dict()})
+    with pytest.raises(CheckpointMismatchError, match="none of the weights"):
+        check_checkpoint(Net(3), {"state_dict": {"other.weight": torch.zeros(1)}})
+    with pytest.raises(CheckpointMismatchError, match="no state_dict"):
+        check_checkpoint(Net(3), {"epoch": 1})
+    with pytest.raises(FileNotFoundError, match="nowhere.ckpt"):
+        check_checkpoint(Net(3), "nowhere.ckpt")
+    check_checkpoint(Net(3), {"state_dict": Net(3).state_dict()})
+    assert describe_networks(Net(3)) == {"body": "torch.nn.modules.linear.Linear (9 parameters)"}
+    assert json.dumps(describe_networks(Net(3)))
