@@ -92,3 +92,33 @@ def assert_same_steps(resumed: list[dict], reference: list[dict]) -> None:
         for key, value in want["logs"].items():
             assert got["logs"][key] == value, (got["step"], key, got["logs"][key], value)
         assert got["params"] == want["params"], got["step"]
+
+
+def run_cli_processes(task: str, commands: list[list[str]], folder: Path, timeout: int = 500) -> dict:
+    """Run ``commands`` of ``python -m <task>`` through ``tests/ddp_cli_script.py`` in a fresh process (which
+    Lightning's DDP launcher re-runs for the other ranks); returns rank 0's ``{"world_size", "metrics"}``."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    folder.mkdir(parents=True, exist_ok=True)
+    spec, output = folder / "commands.json", folder / "metrics.json"
+    spec.write_text(json.dumps(commands))
+    script = Path(__file__).resolve().parent / "ddp_cli_script.py"
+    done = subprocess.run(
+        [sys.executable, str(script), task, str(output), str(spec)],
+        env=env, cwd=folder, timeout=timeout, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(
+            f"{task} {commands} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+        )
+    return json.loads(output.read_text())
