@@ -212,6 +212,8 @@ class ANLightningCLI(LightningCLI):
             found = [
                 p for f in folders for p in (*f.glob("last*.ckpt"), f / InterruptCheckpoint.FILENAME) if p.is_file()
             ]
+            # SLURM pre-emption checkpoints (Lightning's SLURMEnvironment auto-requeue writes them here)
+            found += list(Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt"))
             if not found:
                 rank_zero_info("--ckpt_path last: no checkpoint of an earlier run found, starting a new run")
                 config["ckpt_path"] = None

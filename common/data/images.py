@@ -16,6 +16,7 @@ __all__ = [
     "list_images",
     "load_rgb",
     "resize",
+    "to_rgb",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"})
@@ -45,8 +46,25 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
     return files
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode as RGB: grey (``L``, ``I;16``, ``I``, ``F``) replicated, ``CMYK`` / ``YCbCr`` / palette converted,
+    and images with transparency (``RGBA``, ``LA``, ``PA``, palette or grey with a transparent colour) composited
+    over white, so transparent pixels do not turn into whatever colour they happen to store."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / 32-bit grey: rescale to 8 bits
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        img = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
 def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image file as an RGB PIL image, fully decoded.
+    """Open an image file as an RGB PIL image, fully decoded (other modes converted by :func:`to_rgb`).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -58,7 +76,7 @@ def load_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise CorruptImageError(f"cannot read image {path}: {err}") from err
 
