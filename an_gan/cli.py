@@ -112,7 +112,7 @@ class ANGANCLI(ANLightningCLI):
         super().after_fit()
         if isinstance(self.datamodule, DigitsDataModule) and self.trainer.is_global_zero:
             from an_gan.demo_quality import demo_quality, format_demo_quality
-            from common.callbacks.images import results_dir
+            from common.runs import results_dir
 
             report = demo_quality(self.model.evaluation_generator(), self.datamodule)
             path = results_dir(self.trainer) / "demo_quality.json"

@@ -23,6 +23,7 @@ standing statistics (``"ema"``).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -37,6 +38,7 @@ from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regular
 from an_gan.networks import Discriminator, Generator, is_attentive
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
 from common.callbacks.images import log_image
+from common.checkpoint_compat import stamp_checkpoint
 from common.ddp import allow_unused_parameters
 from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
 from common.layers import collect_layouts
@@ -331,9 +333,13 @@ class ANGAN(pl.LightningModule):
 
     # --------------------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        settings = {  # also without the CLI, common.runs.load_run can rebuild the module
+            "ema": dataclasses.asdict(self.ema_settings) if self.ema is not None else None,
+            "pictures": dataclasses.asdict(self.pictures),
+            "eval_generator": self.eval_generator,
+        }
+        stamp_checkpoint(self, checkpoint, settings=settings)
         checkpoint["an_gan_steps"] = {"d": self.num_d_steps, "g": self.num_g_steps}
-        checkpoint["an_gan_generator_config"] = dict(getattr(self.generator, "config", {}))
-        checkpoint["an_gan_has_ema"] = self.ema is not None
         if self.ema is not None and self.ema_settings.standing_batches > 0:
             # The checkpoint's EMA generator carries its own standing statistics (load_generator uses them).
             net = self.ema_generator()

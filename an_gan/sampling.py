@@ -31,19 +31,20 @@ from torch.utils.data import DataLoader
 
 from an_gan.networks import Generator
 from an_gan.samples import ClassSampleDataset
-from common.callbacks.images import results_dir
+from common.runs import load_run, results_dir
 from common.visualization import image_grid, save_png, to_unit
 
 __all__ = ["ClassFolderWriter", "class_weights", "interpolate_classes", "load_generator", "sample_grid"]
 
 
 def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | torch.device = "cpu") -> Generator:
-    """Build the generator stored in an ``ANGAN`` checkpoint and load its weights.
+    """The generator of an ``an_gan`` checkpoint, rebuilt by :func:`common.runs.load_run` (the one reload path of
+    both tasks: module class and configuration from the checkpoint, weights checked against it).
 
     Args:
         ckpt_path: a Lightning checkpoint written while training ``an_gan.module.ANGAN``.
-        ema: load the EMA weights (with their standing batch-norm statistics) when the run kept an EMA; otherwise
-            the raw ones are loaded.
+        ema: the EMA weights, with the standing batch-norm statistics stored in the checkpoint, when the run kept
+            an EMA; otherwise the raw ones.
         map_location: device for the weights.
 
     Returns:
@@ -51,18 +52,12 @@ def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | 
 
     Raises:
         FileNotFoundError: no file at ``ckpt_path``.
-        ValueError: the file is not an ``an_gan`` checkpoint of an :class:`Generator`.
+        common.checkpoint_compat.CheckpointMismatchError: not an ``an_gan`` checkpoint (e.g. an inpainting one).
     """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not ckpt.get("an_gan_generator_config") or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not an an_gan checkpoint of an an_gan.networks.Generator")
-    generator = Generator(**ckpt["an_gan_generator_config"])
-    prefix = "ema.averaged." if ema and ckpt.get("an_gan_has_ema", False) else "generator."
-    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    generator.load_state_dict(state)
+    from an_gan.module import ANGAN
+
+    module = load_run(ckpt_path, module_class=ANGAN)
+    generator = module.ema.averaged if ema and module.ema is not None else module.generator
     return generator.to(map_location).eval()
 
 

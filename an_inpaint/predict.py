@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from common.callbacks.images import results_dir
+from common.runs import load_run, results_dir
 from common.visualization import save_png
 
 __all__ = ["InpaintingPredictionWriter", "load_inpainter"]
@@ -51,35 +50,21 @@ class InpaintingPredictionWriter(BasePredictionWriter):
 
 
 def load_inpainter(checkpoint: str | Path, config: str | Path | None = None):
-    """Rebuild a trained :class:`an_inpaint.module.ANInpaint` from a checkpoint and the run's ``config.yaml``.
-
-    The networks are configured through ``class_path`` (not stored as hyperparameters), so the architecture comes
-    from the run's config: by default ``<run>/config.yaml`` next to ``<run>/checkpoints/<name>.ckpt``.
+    """Rebuild a trained :class:`an_inpaint.module.ANInpaint` from a checkpoint, by :func:`common.runs.load_run`
+    (the one reload path of both tasks).
 
     Args:
         checkpoint: A ``.ckpt`` file written by ``python -m an_inpaint fit``.
-        config: The run's config file (default: ``config.yaml`` in the checkpoint folder's parent).
+        config: A config file whose ``model`` section builds the module (default: the model config stored in the
+            checkpoint, else the run's ``config.yaml`` next to ``checkpoints/``).
 
     Returns:
         The model in eval mode, on the CPU.
 
     Raises:
-        FileNotFoundError: If the checkpoint or the config is missing.
+        FileNotFoundError: If the checkpoint (or, when needed, the config) is missing.
+        common.checkpoint_compat.CheckpointMismatchError: Another task's checkpoint or another architecture.
     """
-    import yaml
-    from jsonargparse import ArgumentParser
-
     from an_inpaint.module import ANInpaint
 
-    checkpoint = Path(checkpoint)
-    config = Path(config) if config is not None else checkpoint.parent.parent / "config.yaml"
-    for path, what in ((checkpoint, "checkpoint"), (config, "config")):
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} file not found: {path}")
-    parser = ArgumentParser()
-    parser.add_class_arguments(ANInpaint, "model", fail_untyped=False)
-    model_cfg = yaml.safe_load(config.read_text())["model"]
-    model = parser.instantiate_classes(parser.parse_object({"model": model_cfg})).model
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    return model.eval()
+    return load_run(checkpoint, config=config, module_class=ANInpaint)

@@ -22,7 +22,14 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-__all__ = ["STAMP_KEY", "CheckpointMismatchError", "CheckpointStamp", "check_checkpoint", "describe_networks"]
+__all__ = [
+    "STAMP_KEY",
+    "CheckpointMismatchError",
+    "CheckpointStamp",
+    "check_checkpoint",
+    "describe_networks",
+    "stamp_checkpoint",
+]
 
 #: Key of the stamp in a checkpoint dict.
 STAMP_KEY = "an_run"
@@ -52,10 +59,44 @@ def describe_networks(module: nn.Module) -> dict[str, str]:
 
 
 class CheckpointStamp(pl.Callback):
-    """Writes the stamp (module class and network descriptions) into every checkpoint."""
+    """Writes the stamp into every checkpoint: the module class, a description of each network and, when the CLI
+    set :attr:`model_config`, the resolved ``model`` section of the run's config (what
+    :func:`common.runs.load_run` rebuilds the module from)."""
+
+    def __init__(self) -> None:
+        self.model_config: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        checkpoint[STAMP_KEY] = {"module": _qualname(pl_module), "networks": describe_networks(pl_module)}
+        stamp_checkpoint(pl_module, checkpoint, self.model_config)
+
+
+def stamp_checkpoint(
+    module: nn.Module,
+    checkpoint: dict,
+    model_config: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Write the stamp into ``checkpoint`` unless one is there (the CLI's callback runs before the module's hook).
+
+    Besides the module class and the network descriptions it records ``network_configs``: ``{name: {"class_path",
+    "init_args"}}`` of the networks that expose their constructor arguments as a ``config`` dict, so that a module
+    trained through the plain ``Trainer`` API can be rebuilt too (:func:`common.runs.load_run`), with ``settings``:
+    other constructor arguments that are not hyperparameters (plain values, e.g. a settings dataclass as a dict).
+    """
+    if checkpoint.get(STAMP_KEY):
+        return
+    configs = {
+        name: {"class_path": _qualname(child), "init_args": dict(child.config)}
+        for name, child in module.named_children()
+        if isinstance(getattr(child, "config", None), dict)
+    }
+    checkpoint[STAMP_KEY] = {
+        "module": _qualname(module),
+        "networks": describe_networks(module),
+        "network_configs": configs,
+        "settings": settings or {},
+        "model_config": model_config,
+    }
 
 
 def _examples(keys, limit: int = 3) -> str:

@@ -34,15 +34,16 @@ from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
 
 from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
-from common.callbacks.images import results_dir
 from common.callbacks.nonfinite import NonFiniteGuard
 from common.callbacks.resume import ExactResume
 from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
+from common.runs import results_dir
 from common.tracking import ANWandbLogger
 from configs import config_path
 
@@ -227,6 +228,30 @@ class ANLightningCLI(LightningCLI):
         if run_id is not None and isinstance(self.trainer.logger, ANWandbLogger):
             self.trainer.logger.resume_run(run_id)
         rank_zero_info(f"Resuming from {ckpt_path}" + (f" (W&B run {run_id})" if run_id else ""))
+
+    def instantiate_classes(self) -> None:
+        """Lightning's, then the resolved model config goes into every checkpoint (:func:`common.runs.load_run`
+        rebuilds the module from the checkpoint alone); networks with a ``config`` dict contribute their full
+        constructor arguments, the values linked from the data included."""
+        super().instantiate_classes()
+        stamp = next((cb for cb in self.trainer.callbacks if isinstance(cb, CheckpointStamp)), None)
+        if stamp is None:
+            return
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        parser = self._parser(self.subcommand)
+        model = (yaml.safe_load(parser.dump(config, skip_link_targets=False, skip_none=False)) or {}).get("model")
+        if not isinstance(model, dict):
+            return
+        for name, child in self.model.named_children():
+            net_config = getattr(child, "config", None)
+            section = model.get(name)
+            if (
+                isinstance(net_config, dict)
+                and isinstance(section, dict)
+                and isinstance(section.get("init_args"), dict)
+            ):
+                section["init_args"].update(net_config)
+        stamp.model_config = model
 
     def _check_given_checkpoint(self) -> None:
         """``validate`` / ``test`` / ``predict --ckpt_path``: the checkpoint must be this task's and architecture's."""

@@ -2,8 +2,12 @@
 
 import os
 
-import pytest
-import torch
+# OpenMP threads that spin while they wait turn a loaded 2-core machine (DDP tests start more processes) into a
+# crawl: one G+D step went from 0.1 s to 2.4 s with 2 threads under load. Passive waiting; set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tests never talk to the network: W&B writes real offline run files only.
 os.environ.setdefault("WANDB_MODE", "offline")

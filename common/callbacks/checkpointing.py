@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
-from common.callbacks.images import results_dir
 from common.callbacks.nonfinite import NonFiniteLossError
 from common.checkpoint_io import CheckpointWriteError
+from common.runs import results_dir
 
 __all__ = ["InterruptCheckpoint", "WandbRunId"]
 

@@ -8,21 +8,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
+from common.runs import RunFolder
 from common.visualization import save_png
 
-__all__ = ["log_image", "results_dir"]
-
-
-def results_dir(trainer: pl.Trainer) -> Path:
-    """The run's output folder: ``<save_dir>/<project>/<run id>`` for W&B, the logger's ``log_dir`` for
-    TensorBoard/CSV, else ``trainer.default_root_dir``."""
-    logger = trainer.logger
-    if isinstance(logger, WandbLogger):
-        return Path(logger.save_dir or ".") / str(logger.name) / str(logger.version)
-    log_dir = getattr(logger, "log_dir", None)
-    if log_dir:
-        return Path(log_dir)
-    return Path(trainer.default_root_dir)
+__all__ = ["log_image"]
 
 
 def log_image(trainer: pl.Trainer, key: str, image: Tensor, caption: str | None = None) -> Path:
@@ -32,7 +21,7 @@ def log_image(trainer: pl.Trainer, key: str, image: Tensor, caption: str | None 
     under ``key`` at the trainer's global step. Only rank 0 writes. Returns the PNG path.
     """
     name = key.replace("/", "_").replace(" ", "_")
-    path = results_dir(trainer) / "images" / f"{name}_step{trainer.global_step:07d}.png"
+    path = RunFolder.of_trainer(trainer).images / f"{name}_step{trainer.global_step:07d}.png"
     if trainer.is_global_zero:
         save_png(image, path)
         if isinstance(trainer.logger, WandbLogger):

@@ -34,7 +34,7 @@ def test_gan_bf16_mixed(tmp_path):
             "--model.generator.init_args.num_entities=4", "--model.generator.init_args.long_range_block=0",
             "--model.discriminator.init_args.ch=2", "--model.discriminator.init_args.num_entities=4",
             "--model.ema.start_step=1", "--model.ema.standing_batch_size=8", "--model.ema.standing_batches=1",
-            "--model.pictures.every_n_steps=0", "--trainer.max_steps=400", "--trainer.val_check_interval=100",
+            "--model.pictures.every_n_steps=0", "--trainer.max_steps=300", "--trainer.val_check_interval=150",
             f"--trainer.default_root_dir={tmp_path}", *COMMON]  # fmt: skip
     prefix = "--model.val_evaluator.init_args"
     args += [f"{prefix}.num_samples=20", f"{prefix}.batch_size=10", f"{prefix}.is_splits=2",
@@ -42,7 +42,7 @@ def test_gan_bf16_mixed(tmp_path):
              f"{prefix}.reference_cache_dir={tmp_path / 'refs'}",
              f"{prefix}.feature_extractor={json.dumps(FEATURES)}"]  # fmt: skip
     rows, trainer = fit_recorded(lambda a: gan_cli(a, run=False), args)
-    assert trainer.global_step == 400 and len(rows) == 200
+    assert trainer.global_step == 300 and len(rows) == 150
     assert trainer.precision == "bf16-mixed"
     _finite(rows)
     assert math.isfinite(float(trainer.callback_metrics["val/fid"]))

@@ -96,3 +96,29 @@ def test_unstamped_checkpoints_are_checked_by_their_weights():
     check_checkpoint(Net(3), {"state_dict": Net(3).state_dict()})
     assert describe_networks(Net(3)) == {"body": "torch.nn.modules.linear.Linear (9 parameters)"}
     assert json.dumps(describe_networks(Net(3)))
+
+
+@pytest.mark.timeout(600)
+def test_one_reload_path_for_both_tasks(checkpoints, tmp_path):
+    import shutil
+
+    from an_gan.module import ANGAN
+    from an_gan.sampling import load_generator
+    from an_inpaint.module import ANInpaint
+    from an_inpaint.predict import load_inpainter
+    from common.runs import RunFolder, load_run
+
+    for task, cls in (("gan", ANGAN), ("inpaint", ANInpaint)):
+        alone = tmp_path / f"{task}.ckpt"  # the checkpoint file alone, no config.yaml next to it
+        shutil.copy(checkpoints[task], alone)
+        module = load_run(alone)
+        assert type(module) is cls and not module.training
+        state = torch.load(alone, weights_only=True)["state_dict"]
+        for key, value in module.state_dict().items():
+            torch.testing.assert_close(value, state[key])
+        assert RunFolder.of_checkpoint(checkpoints[task]).config.is_file()  # the run folder layout
+    generator = load_generator(checkpoints["gan"], ema=False)
+    assert generator.config["long_range"] == "an" and generator.num_classes == 10  # linked from the data
+    assert isinstance(load_inpainter(checkpoints["inpaint"]), ANInpaint)
+    with pytest.raises(CheckpointMismatchError, match="an_inpaint.*an_gan"):
+        load_generator(checkpoints["inpaint"])
