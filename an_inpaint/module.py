@@ -186,6 +186,7 @@ class ANInpaint(pl.LightningModule):
         self._rec_sum = 0.0
         self._rec_count = 0
         self._panel: dict[str, Any] | None = None
+        self._host_schedule: dict[str, int] | None = None
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
@@ -203,13 +204,31 @@ class ANInpaint(pl.LightningModule):
         out = self.generator(padded, padded_mask)
         return {k: v[..., :height, :width] for k, v in out.items() if k != "offsets"}
 
+    def _schedule(self) -> dict[str, int]:
+        """Host copies of the ``phase`` and ``critic_steps`` buffers: read from the device once after the module is
+        built or (re)loaded, then kept in step with the buffers, so a training step never waits for the device."""
+        if self._host_schedule is None:
+            self._host_schedule = {"phase": int(self.phase), "critic_steps": int(self.critic_steps)}
+        return self._host_schedule
+
+    def load_state_dict(self, *args: Any, **kwargs: Any):
+        self._host_schedule = None  # the buffers change: read them again when next needed
+        return super().load_state_dict(*args, **kwargs)
+
+    def on_train_start(self) -> None:
+        self._host_schedule = None
+
     @property
     def in_adversarial_phase(self) -> bool:
-        return int(self.phase) == 2
+        return self._schedule()["phase"] == 2
+
+    def _set_phase(self, phase: int) -> None:
+        self.phase.fill_(phase)
+        self._schedule()["phase"] = phase
 
     def _update_phase(self) -> None:
-        if int(self.phase) == 1 and self.global_step >= self.adversarial_start_step:
-            self.phase.fill_(2)
+        if self._schedule()["phase"] == 1 and self.global_step >= self.adversarial_start_step:
+            self._set_phase(2)
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
@@ -256,10 +275,10 @@ class ANInpaint(pl.LightningModule):
         g_opt, d_opt = self.optimizers()
         self._update_phase()
         adversarial = self.in_adversarial_phase
-        g_step = not adversarial or (int(self.critic_steps) + 1) % self.n_critic == 0
+        g_step = not adversarial or (self._schedule()["critic_steps"] + 1) % self.n_critic == 0
         with torch.set_grad_enabled(g_step):
             out = self.generator(image, mask)  # once per batch: the critic update and the generator update share it
-        logs: dict[str, Tensor | float] = {"phase": float(self.phase)}
+        logs: dict[str, Tensor | float] = {"phase": float(self._schedule()["phase"])}
         if adversarial:
             _, d_logs = manual_step(
                 self,
@@ -268,6 +287,7 @@ class ANInpaint(pl.LightningModule):
                 name="critics",
             )
             self.critic_steps += 1
+            self._schedule()["critic_steps"] += 1
             logs.update(d_logs)
         if g_step:
             for group in g_opt.param_groups:
@@ -353,7 +373,7 @@ class ANInpaint(pl.LightningModule):
         else:
             self.plateau_bad += 1
         if int(self.plateau_bad) >= self.plateau_patience:
-            self.phase.fill_(2)
+            self._set_phase(2)
 
     # ------------------------------------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:

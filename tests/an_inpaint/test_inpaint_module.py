@@ -195,3 +195,27 @@ class TestPredict:
             assert res.shape == src.shape
             assert np.array_equal(res[~hole], src[~hole])
             assert not np.array_equal(res[hole], src[hole])
+
+
+class _NoHostRead(torch.Tensor):
+    """A buffer whose value must not be read on the host (each read would be a device sync on a GPU)."""
+
+    def _fail(self, *args, **kwargs):
+        raise AssertionError("the training step read a schedule buffer on the host")
+
+    __int__ = __float__ = __bool__ = __index__ = item = tolist = _fail
+
+
+class _GuardBuffers(Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 1:  # after the first step has read them once
+            for name in ("phase", "critic_steps"):
+                setattr(pl_module, name, getattr(pl_module, name).as_subclass(_NoHostRead))
+
+
+def test_training_steps_never_read_the_schedule_buffers_on_the_host(tmp_path):
+    model = tiny_model(adversarial_start_step=2, n_critic=2)
+    trainer = _trainer(tmp_path, 6, callbacks=[_GuardBuffers()], enable_checkpointing=False)
+    trainer.fit(model, datamodule=tiny_demo_data())
+    assert model._schedule() == {"phase": 2, "critic_steps": 4}  # phase 2 from step 2: batches 3..6 update critics
+    assert int(model.phase.as_subclass(torch.Tensor)) == 2 and int(model.critic_steps.as_subclass(torch.Tensor)) == 4
