@@ -42,6 +42,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
 from common.callbacks.nonfinite import NonFiniteGuard
 from common.callbacks.resume import ExactResume
+from common.callbacks.speed import SpeedOptions
 from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
 from common.runs import results_dir
 from common.tracking import ANWandbLogger
@@ -178,9 +179,11 @@ class ANLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         """Shared options: ``--nonfinite.policy raise|skip`` (what a NaN/inf loss does, see
-        :class:`common.callbacks.nonfinite.NonFiniteGuard`). Tasks extend this (call ``super()``)."""
+        :class:`common.callbacks.nonfinite.NonFiniteGuard`) and ``--speed.channels_last`` / ``--speed.compile``
+        (:class:`common.callbacks.speed.SpeedOptions`). Tasks extend this (call ``super()``)."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(SpeedOptions, "speed")
 
     def _check_output_writable(self) -> None:
         """Fail at start-up, not at the first checkpoint, when the run's output folder cannot be written."""
