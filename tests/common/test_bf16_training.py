@@ -60,7 +60,7 @@ def test_inpaint_bf16_mixed(tmp_path):
             "--model.baselines=[]", "--trainer.max_steps=300", "--trainer.val_check_interval=100",
             f"--trainer.default_root_dir={tmp_path}", *COMMON]  # fmt: skip
     rows, trainer = fit_recorded(lambda a: inpaint_cli(a, run=False), args)
-    assert trainer.global_step == 300 and int(trainer.lightning_module.phase) == 2
+    assert trainer.global_step >= 300 and int(trainer.lightning_module.phase) == 2  # a G batch makes 2 steps
     assert any("train/adv" in r["logs"] for r in rows) and any("train/gp" in r["logs"] for r in rows)
     _finite(rows)
     assert math.isfinite(float(trainer.callback_metrics["val/psnr"]))
