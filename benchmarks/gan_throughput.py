@@ -41,7 +41,7 @@ from an_gan.networks import Discriminator, Generator
 from an_gan.settings import EMASettings, PictureSettings
 from configs import config_path
 
-__all__ = ["CONFIGS", "main", "measure"]
+__all__ = ["CONFIGS", "LONG_RANGE", "add_overheads", "main", "measure"]
 
 
 def _demo_networks() -> dict[str, dict[str, Any]]:
@@ -101,16 +101,39 @@ class _Timer(pl.Callback):
             self.iterations = g_steps - self.warmup
 
 
+#: ``--long-range`` choices: the same networks with AN, SA-GAN's self-attention (after G block 2 and D block 1, as
+#: SA-GAN's ImageNet model; the demo keeps its own blocks) or neither (SN-GAN*).
+LONG_RANGE = ("an", "sa", "none")
+
+
+def _networks(config: str, long_range: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    arch = CONFIGS[config]
+    g, d = dict(arch["generator"]), dict(arch["discriminator"])
+    if long_range != "an":
+        g["long_range"] = d["long_range"] = long_range
+        if long_range == "sa" and config == "paper":
+            d["long_range_block"] = 1  # SA-GAN's d_block2 (32x32 maps); G keeps block 2 (g_block3)
+    return g, d
+
+
 def measure(
-    config: str, device: str, batch_size: int, iters: int, warmup: int = 2, bf16: bool = False, n_dis: int = 1
+    config: str,
+    device: str,
+    batch_size: int,
+    iters: int,
+    warmup: int = 2,
+    bf16: bool = False,
+    n_dis: int = 1,
+    long_range: str = "an",
 ) -> dict[str, Any]:
-    """Time ``iters`` training iterations of ``config`` on ``device``; returns one result row (a dict)."""
+    """Time ``iters`` training iterations of ``config`` with ``long_range`` on ``device``; returns one result row."""
     torch.manual_seed(0)
     arch = CONFIGS[config]
     k, r = arch["num_classes"], arch["resolution"]
+    g_args, d_args = _networks(config, long_range)
     model = ANGAN(
-        generator=Generator(k, r, **arch["generator"]),
-        discriminator=Discriminator(k, r, **arch["discriminator"]),
+        generator=Generator(k, r, **g_args),
+        discriminator=Discriminator(k, r, **d_args),
         n_dis=n_dis,
         ema=EMASettings(start_step=0),
         pictures=PictureSettings(every_n_steps=0),
@@ -145,6 +168,7 @@ def measure(
     seconds = (timer.end - timer.start) / max(timer.iterations, 1)
     row = {
         "config": config,
+        "long_range": long_range,
         "device": device,
         "precision": "bf16-mixed" if bf16 else "fp32",
         "batch_size": batch_size,
@@ -158,14 +182,30 @@ def measure(
     return row
 
 
+def add_overheads(rows: list[dict[str, Any]]) -> None:
+    """``overhead_vs_none``: each row's extra time per iteration over the ``none`` row of the same config, device,
+    precision and batch (measured in the same run), as a fraction of that row's time."""
+    for row in rows:
+        key = (row["config"], row["device"], row["precision"], row["batch_size"])
+        base = next((r for r in rows if r["long_range"] == "none" and (r["config"], r["device"], r["precision"],
+                                                                       r["batch_size"]) == key), None)  # fmt: skip
+        row["overhead_vs_none"] = (
+            row["seconds_per_iteration"] / base["seconds_per_iteration"] - 1.0 if base is not None else None
+        )
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'config':<7} {'device':<6} {'precision':<10} {'batch':>5} {'s/iter':>9} {'images/s':>10} {'peak GiB':>9}"
+    head = (f"{'config':<7} {'long':<5} {'device':<6} {'precision':<10} {'batch':>5} {'s/iter':>9} {'images/s':>10} "
+            f"{'vs none':>8} {'peak GiB':>9}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for row in rows:
         mem = f"{row['peak_memory_gib']:.2f}" if row["peak_memory_gib"] is not None else "-"
+        over = row.get("overhead_vs_none")
+        over = f"{over:+.1%}" if over is not None else "-"
         lines.append(
-            f"{row['config']:<7} {row['device']:<6} {row['precision']:<10} {row['batch_size']:>5} "
-            f"{row['seconds_per_iteration']:>9.4f} {row['images_per_second']:>10.1f} {mem:>9}"
+            f"{row['config']:<7} {row['long_range']:<5} {row['device']:<6} {row['precision']:<10} "
+            f"{row['batch_size']:>5} {row['seconds_per_iteration']:>9.4f} {row['images_per_second']:>10.1f} "
+            f"{over:>8} {mem:>9}"
         )
     return "\n".join(lines)
 
@@ -182,6 +222,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per row")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--n-dis", type=int, default=1)
+    parser.add_argument(
+        "--long-range", nargs="+", default=list(LONG_RANGE), choices=LONG_RANGE,
+        help="long-range modules measured side by side (default all: the table's 'vs none' column is AN's cost)",
+    )  # fmt: skip
     parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/gan_throughput.json"))
@@ -201,9 +245,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 batch = args.demo_batch
             precisions = [False, True] if (args.bf16 and device == "cuda") else [False]
             for bf16 in precisions:
-                row = measure(config, device, batch, args.iters, args.warmup, bf16, args.n_dis)
-                rows.append(row)
-                print(_table([row]).splitlines()[-1], flush=True)
+                for long_range in args.long_range:
+                    row = measure(config, device, batch, args.iters, args.warmup, bf16, args.n_dis, long_range)
+                    rows.append(row)
+                    print(_table([row]).splitlines()[-1], flush=True)
+    add_overheads(rows)
     print()
     print(_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
