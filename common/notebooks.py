@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["newest_checkpoint", "repository_root", "save_figure"]
+__all__ = ["newest_checkpoint", "repository_root", "run_checkpoints", "save_figure"]
 
 
 def _is_root(folder: Path) -> bool:
@@ -28,6 +28,11 @@ def repository_root(start: str | Path | None = None) -> Path:
     return package_parent if _is_root(package_parent) else here
 
 
+def run_checkpoints(folder: str | Path) -> list[Path]:
+    """Every ``last*.ckpt`` in a ``checkpoints/`` folder under ``folder``, the most recently written first."""
+    return sorted(Path(folder).glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def newest_checkpoint(task: str, root: str | Path | None = None, required: bool = True) -> Path | None:
     """The most recently written ``last*.ckpt`` under ``<root>/runs/<task>`` (``root``: :func:`repository_root`).
 
@@ -40,9 +45,9 @@ def newest_checkpoint(task: str, root: str | Path | None = None, required: bool 
         FileNotFoundError: no checkpoint and ``required``; the message names the folder and the training command.
     """
     runs = Path(root if root is not None else repository_root()) / "runs" / task
-    found = sorted(runs.glob("**/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = run_checkpoints(runs)
     if found:
-        return found[-1]
+        return found[0]
     if required:
         raise FileNotFoundError(f"no checkpoint under {runs}: train one first (python -m {task} fit)")
     return None
