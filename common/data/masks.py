@@ -17,7 +17,10 @@ Generators are small callable classes, so that configs pick them with ``class_pa
 * :class:`FolderMasks`: a folder of mask images (white = missing by default).
 * Mixtures of these (several generators at once, area-binned evaluation masks): :mod:`common.data.mask_mixtures`.
 
-Facts from ``shared/reference/inpainting-anchors.md`` (sections 1c and 2).
+Sources: DeepFill v1's ``random_bbox`` / ``bbox2mask`` and DeepFill v2's ``brush_stroke_mask`` (the authors' public
+code, github.com/JiahuiYu/generative_inpainting, ``inpaint_ops.py``) and the AN authors' inpainting test script
+(github.com/dvlab-research/AttenNorm, ``inpaint-attnorm/test.py``: with ``random_mask`` off, a centre hole of
+``mask_shapes``, 128x128 in 256x256).
 """
 
 from __future__ import annotations

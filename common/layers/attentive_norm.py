@@ -8,8 +8,8 @@ AN learns a soft semantic layout ``S`` of ``n`` regions from the features themse
 region with its own soft-weighted statistics (regional instance normalisation), so that distant pixels of
 the same region share statistics: long-range dependency at the cost of a normalisation layer.
 
-This module follows the paper's formulation exactly as fixed by the project's layer specification, not the
-authors' TF code. Departures from that code, on purpose:
+This module follows the paper's formulation (Section 3, eq. 1-6), with the points the paper leaves open fixed as
+below, not the authors' TF code. Departures from that code, on purpose:
 
 * the normalised tensor is the input itself (no value convolution), with optional per-region affine;
   ``value_projection=True`` restores the authors' value branch (a 1x1 convolution ``v(X)`` of C channels is what

@@ -1,9 +1,9 @@
 """Contextual attention (Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018).
 
 The layer fills the foreground (the features of the hole region) with a soft, attention-weighted copy of
-background patches (features of the known region). Semantics follow the description of DeepFill v1's
-``contextual_attention`` (see ``shared/reference/inpainting-anchors.md`` section 1a), written here from that
-description:
+background patches (features of the known region). Semantics follow DeepFill v1's ``contextual_attention`` (the
+paper's Section 3.2 and the authors' public code, github.com/JiahuiYu/generative_inpainting, ``inpaint_ops.py``),
+written here from that description, not copied:
 
 1. Foreground and background are downsampled by ``rate`` (nearest neighbour) for matching.
 2. Every ``ksize`` x ``ksize`` background patch (stride ``stride``, zero "SAME" padding) is L2-normalised (the norm

@@ -1,36 +1,41 @@
-"""The inpainting notebook runs end to end on a real (tiny) checkpoint (stripped outputs: tests/test_notebooks.py)."""
+"""The inpainting notebook runs in a Jupyter kernel on real (tiny) AN and CA checkpoints, found by attention kind
+(stripped outputs and the parameters cell: tests/test_notebooks.py)."""
 
-import json
-from pathlib import Path
-
-import matplotlib
 import pytest
+from notebook_helpers import run_notebook
 
 from an_inpaint.cli import cli_main
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "an_inpaint_demo.ipynb"
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "an_inpaint"
+from configs import config_path
 
 
 @pytest.mark.slow
-def test_notebook_runs(tmp_path, monkeypatch):
-    matplotlib.use("Agg")
+@pytest.mark.timeout(400)
+def test_notebook_runs(tmp_path):
     runs = tmp_path / "runs" / "an_inpaint"
-    cli_main([
-        "fit", "--config", str(CONFIGS / "demo.yaml"), "--model.generator.init_args.cnum=4",
-        "--model.generator.init_args.num_entities=4", "--model.global_critic.init_args.cnum=4",
-        "--model.local_critic.init_args.cnum=4", "--data.init_args.num_eval_crops=1",
-        "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}", "--trainer.max_steps=2",
-        "--validate_before_fit=false", "--trainer.logger=false", f"--trainer.default_root_dir={runs}",
-        "--trainer.enable_progress_bar=false",
-    ])  # fmt: skip
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("matplotlib.pyplot.show", lambda: None)
-    namespace: dict = {}
-    for cell in json.loads(NOTEBOOK.read_text())["cells"]:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), "notebook", "exec"), namespace)  # noqa: S102
-    assert Path(namespace["CKPT"]).is_file()
-    assert namespace["panel"].shape[0] == 3
-    assert namespace["caption"].endswith("telea | ground truth")
-    assert namespace["layouts"], "the demo generator has an AN layer: its layout must be shown"
+    for attention in ("an", "contextual"):
+        cli_main([
+            "fit", "--config", str(config_path("an_inpaint", "demo")), "--model.generator.init_args.cnum=4",
+            f"--model.generator.init_args.attention={attention}", "--model.generator.init_args.num_entities=4",
+            "--model.global_critic.init_args.cnum=4", "--model.local_critic.init_args.cnum=4",
+            "--data.init_args.num_eval_crops=1",
+            "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",
+            "--trainer.max_steps=2", "--validate_before_fit=false", "--trainer.logger=false",
+            f"--trainer.default_root_dir={runs / attention}", "--trainer.enable_progress_bar=false",
+        ])  # fmt: skip
+    values = run_notebook(
+        "inpainting.ipynb",
+        {"RUNS": str(runs), "PHOTOS": ["motorcycle_left"], "SIZE": 64, "FIGURES": str(tmp_path / "figures")},
+        ("{k: str(c) for k, (c, _) in models.items()}", "{f'{k} {m}': v for (k, m), v in metrics.items()}"),
+    )
+    found = values["{k: str(c) for k, (c, _) in models.items()}"]
+    assert found == {
+        label: str(runs / a / "checkpoints" / "last.ckpt") for label, a in (("AN", "an"), ("CA", "contextual"))
+    }
+    metrics = values["{f'{k} {m}': v for (k, m), v in metrics.items()}"]
+    assert set(metrics) == {
+        f"{k} {m}" for k in ("rectangle", "free-form") for m in ("AN", "CA", "telea", "ns", "harmonic")
+    }
+    assert all(0 < row["ssim"] <= 1 and 0 <= row["mae"] < 1 and row["psnr"] > 5 for row in metrics.values())
+    names = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert {"inpainting_rectangle.png", "inpainting_free-form.png", "layout_AN_rectangle.png"} <= names
+    assert not any("CA_" in n for n in names)  # CA has no AN layer: no layout drawn

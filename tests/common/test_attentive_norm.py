@@ -1,9 +1,10 @@
 """Tests for ``common.layers.AttentiveNorm2d`` against a naive float64 reference of the layer spec.
 
-The reference below is written from ``shared/reference/an-layer-spec.md`` (steps 1-7) with explicit loops over the
-regions and pooling windows; it shares no code with the layer. In train mode the layer draws its sampled positions
-through ``AttentiveNorm2d.sample_positions``; the tests wrap that method to record (or fix) the draw and give the
-same positions to the reference.
+The reference below is written from the paper's Section 3 (eq. 1-6) with the choices ``common.layers.attentive_norm``
+documents (true weighted mean and variance, squared Frobenius orthogonality, self-sampling off in eval mode), with
+explicit loops over the regions and pooling windows; it shares no code with the layer. In train mode the layer draws
+its sampled positions through ``AttentiveNorm2d.sample_positions``; the tests wrap that method to record (or fix) the
+draw and give the same positions to the reference.
 """
 
 import math
