@@ -21,7 +21,9 @@ generated images"; the protocols of the works its Table 1 cites are named per it
 Reference statistics are cached on disk (``reference_cache_dir``, :mod:`common.metrics.generation.cache`) and in
 memory, so only the first evaluation of a run pays for them. Under DDP each process generates the classes
 ``rank, rank + world, ...`` and computes its share of the references; statistics are summed across processes and
-every sample counts exactly once, so scores do not depend on the number of processes.
+every sample counts exactly once, so scores do not depend on the number of processes. The generated set is walked
+class by class in full batches of ``batch_size`` (:func:`an_gan.samples.pack_batches`); with ``overlap`` the next
+batch is made in a background thread while Inception (float32) extracts the current one (:mod:`common.prefetch`).
 
 :meth:`GenerationEvaluator.evaluate` scores a generator, :meth:`GenerationEvaluator.score_folder` a folder of images
 in class sub-folders (``predict``'s output or any other method's), with the same code: the same images give the
@@ -31,6 +33,7 @@ same numbers (tested).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -41,7 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from an_gan.samples import class_counts, class_folders, class_noise, positions, read_image
+from an_gan.samples import class_counts, class_folders, generate_batch, pack_batches, positions, read_batch
 from common.data.images import list_images
 from common.metrics.generation import (
     ClassStatistics,
@@ -57,12 +60,14 @@ from common.metrics.generation import (
     resolve_intra_fid_classes,
     save_payload,
 )
+from common.prefetch import prefetch
 from common.visualization import to_unit
 
 __all__ = ["GenerationEvaluator", "ReferenceData", "eval_mode"]
 
 _MAX_CLASSES_IN_MEMORY = 64  # per-class reference features kept in memory (beyond that: read from the cache)
 _MAX_LOGGED_CLASSES = 20  # per-class intra-FID values returned as keys (all are in ``last_intra_fid``)
+_PREFETCH_DEPTH = 2  # batches made ahead when overlapping (uint8 images: 4.9 MB per 100 images at 128 px)
 
 
 class ReferenceData(Protocol):
@@ -115,6 +120,9 @@ class GenerationEvaluator:
             on first use. ``common.metrics.generation.RandomProjectionExtractor`` is a CPU stand-in (not FID).
         inception_weights: local Inception weights file (offline machines); None: torch-fidelity's cache/download.
         reference_cache_dir: folder for cached reference statistics; None: keep them in memory only.
+        overlap: make the next batch (generate it, or read its files) in a background thread, on CUDA on its own
+            stream, while the extractor processes the current one (:mod:`common.prefetch`); False: one after the
+            other. The same batches in the same order either way: identical images and scores (tested).
     """
 
     def __init__(
@@ -132,12 +140,15 @@ class GenerationEvaluator:
         feature_extractor: nn.Module | None = None,
         inception_weights: str | None = None,
         reference_cache_dir: str | None = "runs/fid_refs",
+        overlap: bool = True,
     ) -> None:
         if num_samples < 2 or batch_size < 1 or intra_fid_num_per_class < 2 or kid_prc_num_samples < 0:
             raise ValueError(
                 "need num_samples >= 2, batch_size >= 1, intra_fid_num_per_class >= 2 and kid_prc_num_samples >= 0, "
                 f"got {num_samples}, {batch_size}, {intra_fid_num_per_class}, {kid_prc_num_samples}"
             )
+        if not isinstance(overlap, bool):
+            raise TypeError(f"overlap must be True or False, got {overlap!r}")
         if num_samples < is_splits:
             raise ValueError(f"num_samples ({num_samples}) must be at least is_splits ({is_splits})")
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
@@ -145,7 +156,7 @@ class GenerationEvaluator:
         self.intra_fid_classes, self.intra_fid_num_per_class = intra_fid_classes, intra_fid_num_per_class
         self.intra_fid_split, self.is_splits, self.kid_prc_num_samples = intra_fid_split, is_splits, kid_prc_num_samples
         self.inception_weights = inception_weights
-        self.reference_cache_dir = reference_cache_dir
+        self.reference_cache_dir, self.overlap = reference_cache_dir, overlap
         self._extractor = feature_extractor
         self._metrics: GenerationMetrics | None = None
         self._pooled_key: str | None = None
@@ -261,26 +272,47 @@ class GenerationEvaluator:
         return extract(self.feature_extractor, to_unit(images.to(device)))[0].cpu()
 
     # ------------------------------------------------------------------------------------------------ scoring
-    def _consume(
-        self,
-        images: Tensor,
-        cls: int,
-        start: int,
-        fid_count: int,
-        intra: ClassStatistics | None,
-        num_classes: int,
-    ) -> None:
-        """Route a batch of images ``start:start + B`` of class ``cls`` (in [0, 1] or uint8) to the metrics."""
-        features, logits = extract(self.feature_extractor, images)
-        stop = start + features.shape[0]
-        in_fid = max(0, min(stop, fid_count) - start)
-        if in_fid:
-            pos = positions(cls, start, start + in_fid, num_classes)
-            self._metrics.update(features[:in_fid], logits[:in_fid], pos, real=False)
-        if intra is not None:
-            in_intra = max(0, min(stop, self.intra_fid_num_per_class) - start)
-            if in_intra:
-                intra.update(features[:in_intra])
+    def _score(self, batches, produce, counts, reference: ReferenceData, device, desc: str, quiet: bool) -> dict:
+        """Feature-extract the batches that ``produce`` makes and route them to the metrics; per-class intra-FID.
+
+        Args:
+            batches: :func:`an_gan.samples.pack_batches` output; ``produce(segments)`` makes the batch's images,
+                uint8 (B, 3, R, R) on ``device`` (in a background thread when overlapping, :mod:`common.prefetch`).
+            counts: ``{class: (FID-set images, intra-FID images)}`` of the classes in ``batches``.
+
+        Returns:
+            ``{class: intra-FID}`` of the intra-FID classes in ``batches``.
+        """
+        k, dim = reference.num_classes, self._feature_dim()
+        extractor, metrics = self.feature_extractor, self._metrics
+        stats: dict[int, ClassStatistics] = {}
+        intra_values: dict[int, float] = {}
+        made = prefetch(produce, batches, overlap=self.overlap, depth=_PREFETCH_DEPTH, device=device)
+        for segments, images in tqdm(made, desc=desc, total=len(batches), disable=quiet, leave=False):
+            features, logits = extract(extractor, images)
+            rows, pos, offset = [], [], 0
+            for cls, start, stop in segments:
+                fid_count, intra_count = counts[cls]
+                in_fid = max(0, min(stop, fid_count) - start)
+                if in_fid:
+                    rows.append(torch.arange(offset, offset + in_fid))
+                    pos.append(positions(cls, start, start + in_fid, k))
+                in_intra = max(0, min(stop, intra_count) - start)
+                if in_intra:
+                    if cls not in stats:
+                        stats[cls] = ClassStatistics(dim, device)
+                    stats[cls].update(features[offset : offset + in_intra])
+                if stop == max(fid_count, intra_count) and cls in stats:  # the class's last images
+                    ref = self.class_reference(reference, cls, device)
+                    intra_values[cls] = class_frechet_distance(ref, stats.pop(cls))
+                offset += stop - start
+            if rows:
+                rows = torch.cat(rows)  # the rows of the FID set (all of them unless intra-FID needs more)
+                if rows.shape[0] < features.shape[0]:
+                    index = rows.to(features.device, non_blocking=True)
+                    features, logits = features.index_select(0, index), logits.index_select(0, index)
+                metrics.update(features, logits, torch.cat(pos), real=False)  # CPU positions: no host sync
+        return intra_values
 
     def _finish(self, reference: ReferenceData, intra_values: dict[int, float], device) -> dict[str, float]:
         classes = self.classes(reference.num_classes)
@@ -320,20 +352,11 @@ class GenerationEvaluator:
         if k != reference.num_classes:
             raise ValueError(f"the generator has {k} classes but the reference data {reference.num_classes}")
         self.metrics(device).reset()
-        intra_values: dict[int, float] = {}
-        mine = [row for row in self.plan(k) if row[0] % world == rank]
+        mine = {c: (f, i) for c, f, i in self.plan(k) if c % world == rank}
+        batches = pack_batches([(c, max(n)) for c, n in mine.items()], self.batch_size)
         with eval_mode(generator):
-            for cls, fid_count, intra_count in tqdm(mine, desc="generating", disable=rank != 0, leave=False):
-                stats = ClassStatistics(self._feature_dim(), device) if intra_count else None
-                total = max(fid_count, intra_count)
-                for start in range(0, total, self.batch_size):
-                    stop = min(start + self.batch_size, total)
-                    z = class_noise(self.seed, cls, start, stop, generator.z_dim).to(device)
-                    y = torch.full((stop - start,), cls, dtype=torch.long, device=device)
-                    images = to_unit(generator(z, y))  # what save_png writes, so folders score the same
-                    self._consume(images, cls, start, fid_count, stats, k)
-                if stats is not None:
-                    intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats)
+            produce = functools.partial(generate_batch, generator, self.seed, device)
+            intra_values = self._score(batches, produce, mine, reference, device, "generating", rank != 0)
         return self._finish(reference, intra_values, device)
 
     def evaluate(self, generator: nn.Module, reference: ReferenceData, device=None) -> dict[str, float]:
@@ -349,7 +372,7 @@ class GenerationEvaluator:
         Sub-folders are named by class index (``0003``, as ``predict`` writes them) or by the reference's class
         names; inside, files sorted by name are images ``0, 1, ...`` of that class. The same subsets are used as for
         a generator: the first ``N // K (+1)`` images of each class for FID / IS / KID / PR, the first
-        ``intra_fid_num_per_class`` for intra-FID.
+        ``intra_fid_num_per_class`` for intra-FID. Files are read in a background thread when overlapping.
 
         Raises:
             FileNotFoundError / ValueError: a missing folder, unknown class folders, too few images in a class, or
@@ -357,27 +380,21 @@ class GenerationEvaluator:
         """
         device = torch.device(device or "cpu")
         folders = class_folders(Path(samples), reference.class_names, reference.num_classes)
+        k = reference.num_classes
+        counts = {c: (f, i) for c, f, i in self.plan(k) if max(f, i) > 0}
+        files: dict[int, list[Path]] = {}
+        for cls, (fid_count, intra_count) in counts.items():
+            files[cls] = list_images(folders[cls]) if cls in folders else []
+            if len(files[cls]) < max(fid_count, intra_count):
+                raise ValueError(
+                    f"class {cls} needs {max(fid_count, intra_count)} images (FID set {fid_count}, intra-FID "
+                    f"{intra_count}) but {folders.get(cls, Path(samples) / f'{cls:04d}')} holds {len(files[cls])}"
+                )
         self.prepare(reference, device)
         self.metrics(device).reset()
-        k = reference.num_classes
-        intra_values: dict[int, float] = {}
-        for cls, fid_count, intra_count in tqdm(self.plan(k), desc="scoring", leave=False):
-            total = max(fid_count, intra_count)
-            if total == 0:
-                continue
-            files = list_images(folders[cls]) if cls in folders else []
-            if len(files) < total:
-                raise ValueError(
-                    f"class {cls} needs {total} images (FID set {fid_count}, intra-FID {intra_count}) but "
-                    f"{folders.get(cls, Path(samples) / f'{cls:04d}')} holds {len(files)}"
-                )
-            stats = ClassStatistics(self._feature_dim(), device) if intra_count else None
-            for start in range(0, total, self.batch_size):
-                chunk = files[start : min(start + self.batch_size, total)]
-                batch = [read_image(p, reference.resolution) for p in chunk]
-                self._consume(torch.stack(batch).to(device), cls, start, fid_count, stats, k)
-            if stats is not None:
-                intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats)
+        batches = pack_batches([(c, max(n)) for c, n in counts.items()], self.batch_size)
+        produce = functools.partial(read_batch, files, reference.resolution, device)
+        intra_values = self._score(batches, produce, counts, reference, device, "scoring", False)
         return self._finish(reference, intra_values, device)
 
     def describe(self, num_classes: int) -> dict[str, Any]:

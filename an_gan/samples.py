@@ -10,6 +10,11 @@ An evaluation of ``N`` images is class-balanced: class ``c`` contributes the fir
 ``N // K + (c < N % K)`` images of its stream (:func:`class_counts`), and the canonical order of the set is
 ``position = j * K + c`` (:func:`positions`), i.e. labels cycling through the classes. The Inception Score splits
 and the KID / precision-recall subsets follow that order, so they do not depend on batching or sharding.
+
+An evaluation walks the images class by class (class ``c``'s images ``0 .. n_c - 1``, then the next class) and
+cuts that sequence into full batches (:func:`pack_batches`), so a batch may span several classes: 50,000 images
+of 1,000 classes at batch 100 are 500 batches of 100, not 1,000 batches of 50. :func:`batch_inputs` draws a
+batch's ``(z, y)`` from the class streams, so each image is the same whatever batch it falls in.
 """
 
 from __future__ import annotations
@@ -20,18 +25,29 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
+
+from common.metrics.generation.features import unit_to_uint8
+from common.visualization import to_unit
 
 __all__ = [
     "NOISE_CHUNK",
     "ClassSampleDataset",
+    "Segment",
+    "batch_inputs",
     "class_counts",
     "class_folders",
     "class_noise",
+    "generate_batch",
+    "pack_batches",
     "positions",
+    "read_batch",
     "read_image",
 ]
+
+#: ``(class, start, stop)``: images ``start:stop`` of one class's stream, a contiguous run of rows of a batch.
+Segment = tuple[int, int, int]
 
 #: Rows of noise drawn per seeded generator (fixed, so a stream's values never depend on how much is drawn).
 NOISE_CHUNK = 64
@@ -66,6 +82,72 @@ def class_counts(num_samples: int, num_classes: int) -> list[int]:
 def positions(cls: int, start: int, stop: int, num_classes: int) -> Tensor:
     """Canonical positions ``j * K + c`` of images ``start:stop`` of class ``cls`` (int64)."""
     return torch.arange(start, stop, dtype=torch.long) * num_classes + cls
+
+
+def pack_batches(counts: Sequence[tuple[int, int]], batch_size: int) -> list[tuple[Segment, ...]]:
+    """Cut the class-major sequence of images into batches of ``batch_size`` (the last one may be smaller).
+
+    Args:
+        counts: ``(class, n)`` pairs, in the order to walk them: class ``c`` contributes its images ``0 .. n - 1``.
+        batch_size: images per batch (>= 1).
+
+    Returns:
+        One tuple of :data:`Segment` per batch; the segments of a batch list its rows in order. Example:
+        ``pack_batches([(0, 3), (1, 2)], 4) == [((0, 0, 3), (1, 0, 1)), ((1, 1, 2),)]``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batches: list[tuple[Segment, ...]] = []
+    current: list[Segment] = []
+    room = batch_size
+    for cls, n in counts:
+        if n < 0:
+            raise ValueError(f"class {cls}: image count must be >= 0, got {n}")
+        start = 0
+        while start < n:
+            stop = min(n, start + room)
+            current.append((int(cls), start, stop))
+            room -= stop - start
+            start = stop
+            if room == 0:
+                batches.append(tuple(current))
+                current, room = [], batch_size
+    if current:
+        batches.append(tuple(current))
+    return batches
+
+
+def batch_inputs(segments: Sequence[Segment], seed: int, z_dim: int) -> tuple[Tensor, Tensor]:
+    """The generator inputs of a batch: noise ``(B, z_dim)`` float32 (:func:`class_noise`) and labels ``(B,)``
+    int64, both on the CPU, ``B`` the total length of the segments."""
+    z = [class_noise(seed, cls, start, stop, z_dim) for cls, start, stop in segments]
+    y = [torch.full((stop - start,), cls, dtype=torch.long) for cls, start, stop in segments]
+    if not z:
+        return torch.zeros(0, z_dim), torch.zeros(0, dtype=torch.long)
+    return torch.cat(z), torch.cat(y)
+
+
+def generate_batch(generator: nn.Module, seed: int, device: torch.device, segments: Sequence[Segment]) -> Tensor:
+    """The images of a batch, as ``predict`` writes them: uint8 ``(B, 3, R, R)`` on ``device``.
+
+    ``generator`` maps ``(z (B, z_dim), y (B,))`` to images in [-1, 1] (the caller sets eval mode and no_grad).
+    On CUDA the inputs go through pinned memory, so their copies do not block the host.
+    """
+    z, y = batch_inputs(segments, seed, generator.z_dim)
+    if device.type == "cuda":
+        z, y = z.pin_memory(), y.pin_memory()
+    z, y = z.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return unit_to_uint8(to_unit(generator(z, y)))  # to_unit's output lies in [0, 1]: no range check needed
+
+
+def read_batch(
+    files: dict[int, list[Path]], resolution: int, device: torch.device, segments: Sequence[Segment]
+) -> Tensor:
+    """The images of a batch read from ``files[class][index]`` (:func:`read_image`): uint8 ``(B, 3, R, R)``."""
+    images = torch.stack([read_image(files[c][j], resolution) for c, a, b in segments for j in range(a, b)])
+    if device.type == "cuda":
+        images = images.pin_memory()
+    return images.to(device, non_blocking=True)
 
 
 class ClassSampleDataset(Dataset):

@@ -31,6 +31,7 @@ from common.metrics.generation.features import (
     extractor_name,
     feature_dim,
     to_uint8,
+    unit_to_uint8,
 )
 from common.metrics.generation.fid import (
     frechet_distance,
@@ -73,4 +74,5 @@ __all__ = [
     "resolve_intra_fid_classes",
     "save_payload",
     "to_uint8",
+    "unit_to_uint8",
 ]

@@ -8,7 +8,8 @@
 * :class:`RandomProjectionExtractor`: a fixed random network for tests and CPU demos; not an FID backbone.
 
 :func:`to_uint8` quantises float images in [0, 1] by rounding ``x * 255`` (what writing PNG files does), so scores
-of in-memory images and of the same images written to disk agree exactly. :func:`extract` runs an extractor with
+of in-memory images and of the same images written to disk agree exactly (:func:`unit_to_uint8`: the same
+quantisation without the range check, for images known to lie in [0, 1]). :func:`extract` runs an extractor with
 autocast disabled, so mixed-precision training does not change the protocol.
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "extractor_name",
     "feature_dim",
     "to_uint8",
+    "unit_to_uint8",
 ]
 
 #: Where torch-fidelity downloads its TF-ported Inception-v3 weights from (torch-fidelity 0.2.0+ release asset).
@@ -204,7 +206,16 @@ def to_uint8(images: Tensor) -> Tensor:
                 f"float images must lie in [0, 1], got values in [{float(lo):.3f}, {float(hi):.3f}]; map generator "
                 "output in [-1, 1] with (x + 1) / 2 first"
             )
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+    return unit_to_uint8(images)
+
+
+def unit_to_uint8(images: Tensor) -> Tensor:
+    """``round(clamp(x, 0, 1) * 255)`` as uint8, same shape: :func:`to_uint8`'s quantisation without its checks.
+
+    For images known to lie in [0, 1] (``common.visualization.to_unit``'s output): the range check of
+    :func:`to_uint8` reads values on the host, a synchronisation per batch on an accelerator.
+    """
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def extract(extractor: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:

@@ -109,21 +109,28 @@ class GenerationMetrics(Metric):
         if positions.shape != (features.shape[0],):
             raise ValueError(f"expected positions ({features.shape[0]},), got {tuple(positions.shape)}")
         side = "real" if real else "fake"
-        with torch.autocast(device_type=self.real_sum.device.type, enabled=False):
-            f = features.detach().to(device=self.real_sum.device, dtype=torch.float64)
-            positions = positions.to(device=self.real_sum.device, dtype=torch.long)
+        device = self.real_sum.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            f = features.detach().to(device=device, dtype=torch.float64)
             setattr(self, f"{side}_n", getattr(self, f"{side}_n") + f.shape[0])
             getattr(self, f"{side}_sum").add_(f.sum(dim=0))
             getattr(self, f"{side}_outer").add_(f.T @ f)
+            # The KID / PR subset is chosen where the positions live: with CPU positions (the evaluator's) nothing
+            # here reads accelerator memory on the host.
             keep = positions < self.kid_prc_num_samples
-            if bool(keep.any()):
-                getattr(self, f"{side}_features").append(features.detach()[keep.to(features.device)].float())
-                getattr(self, f"{side}_positions").append(positions[keep])
+            kept = int(keep.sum())
+            if kept:
+                kept_features, kept_positions = features.detach(), positions
+                if kept < keep.shape[0]:
+                    index = keep.nonzero().squeeze(1).to(features.device, non_blocking=True)
+                    kept_features, kept_positions = kept_features.index_select(0, index), positions[keep]
+                getattr(self, f"{side}_features").append(kept_features.float())
+                getattr(self, f"{side}_positions").append(kept_positions.to(device, torch.long, non_blocking=True))
             if not real:
                 if logits is None or logits.shape[0] != features.shape[0]:
                     raise ValueError("generated samples need their logits (N, K) for the Inception Score")
                 self.fake_logits.append(logits.detach().float())
-                self.fake_logit_positions.append(positions)
+                self.fake_logit_positions.append(positions.to(device, torch.long, non_blocking=True))
                 self.num_logits = self.num_logits or logits.shape[1]
 
     def _sync_dist(self, *args: Any, **kwargs: Any) -> None:
