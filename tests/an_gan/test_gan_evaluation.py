@@ -8,7 +8,16 @@ from PIL import Image
 from torch import nn
 
 from an_gan.evaluation import GenerationEvaluator
-from an_gan.samples import NOISE_CHUNK, ClassSampleDataset, class_counts, class_noise, positions
+from an_gan.networks import Generator
+from an_gan.samples import (
+    NOISE_CHUNK,
+    ClassSampleDataset,
+    batch_inputs,
+    class_counts,
+    class_noise,
+    pack_batches,
+    positions,
+)
 from common.data.class_images import ClassFolderDataModule
 from common.metrics.generation import RandomProjectionExtractor, extract
 from common.visualization import save_png, to_unit
@@ -192,3 +201,109 @@ class TestEvaluator:
             GenerationEvaluator(num_samples=5, is_splits=10)
         with pytest.raises(ValueError, match="4 classes but the reference data 3"):
             _evaluator().evaluate(ToyGenerator(num_classes=4), data)
+
+
+class _Recording(nn.Module):
+    """Wraps a generator or an extractor and keeps what it was called with / returned (CPU copies)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+        for name in ("num_classes", "z_dim", "feature_dim", "num_logits", "extractor_name"):
+            if hasattr(inner, name):
+                setattr(self, name, getattr(inner, name))
+
+    def forward(self, *args):
+        self.calls.append(tuple(a.detach().cpu().clone() for a in args))
+        return self.inner(*args)
+
+
+def _small_generator():
+    """The real AN generator at toy width: 3 classes, 16x16, AN in block 1."""
+    torch.manual_seed(0)
+    return Generator(3, 16, z_dim=8, ch=2, long_range_block=1, num_entities=4).eval()
+
+
+class TestBatchesAndOverlap:
+    def test_pack_batches(self):
+        assert pack_batches([(0, 3), (1, 2)], 4) == [((0, 0, 3), (1, 0, 1)), ((1, 1, 2),)]
+        counts = [(2, 7), (0, 0), (1, 12), (5, 1)]
+        for size in (1, 3, 5, 20, 100):
+            batches = pack_batches(counts, size)
+            assert [sum(b - a for _, a, b in s) for s in batches[:-1]] == [size] * (len(batches) - 1)
+            flat = [(c, j) for s in batches for c, a, b in s for j in range(a, b)]
+            assert flat == [(c, j) for c, n in counts for j in range(n)]  # class-major, every image once
+        with pytest.raises(ValueError, match="batch_size must be >= 1"):
+            pack_batches(counts, 0)
+        with pytest.raises(ValueError, match="image count must be >= 0"):
+            pack_batches([(0, -1)], 2)
+
+    def test_batch_inputs_are_the_class_streams(self):
+        z, y = batch_inputs([(2, 5, 9), (0, 0, 3)], seed=4, z_dim=8)
+        torch.testing.assert_close(
+            z, torch.cat([class_noise(4, 2, 5, 9, 8), class_noise(4, 0, 0, 3, 8)]), rtol=0, atol=0
+        )
+        assert y.tolist() == [2] * 4 + [0] * 3
+
+    @pytest.mark.parametrize("intra", [None, [0, 2]])
+    def test_overlapped_equals_sequential_by_value(self, data, device, intra):
+        results = {}
+        for overlap in (False, True):
+            g = _Recording(_small_generator()).to(device)
+            extractor = _Recording(RandomProjectionExtractor(feature_dim=4, num_logits=3))
+            evaluator = _evaluator(
+                num_samples=23,
+                batch_size=4,
+                overlap=overlap,
+                feature_extractor=extractor,
+                intra_fid_classes=intra,
+                intra_fid_num_per_class=10,
+            )
+            results[overlap] = (evaluator.evaluate(g, data, device), g.calls, extractor.calls)
+        (seq, seq_g, seq_x), (ovl, ovl_g, ovl_x) = results[False], results[True]
+        assert seq.keys() == ovl.keys() and all(seq[k] == ovl[k] for k in seq), (seq, ovl)  # exactly equal
+        assert len(seq_g) == len(ovl_g) == (6 if intra is None else 7)  # 23 or 10 + 8 + 10 images, in 4s
+        assert len(seq_x) == len(ovl_x) > len(seq_g)  # every generated batch, plus the reference batches
+        for a, b in zip(seq_g + seq_x, ovl_g + ovl_x, strict=True):  # the same (z, y) and extractor inputs, in order
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    def test_images_do_not_depend_on_the_batch_size(self, data):
+        per_size = {}
+        for size in (3, 64):
+            g = _Recording(_small_generator())
+            scores = _evaluator(num_samples=23, batch_size=size, intra_fid_classes=[1]).evaluate(g, data)
+            z, y = (torch.cat([call[i] for call in g.calls]) for i in (0, 1))
+            per_size[size] = scores, z, y
+        (a, za, ya), (b, zb, yb) = per_size[3], per_size[64]
+        assert torch.equal(za, zb) and torch.equal(ya, yb)  # the same (z, y) per image
+        assert ya.tolist() == [0] * 8 + [1] * 8 + [2] * 7  # class-major; class 1 (intra-FID) has 8 = max(8, 5)
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+
+    def test_folder_overlap_equals_sequential(self, data, tmp_path):
+        g = ToyGenerator()
+        items = ClassSampleDataset(range(3), 5, 16, seed=3)
+        with torch.no_grad():
+            for image, y, j in zip(to_unit(g(items.z, items.labels)), items.labels, items.indices, strict=True):
+                save_png(image, tmp_path / "s" / f"{int(y):04d}" / f"{int(j):06d}.png")
+        seq = _evaluator(overlap=False).score_folder(tmp_path / "s", data)
+        assert _evaluator(overlap=True).score_folder(tmp_path / "s", data) == seq
+
+    def test_generator_errors_reach_the_caller(self, data):
+        class Broken(ToyGenerator):
+            def forward(self, z, y):
+                if self.calls == 1:
+                    raise RuntimeError("generator failed on batch 2")
+                self.calls += 1
+                return super().forward(z, y)
+
+        for overlap in (False, True):
+            g = Broken()
+            g.calls = 0
+            with pytest.raises(RuntimeError, match="failed on batch 2"):
+                _evaluator(overlap=overlap).evaluate(g, data)
+
+    def test_bad_settings(self):
+        with pytest.raises(ValueError, match="batch_size >= 1"):
+            GenerationEvaluator(batch_size=0)
+        with pytest.raises(TypeError, match="overlap must be True or False"):
+            GenerationEvaluator(overlap="yes")
