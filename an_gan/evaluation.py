@@ -16,7 +16,8 @@ generated images"; the protocols of the works its Table 1 cites are named per it
   every image of that class in ``intra_fid_split`` (their ``calc_ref_stats.py``: the class's training images),
   averaged over ``intra_fid_classes`` (``"all"``: every class, Table 1; ``"table2"``: the paper's Table 2 classes).
   The first images of a class's stream serve both the FID set and its intra-FID set.
-* Features: TF-ported Inception-v3 (``common.metrics.generation.features``) unless another extractor is given.
+* Features: TF-ported Inception-v3 (``common.metrics.generation.features``) unless another extractor is given, in
+  float32 (autocast off; on CUDA TF32 off for the whole evaluation, the generator included).
 
 Reference statistics are cached on disk (``reference_cache_dir``, :mod:`common.metrics.generation.cache`) and in
 memory, so only the first evaluation of a run pays for them. Under DDP each process generates the classes
@@ -59,6 +60,7 @@ from common.metrics.generation import (
     reference_cache_path,
     resolve_intra_fid_classes,
     save_payload,
+    strict_float32,
 )
 from common.prefetch import prefetch
 from common.visualization import to_unit
@@ -210,6 +212,7 @@ class GenerationEvaluator:
         return [(c, fid_counts[c], self.intra_fid_num_per_class if c in intra else 0) for c in range(num_classes)]
 
     # ---------------------------------------------------------------------------------------------- reference
+    @strict_float32()
     def prepare(
         self, reference: ReferenceData, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
     ) -> None:
@@ -240,6 +243,7 @@ class GenerationEvaluator:
         if class_key != self._class_key:
             self._class_refs, self._class_key = {}, class_key
 
+    @strict_float32()
     def class_reference(self, reference: ReferenceData, cls: int, device: torch.device | str = "cpu") -> Tensor:
         """Features (n_c, D) of class ``cls``'s images of ``intra_fid_split`` (cached on disk and/or in memory)."""
         if cls in self._class_refs:
@@ -335,6 +339,7 @@ class GenerationEvaluator:
         return scores
 
     @torch.no_grad()
+    @strict_float32()
     def run(
         self,
         generator: nn.Module,
@@ -366,6 +371,7 @@ class GenerationEvaluator:
         return self.run(generator, reference, device)
 
     @torch.no_grad()
+    @strict_float32()
     def score_folder(self, samples: str | Path, reference: ReferenceData, device=None) -> dict[str, float]:
         """Score a folder of generated images in class sub-folders against ``reference``.
 

@@ -307,3 +307,22 @@ class TestBatchesAndOverlap:
             GenerationEvaluator(batch_size=0)
         with pytest.raises(TypeError, match="overlap must be True or False"):
             GenerationEvaluator(overlap="yes")
+
+
+def test_extractor_runs_without_tf32(data):
+    """On CUDA cuDNN would run Inception's float32 convolutions in TF32; the evaluator switches that off."""
+    seen = []
+
+    class Flags(RandomProjectionExtractor):
+        def forward(self, images):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return super().forward(images)
+
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default
+    try:
+        _evaluator(feature_extractor=Flags(feature_dim=4, num_logits=3)).evaluate(ToyGenerator(), data)
+        assert seen and set(seen) == {(False, False)}
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = before

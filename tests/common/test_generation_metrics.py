@@ -28,6 +28,7 @@ from common.metrics.generation import (
     reference_cache_path,
     resolve_intra_fid_classes,
     save_payload,
+    strict_float32,
     to_uint8,
 )
 
@@ -402,3 +403,19 @@ def test_ddp_two_ranks_match_single_process(features, tmp_path):
     for name in ("computed", "reloaded"):
         for key in expected:
             torch.testing.assert_close(result[name][key], expected[key], rtol=1e-5, atol=1e-5)
+
+
+def test_strict_float32_switches_tf32_off_and_restores_the_flags():
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        for start in (True, False):
+            cudnn.allow_tf32 = matmul.allow_tf32 = start
+            with strict_float32():
+                assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+            assert (cudnn.allow_tf32, matmul.allow_tf32) == (start, start)
+        with pytest.raises(KeyError), strict_float32():
+            raise KeyError("restored on errors too")
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before

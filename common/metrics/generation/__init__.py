@@ -30,6 +30,7 @@ from common.metrics.generation.features import (
     extract,
     extractor_name,
     feature_dim,
+    strict_float32,
     to_uint8,
     unit_to_uint8,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "reference_cache_path",
     "resolve_intra_fid_classes",
     "save_payload",
+    "strict_float32",
     "to_uint8",
     "unit_to_uint8",
 ]

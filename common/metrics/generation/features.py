@@ -10,14 +10,17 @@
 :func:`to_uint8` quantises float images in [0, 1] by rounding ``x * 255`` (what writing PNG files does), so scores
 of in-memory images and of the same images written to disk agree exactly (:func:`unit_to_uint8`: the same
 quantisation without the range check, for images known to lie in [0, 1]). :func:`extract` runs an extractor with
-autocast disabled, so mixed-precision training does not change the protocol.
+autocast disabled, so mixed-precision training does not change the protocol; :func:`strict_float32` also keeps
+cuDNN from running its float32 convolutions in TF32 (the evaluator holds it around each evaluation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -31,6 +34,7 @@ __all__ = [
     "extract",
     "extractor_name",
     "feature_dim",
+    "strict_float32",
     "to_uint8",
     "unit_to_uint8",
 ]
@@ -216,6 +220,29 @@ def unit_to_uint8(images: Tensor) -> Tensor:
     :func:`to_uint8` reads values on the host, a synchronisation per batch on an accelerator.
     """
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@contextlib.contextmanager
+def strict_float32() -> Iterator[None]:
+    """Inside the block, CUDA float32 convolutions and matmuls run in IEEE float32, not TF32.
+
+    PyTorch lets cuDNN use TF32 (10-bit mantissa) for float32 convolutions by default on Ampere and later GPUs, so
+    an Inception-v3 "in float32" would not be float32 there. The flags are process-wide: hold the block around a
+    whole evaluation, not per batch while another thread runs other float32 work. Restored on exit.
+    """
+    saved = []
+    for legacy, per_op in ((torch.backends.cudnn, torch.backends.cudnn.conv), (torch.backends.cuda.matmul,) * 2):
+        try:
+            saved.append((legacy, "allow_tf32", legacy.allow_tf32))
+            legacy.allow_tf32 = False
+        except RuntimeError:  # flags set through the per-operator API: the legacy getter refuses to answer
+            saved.append((per_op, "fp32_precision", per_op.fp32_precision))
+            per_op.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
 
 
 def extract(extractor: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
