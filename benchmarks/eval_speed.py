@@ -24,7 +24,8 @@ Defaults: CPU 32 samples at batch 16 (minutes), CUDA the full 50,000 at batch 10
     python -m benchmarks.eval_speed --devices cuda --samples 50000 --batch-size 250
     python -m benchmarks.eval_speed --json runs/benchmarks/eval_speed.json
 
-It prints a table and writes the rows as JSON.
+It prints a table and writes the rows as JSON. On a shared CPU, ``OMP_WAIT_POLICY=PASSIVE`` (set by the tests) keeps
+idle OpenMP threads from spinning, which otherwise inflates the CPU seconds of both modes.
 """
 
 from __future__ import annotations

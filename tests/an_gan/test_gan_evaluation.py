@@ -1,5 +1,7 @@
 """Tests of the evaluation protocol (an_gan.evaluation, an_gan.samples) on a synthetic class tree of real files."""
 
+import functools
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -15,6 +17,7 @@ from an_gan.samples import (
     batch_inputs,
     class_counts,
     class_noise,
+    generate_batch,
     pack_batches,
     positions,
 )
@@ -326,3 +329,26 @@ def test_extractor_runs_without_tf32(data):
         assert torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("overlap", [False, True])
+def test_no_host_synchronisation_per_batch_on_cuda(data, overlap):
+    """The batch loop (inputs, generation, quantisation, features, statistics) never waits for the GPU."""
+    device = torch.device("cuda")
+    generator = ToyGenerator().to(device)  # no label check: the evaluator's own path is what is tested
+    extractor = RandomProjectionExtractor(feature_dim=4, num_logits=3).to(device)
+    evaluator = _evaluator(num_samples=30, intra_fid_classes=None, overlap=overlap, feature_extractor=extractor)
+    evaluator.prepare(data, device)
+    evaluator.metrics(device).reset()
+    counts = {c: (f, i) for c, f, i in evaluator.plan(3)}
+    batches = pack_batches([(c, max(n)) for c, n in counts.items()], evaluator.batch_size)
+    produce = functools.partial(generate_batch, generator, evaluator.seed, device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.no_grad():
+            evaluator._score(batches, produce, counts, data, device, "generating", True)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert float(evaluator.metrics(device).fake_n) == 30
