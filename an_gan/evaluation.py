@@ -287,36 +287,39 @@ class GenerationEvaluator:
         Returns:
             ``{class: intra-FID}`` of the intra-FID classes in ``batches``.
         """
-        k, dim = reference.num_classes, self._feature_dim()
-        extractor, metrics = self.feature_extractor, self._metrics
-        stats: dict[int, ClassStatistics] = {}
+        stats: dict[int, ClassStatistics] = {}  # the classes whose intra-FID images are under way
         intra_values: dict[int, float] = {}
         made = prefetch(produce, batches, overlap=self.overlap, depth=_PREFETCH_DEPTH, device=device)
-        for segments, images in tqdm(made, desc=desc, total=len(batches), disable=quiet, leave=False):
-            features, logits = extract(extractor, images)
-            rows, pos, offset = [], [], 0
-            for cls, start, stop in segments:
-                fid_count, intra_count = counts[cls]
-                in_fid = max(0, min(stop, fid_count) - start)
-                if in_fid:
-                    rows.append(torch.arange(offset, offset + in_fid))
-                    pos.append(positions(cls, start, start + in_fid, k))
-                in_intra = max(0, min(stop, intra_count) - start)
-                if in_intra:
-                    if cls not in stats:
-                        stats[cls] = ClassStatistics(dim, device)
-                    stats[cls].update(features[offset : offset + in_intra])
-                if stop == max(fid_count, intra_count) and cls in stats:  # the class's last images
-                    ref = self.class_reference(reference, cls, device)
-                    intra_values[cls] = class_frechet_distance(ref, stats.pop(cls))
-                offset += stop - start
-            if rows:
-                rows = torch.cat(rows)  # the rows of the FID set (all of them unless intra-FID needs more)
-                if rows.shape[0] < features.shape[0]:
-                    index = rows.to(features.device, non_blocking=True)
-                    features, logits = features.index_select(0, index), logits.index_select(0, index)
-                metrics.update(features, logits, torch.cat(pos), real=False)  # CPU positions: no host sync
+        with contextlib.closing(made):  # an error below stops the producer thread at once
+            for segments, images in tqdm(made, desc=desc, total=len(batches), disable=quiet, leave=False):
+                features, logits = extract(self.feature_extractor, images)
+                self._route(segments, features, logits, counts, stats, intra_values, reference, device)
         return intra_values
+
+    def _route(self, segments, features, logits, counts, stats, intra_values, reference, device) -> None:
+        """Send a batch's features (B, D) and logits (B, K) to the pooled metrics and the per-class statistics."""
+        k = reference.num_classes
+        rows, pos, offset = [], [], 0
+        for cls, start, stop in segments:
+            fid_count, intra_count = counts[cls]
+            in_fid = max(0, min(stop, fid_count) - start)
+            if in_fid:
+                rows.append(torch.arange(offset, offset + in_fid))
+                pos.append(positions(cls, start, start + in_fid, k))
+            in_intra = max(0, min(stop, intra_count) - start)
+            if in_intra:
+                if cls not in stats:
+                    stats[cls] = ClassStatistics(self._feature_dim(), device)
+                stats[cls].update(features[offset : offset + in_intra])
+            if stop == max(fid_count, intra_count) and cls in stats:  # the class's last images
+                intra_values[cls] = class_frechet_distance(self.class_reference(reference, cls, device), stats.pop(cls))
+            offset += stop - start
+        if rows:
+            rows = torch.cat(rows)  # the rows of the FID set (all of them unless intra-FID needs more)
+            if rows.shape[0] < features.shape[0]:
+                index = rows.to(features.device, non_blocking=True)
+                features, logits = features.index_select(0, index), logits.index_select(0, index)
+            self._metrics.update(features, logits, torch.cat(pos), real=False)  # CPU positions: no host sync
 
     def _finish(self, reference: ReferenceData, intra_values: dict[int, float], device) -> dict[str, float]:
         classes = self.classes(reference.num_classes)

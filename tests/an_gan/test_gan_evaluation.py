@@ -1,6 +1,7 @@
 """Tests of the evaluation protocol (an_gan.evaluation, an_gan.samples) on a synthetic class tree of real files."""
 
 import functools
+import threading
 
 import numpy as np
 import pytest
@@ -304,6 +305,23 @@ class TestBatchesAndOverlap:
             g.calls = 0
             with pytest.raises(RuntimeError, match="failed on batch 2"):
                 _evaluator(overlap=overlap).evaluate(g, data)
+
+    def test_extractor_errors_stop_the_producer(self, data):
+        class Failing(RandomProjectionExtractor):
+            calls = 0
+
+            def forward(self, images):
+                Failing.calls += 1
+                if Failing.calls == 5:  # 3 reference batches, then the second generated one
+                    raise RuntimeError("extractor failed")
+                return super().forward(images)
+
+        threads = threading.active_count()
+        evaluator = _evaluator(num_samples=30, overlap=True, feature_extractor=Failing(feature_dim=4, num_logits=3))
+        with pytest.raises(RuntimeError, match="extractor failed") as info:
+            evaluator.evaluate(ToyGenerator(), data)
+        assert threading.active_count() == threads  # joined at once, although the traceback is still alive
+        assert info.value is not None
 
     def test_bad_settings(self):
         with pytest.raises(ValueError, match="batch_size >= 1"):
