@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             torch.manual_seed(0)
             generator = Generator(**CONFIGS[config]).to(device).eval()
             extractor.to(device)
-            for mode in args.modes:  # every mode warmed up before anything is timed
-                measure(generator, extractor, device, 2, batch, mode == "overlapped", args.warmup)
+            for mode in args.modes if args.warmup else ():  # every mode warmed up before anything is timed
+                measure(generator, extractor, device, max(2, args.warmup * batch), batch, mode == "overlapped", 0)
             runs = []
             for repeat in range(args.repeats):
                 for mode in args.modes:
