@@ -3,9 +3,9 @@
 Sources: the AN paper (Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020,
 Section 4: "a two-stage neural network framework ... The AN module is placed in the second stage"), DeepFill v1
 (Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018, and its public TF code) and the AN
-authors' public TF code (``inpaint-attnorm/net/network.py``), which keeps DeepFill's coarse stage and replaces the
-refinement stage's contextual-attention (CA) branch by ``conv -> AN -> ELU`` at 1/4 resolution (64x64x128 for
-256x256 inputs). The CA baseline of the paper's Table 3 is DeepFill v1 itself.
+authors' public TF code (github.com/dvlab-research/AttenNorm, ``inpaint-attnorm/net/network.py``), which keeps
+DeepFill's coarse stage and replaces the refinement stage's contextual-attention (CA) branch by ``conv -> AN -> ELU``
+at 1/4 resolution (64x64x128 for 256x256 inputs). The CA baseline of the paper's Table 3 is DeepFill v1 itself.
 
 * Coarse stage: 5-channel input (image with the hole blanked, a ones channel, the mask), ELU convolutions, two
   stride-2 convolutions (1/4 resolution), dilated convolutions with rates 2, 4, 8, 16, nearest upsampling,
