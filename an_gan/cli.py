@@ -96,6 +96,9 @@ class ANGANCLI(ANLightningCLI):
     }
 
     def add_arguments_to_parser(self, parser) -> None:
+        """Link ``num_classes`` / ``resolution`` from the data to both networks, add ``--predict_writer.*`` and set the
+        paper's model defaults.
+        """
         super().add_arguments_to_parser(parser)
         for net in ("generator", "discriminator"):
             for name in _LINKED:
@@ -104,11 +107,15 @@ class ANGANCLI(ANLightningCLI):
         parser.set_defaults(MODEL_DEFAULTS)
 
     def before_predict(self) -> None:
+        """Check the checkpoint, then drop the datamodule: generation reads no images (the writer's own dataloader)."""
         super().before_predict()
         # Generation needs no dataset: run the module's own predict_dataloader (the writer's classes and seed).
         self.datamodule = None
 
     def after_fit(self) -> None:
+        """Print the results; after the digits demo also score it with :func:`an_gan.demo_quality.demo_quality` and
+        write ``demo_quality.json`` in the run folder.
+        """
         super().after_fit()
         if isinstance(self.datamodule, DigitsDataModule) and self.trainer.is_global_zero:
             from an_gan.demo_quality import demo_quality, format_demo_quality

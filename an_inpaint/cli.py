@@ -39,6 +39,7 @@ class ANInpaintCLI(ANLightningCLI):
     }
 
     def add_arguments_to_parser(self, parser) -> None:
+        """Add ``--predict_writer.*`` and ``--validate_before_fit``."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(InpaintingPredictionWriter, "predict_writer")
         parser.add_argument(
@@ -49,6 +50,9 @@ class ANInpaintCLI(ANLightningCLI):
         )
 
     def before_fit(self) -> None:
+        """Resolve the checkpoint; for a new run with ``validate_before_fit``, validate once first (the 'before'
+        metrics).
+        """
         super().before_fit()
         if self.config[self.subcommand].get("validate_before_fit") and not self.config[self.subcommand].get(
             "ckpt_path"

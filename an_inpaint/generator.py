@@ -252,6 +252,9 @@ class InpaintGenerator(nn.Module):
             raise ValueError(f"InpaintGenerator needs a height and width divisible by 8, got {height}x{width}")
 
     def forward(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Coarse then refined inpainting of ``image`` ``(B, 3, H, W)`` in [-1, 1] with ``mask`` ``(B, 1, H, W)``, 1 =
+        missing; returns the dict of the class docstring's Shape section.
+        """
         self._check(image, mask)
         mask = mask.to(image.dtype)
         ones = torch.ones_like(mask)

@@ -36,14 +36,17 @@ __all__ = [
 
 
 def short_hash(*parts: object) -> str:
+    """First 8 hex digits of the SHA-1 of the parts joined by ``|``: a short, stable cache-file key."""
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:8]
 
 
 def safe_name(text: str) -> str:
+    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_`` (``'data'`` if empty): a file name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "data"
 
 
 def layout_hint(root: Path, expected: str) -> str:
+    """The line ``expected layout: ROOT/EXPECTED`` appended to data-layout error messages."""
     return f"expected layout: {root}/{expected}"
 
 
@@ -96,6 +99,11 @@ def scan_class_folders(folder: Path, min_classes: int, expected: str) -> list[st
 
 
 def list_class_images(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """The image files of one class folder with one of ``extensions`` (lower-case, with the dot).
+
+    Raises:
+        ValueError: the folder holds no images, or none with those extensions.
+    """
     try:
         files = list_images(folder)
     except ValueError as err:

@@ -148,6 +148,7 @@ class FIDMetric(Metric):
         return self._holder[0].compute().float()
 
     def reset(self) -> None:
+        """Reset this metric and the wrapped torchmetrics FID (its feature sums)."""
         super().reset()
         if self._holder:
             self._holder[0].reset()
