@@ -173,7 +173,8 @@ class ANGAN(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor, which: str | None = None) -> Tensor:
-        """Images in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator), eval mode."""
+        """Images ``(B, 3, R, R)`` in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator),
+        in eval mode, for noise ``z`` ``(B, z_dim)`` and labels ``y`` ``(B,)`` (or class weights ``(B, K)``)."""
         which = which or self.eval_generator
         net = self.ema_generator() if which == "ema" else self.generator
         with eval_mode(net):
@@ -285,7 +286,8 @@ class ANGAN(pl.LightningModule):
 
     @torch.no_grad()
     def layout_maps(self, max_rows: int = 6) -> Tensor | None:
-        """AN layout panel of the evaluation generator on the first fixed sample of each class, or None."""
+        """AN layout panel (:func:`common.visualization.layout_panel`, ``(3, H', W')`` in [0, 1]) of the evaluation
+        generator on the first fixed sample of each class, at most ``max_rows``; None without AN."""
         net = self.evaluation_generator()
         if not is_attentive(net):
             return None

@@ -57,7 +57,8 @@ HoleFill = Literal["blank", "harmonic"]
 
 # ----------------------------------------------------------------------------------------------------------- helpers
 def compose(pred: Tensor, image: Tensor, mask: Tensor) -> Tensor:
-    """Paste ``pred`` into the hole of ``image``: ``pred * mask + image * (1 - mask)`` (mask 1 = missing)."""
+    """Paste ``pred`` into the hole of ``image`` (both ``(B, C, H, W)``): ``pred * mask + image * (1 - mask)``, with
+    ``mask`` ``(B, 1, H, W)``, 1 = missing."""
     return pred * mask + image * (1 - mask)
 
 

@@ -200,7 +200,8 @@ class ANInpaint(pl.LightningModule):
 
     @torch.no_grad()
     def inpaint(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """The output dict for images of any size (padded to a multiple of 8, every output cropped back)."""
+        """``{"coarse", "refined", "inpainted"}``, each ``(B, 3, H, W)`` in [-1, 1], for ``image`` ``(B, 3, H, W)`` in
+        [-1, 1] of any size and ``mask`` ``(B, 1, H, W)`` (1 = missing): padded to a multiple of 8, cropped back."""
         padded, padded_mask, (height, width) = pad_to_multiple(image, mask)
         out = self.generator(padded, padded_mask)
         return {k: v[..., :height, :width] for k, v in out.items() if k != "offsets"}

@@ -157,7 +157,7 @@ class AttentiveNorm2d(nn.Module):
         )
 
     def orthogonal_loss(self) -> Tensor:
-        """Orthogonal regularisation of the entities, ``||W W^T - I||_F^2`` (eq. 1, unweighted)."""
+        """Orthogonality of the entities ``W`` ``(n, C)``: the scalar ``||W W^T - I||_F^2`` (eq. 1, unweighted)."""
         weight = self.entities.weight.flatten(1)  # (n, C)
         gram = weight @ weight.t()
         eye = torch.eye(self.num_entities, dtype=gram.dtype, device=gram.device)
@@ -375,7 +375,7 @@ def _triton_supports(x: Tensor, num_entities: int) -> bool:
 
 
 def orthogonal_loss(module: nn.Module) -> Tensor:
-    """Sum of :meth:`AttentiveNorm2d.orthogonal_loss` over every AN layer inside ``module``.
+    """Sum of :meth:`AttentiveNorm2d.orthogonal_loss` over every AN layer inside ``module`` (a 0-dim tensor).
 
     Returns a zero tensor (on the module's device) when ``module`` holds no AN layer, so callers can always
     add ``weight * orthogonal_loss(net)`` to a loss.

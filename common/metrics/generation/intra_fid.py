@@ -75,7 +75,7 @@ class ClassStatistics:
         self.outer += f.T @ f
 
     def mean_cov(self) -> tuple[Tensor, Tensor]:
-        """Mean and unbiased covariance (needs at least 2 samples)."""
+        """Mean ``(D,)`` and unbiased covariance ``(D, D)``, float64; ``ValueError`` with fewer than 2 samples."""
         if float(self.n) < 2:
             raise ValueError(f"a class needs at least 2 generated samples for intra-FID, got {int(self.n)}")
         return mean_cov(self.n, self.total, self.outer)
