@@ -123,6 +123,10 @@ class ANLightningCLI(LightningCLI):
             pin the accelerator, the device count or the run length: those belong in config files.
         demo_config: file name of the task's demo in ``configs/<task_name>/``, loaded by a bare ``fit``
             (:func:`with_demo_config`); ``None`` disables it.
+
+    Args:
+        trainer_defaults: extra trainer defaults, merged over the shared and the task's ones.
+        *args, **kwargs: as for ``LightningCLI`` (``args`` gets the demo config inserted for a bare ``fit``).
     """
 
     task_name: ClassVar[str] = "an"

@@ -150,7 +150,11 @@ class ImageFileDataset(Dataset):
 
 
 class TensorImageDataset(Dataset):
-    """In-memory images (N, 3, R, R) in [-1, 1] and labels (N,), with an optional random horizontal flip."""
+    """In-memory images (N, 3, R, R) in [-1, 1] and labels (N,), with an optional random horizontal flip.
+
+    With ``hflip`` each item is flipped with probability 1/2, drawn from
+    :func:`common.data.resumable.augmentation_generator` (seeded per sample under the resumable training loader).
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, hflip: bool) -> None:
         if images.shape[0] != labels.shape[0]:

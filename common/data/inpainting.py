@@ -111,7 +111,18 @@ def find_paris_folders(root: str | Path) -> tuple[Path, Path]:
 class InpaintingDataModule(pl.LightningDataModule):
     """Shared loaders, evaluation sharding and prediction of the inpainting DataModules.
 
-    Subclasses fill ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
+    Subclasses fill ``train_set``, ``val_set`` and ``test_set`` in :meth:`setup_splits`. Batches are dicts
+    ``{"image": (B, 3, R, R) in [-1, 1], "mask": (B, 1, R, R) with 1 = missing, "name": [str]}``.
+
+    Args:
+        resolution: Training crop and evaluation size ``R`` (a multiple of 8).
+        batch_size: Training batch size.
+        num_workers: DataLoader workers.
+        predict_root: Folder of images to inpaint with ``predict`` (``predict_split="folder"``).
+        predict_mask_root: Folder of their masks (same file stems).
+        val_batch_size: Evaluation batch size (default: ``batch_size``).
+        predict_split: What ``predict`` inpaints: ``"folder"``, ``"val"`` or ``"test"``.
+        eval_resize: Filter resizing evaluation images to ``resolution`` (``"bilinear"`` or ``"lanczos"``).
     """
 
     def __init__(

@@ -60,7 +60,12 @@ def resolve_intra_fid_classes(spec: Sequence[int] | str | None, num_classes: int
 
 
 class ClassStatistics:
-    """Streaming float64 count, sum and sum of outer products of one class's generated features."""
+    """Streaming float64 count, sum and sum of outer products of one class's generated features.
+
+    Args:
+        feature_dim: feature size ``D`` (2048 for the Inception pool features).
+        device: where the ``(D,)`` sum and the ``(D, D)`` outer-product sum live.
+    """
 
     def __init__(self, feature_dim: int, device: torch.device | str | None = None) -> None:
         self.n = torch.zeros((), dtype=torch.float64, device=device)
