@@ -6,11 +6,13 @@ Rules (issue 11):
 
 * Public means the name does not start with ``_``. A module, a class, a function and a method that is public (and
   whose enclosing class, if any, is public) needs a docstring. That includes overridden hooks (``forward``,
-  ``training_step``, ``setup``...): a one-line docstring says what the override does here.
+  ``training_step``, ``setup``...): a one-line docstring says what the override does here. A module whose file name
+  starts with ``_`` (``benchmarks/_layer_memory.py``) is private and needs no module docstring; its public functions
+  still do. Members of a private class are private.
 * Narrow exemptions, each because the thing is documented elsewhere, not because it is dull:
     - dunder methods (``__init__``, ``__call__``, ``__len__``...): the constructor's arguments belong in the class
       docstring (LightningCLI reads them from there), and the others follow the protocol they implement;
-    - functions defined inside another function (closures, local helpers) are not reachable from outside;
+    - functions and classes defined inside a function (closures, local helpers) are not reachable from outside;
     - an ``@overload`` stub (the implementation carries the docstring);
     - the ``setter`` / ``deleter`` of a property whose getter has one.
 * Citations: a docstring or a comment (Python ``#`` comments, and YAML comments under ``configs/``) may not name
