@@ -156,9 +156,10 @@ def class_item(image: np.ndarray, label: int, hflip: bool, index: int) -> dict[s
     [-1, 1], "label": int64}``, flipped horizontally with probability 1/2 when ``hflip`` (drawn from
     :func:`common.data.resumable.augmentation_generator` of ``index``). Shared by the image-file and prepared
     datasets, so both draw their flips the same way."""
-    tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
+    array = np.asarray(image, dtype=np.uint8)
     if hflip and torch.rand((), generator=augmentation_generator(index)) < 0.5:
-        tensor = tensor.flip(-1)
+        array = array[:, ::-1]  # flipped before the conversion: one copy, a contiguous (3, R, R) result
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / 127.5 - 1.0
     return {"image": tensor, "label": torch.tensor(label, dtype=torch.long)}
 
 
