@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         {"imagenet": prepare_imagenet, "paris": prepare_paris},
         args=sys.argv[1:] if argv is None else argv,
         as_positional=False,
+        prog="python -m common.data.prepare",
         description="Prepare a dataset once (resized, LitData chunks) for the streaming DataModules of "
         "common.data.prepared.",
     )
