@@ -5,6 +5,7 @@ LightningModule), ``an_gan.sampling`` (checkpoint loading, class grids, categori
 ``an_gan.cli`` (``python -m an_gan``).
 """
 
+import common  # noqa: F401  (first: sets OpenMP's wait policy before torch loads; see common/__init__.py)
 from an_gan.networks import Discriminator, Generator
 
 __all__ = ["Discriminator", "Generator"]

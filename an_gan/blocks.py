@@ -116,6 +116,9 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.gain(y), self.bias(y)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """``BN(x) * gain[y] + bias[y]`` for ``x`` ``(B, C, H, W)`` and ``y`` ``(B,)`` labels or ``(B, K)`` class
+        weights; returns ``(B, C, H, W)``.
+        """
         gain, bias = self.class_affine(y)
         return self.bn(x) * gain.to(x.dtype)[:, :, None, None] + bias.to(x.dtype)[:, :, None, None]
 
@@ -174,6 +177,9 @@ class GBlock(nn.Module):
         self.bn2 = None if replaced else ConditionalBatchNorm2d(out_channels, num_classes)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """``x`` ``(B, in_channels, H, W)``, ``y`` labels ``(B,)`` or class weights ``(B, K)``; returns
+        ``(B, out_channels, 2H, 2W)``.
+        """
         h = self.conv1(F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest"))
         if self.attention is not None:
             h = self.attention(h)
@@ -240,6 +246,9 @@ class DBlock(nn.Module):
         return F.avg_pool2d(x, 2) if self.downsample else x
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x`` ``(B, in_channels, H, W)``; returns ``(B, out_channels, H/2, W/2)`` (``(B, out_channels, H, W)``
+        without downsampling).
+        """
         h = self.conv1(x if self.optimized else F.relu(x))
         if self.attention is not None:
             h = self.attention(h)

@@ -1,4 +1,4 @@
-"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate``.
+"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate|prepare``.
 
 LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` and any
 ``common.data.class_images.ClassImageDataModule`` subclass (``--data`` takes a ``class_path``).
@@ -23,6 +23,11 @@ LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` a
       python -m an_gan evaluate --samples samples/ --reference /data/real_class_folders --output scores.json
       python -m an_gan evaluate --samples samples/ --data common.data.imagenet.ImageNetDataModule \\
           --data.init_args.root /data/imagenet
+
+* ``prepare`` is ``python -m common.data.prepare imagenet``: ImageNet resized once and written with LitData, for
+  ``--data common.data.prepared.PreparedImageNetDataModule --data.init_args.root OUT``::
+
+      python -m an_gan prepare --root /data/imagenet --output /data/imagenet128 --resolution 128
 """
 
 from __future__ import annotations
@@ -96,6 +101,9 @@ class ANGANCLI(ANLightningCLI):
     }
 
     def add_arguments_to_parser(self, parser) -> None:
+        """Link ``num_classes`` / ``resolution`` from the data to both networks, add ``--predict_writer.*`` and set the
+        paper's model defaults.
+        """
         super().add_arguments_to_parser(parser)
         for net in ("generator", "discriminator"):
             for name in _LINKED:
@@ -104,11 +112,15 @@ class ANGANCLI(ANLightningCLI):
         parser.set_defaults(MODEL_DEFAULTS)
 
     def before_predict(self) -> None:
+        """Check the checkpoint, then drop the datamodule: generation reads no images (the writer's own dataloader)."""
         super().before_predict()
         # Generation needs no dataset: run the module's own predict_dataloader (the writer's classes and seed).
         self.datamodule = None
 
     def after_fit(self) -> None:
+        """Print the results; after the digits demo also score it with :func:`an_gan.demo_quality.demo_quality` and
+        write ``demo_quality.json`` in the run folder.
+        """
         super().after_fit()
         if isinstance(self.datamodule, DigitsDataModule) and self.trainer.is_global_zero:
             from an_gan.demo_quality import demo_quality, format_demo_quality
@@ -195,13 +207,19 @@ def evaluate_main(args: list[str] | None = None) -> dict[str, Any]:
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> ANGANCLI | dict[str, Any]:
-    """Entry point (``args=None`` reads ``sys.argv``); returns the CLI object, or the scores for ``evaluate``."""
+    """Entry point (``args=None`` reads ``sys.argv``); returns the CLI object, the scores for ``evaluate`` or the
+    manifest for ``prepare``."""
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv and argv[0] == "evaluate":
         return evaluate_main(argv[1:])
+    if isinstance(argv, list) and argv and argv[0] == "prepare":
+        from common.data.prepare import main as prepare_main
+
+        return prepare_main(["imagenet", *argv[1:]])
     description = (
-        "Class-conditional GAN with Attentive Normalization. Subcommands: fit, validate, test, predict (below) and "
-        "evaluate (score a folder of generated images: python -m an_gan evaluate --help)."
+        "Class-conditional GAN with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
+        "evaluate (score a folder of generated images: python -m an_gan evaluate --help) and prepare (ImageNet resized "
+        "once for streaming: python -m an_gan prepare --help)."
     )
     return ANGANCLI(
         ANGAN,

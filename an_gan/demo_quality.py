@@ -2,8 +2,9 @@
 
 A scikit-learn classifier that no part of the GAN was trained against judges the generated digits
 (``sklearn.svm.SVC`` with scikit-learn's defaults: RBF kernel, ``gamma="scale"``, ``C=1``), on 8x8 grey images
-(the generated 32x32 RGB images averaged over channels and 4x4 blocks, rescaled to the 0..16 range of
-``sklearn.datasets.load_digits``; real digits go through the same path):
+(the generated R x R RGB images averaged over channels and, above 8x8, over (R/8) x (R/8) blocks, rescaled to the
+0..16 range of ``sklearn.datasets.load_digits``; real digits go through the same path; at the demo's native 8x8 the
+real features are the scans themselves):
 
 * **real accuracy**: trained on the real training digits, tested on the real held-out (test) digits;
 * **class-consistency**: the same classifier labels generated samples; the fraction labelled with the class they were

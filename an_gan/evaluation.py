@@ -1,7 +1,7 @@
 """``GenerationEvaluator``: the evaluation protocol of the class-conditional GAN, usable with or without a Trainer.
 
-What is computed (Wang et al., CVPR 2020, Section 5.1: "FID, intra FID, and IS are computed on 50k randomly
-generated images"; the protocols of the works its Table 1 cites are named per item):
+What is computed (Wang et al., CVPR 2020, Section 5, "Evaluation Metrics": "FID, intra FID, and IS are computed on
+50k randomly generated images"; the protocols of the works its Table 1 cites are named per item):
 
 * **Generated set**: ``num_samples`` images, class-balanced, image ``j`` of class ``c`` from that class's noise
   stream for ``seed`` (:mod:`an_gan.samples`), from the generator the caller hands over, in eval mode.

@@ -173,7 +173,8 @@ class ANGAN(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Tensor, which: str | None = None) -> Tensor:
-        """Images in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator), eval mode."""
+        """Images ``(B, 3, R, R)`` in [-1, 1] from the ``which`` generator (``"raw"``, ``"ema"``; None: eval_generator),
+        in eval mode, for noise ``z`` ``(B, z_dim)`` and labels ``y`` ``(B,)`` (or class weights ``(B, K)``)."""
         which = which or self.eval_generator
         net = self.ema_generator() if which == "ema" else self.generator
         with eval_mode(net):
@@ -185,6 +186,9 @@ class ANGAN(pl.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
+        """The G and D optimisers (from ``g_optimizer`` / ``d_optimizer``) and, with ``lr_decay``, one ``LambdaLR``
+        each.
+        """
         g_opt = self.g_optimizer([p for p in self.generator.parameters() if p.requires_grad])
         d_opt = self.d_optimizer([p for p in self.discriminator.parameters() if p.requires_grad])
         if self.lr_decay is None:
@@ -194,6 +198,12 @@ class ANGAN(pl.LightningModule):
         return [g_opt, d_opt], schedulers
 
     def setup(self, stage: str) -> None:
+        """Check the precision, load the stage's feature extractor up front (rank 0 first), and switch validation off
+        when there is no validation evaluator.
+
+        Raises:
+            ValueError: 16-bit true precision, or ``test`` without a ``test_evaluator``.
+        """
         allow_unused_parameters(self.trainer)  # the D step leaves G's parameters without gradients and vice versa
         if str(self.trainer.precision) in ("16-true", "bf16-true"):
             raise ValueError(
@@ -213,6 +223,7 @@ class ANGAN(pl.LightningModule):
             evaluator.feature_extractor  # noqa: B018
 
     def on_fit_start(self) -> None:
+        """Under DDP, offset each rank's torch seed by its rank (different noise and AN sampling per rank)."""
         # seed_everything gives every DDP rank the same seed: decorrelate the ranks' noise (and AN's sampling).
         if self.trainer.world_size > 1:
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
@@ -238,6 +249,11 @@ class ANGAN(pl.LightningModule):
         return loss + orth, {"g_loss": (loss + orth).detach(), **logs, **orth_logs}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """One D step (hinge loss, via :func:`common.optimization.manual_step`) per batch and one G step every ``n_dis``
+        batches, then the LR schedule, the EMA update and the periodic pictures.
+
+        ``batch``: ``{'image': (B, 3, R, R) in [-1, 1], 'label': (B,) int64}``.
+        """
         real, labels = batch["image"], batch["label"]
         g_opt, d_opt = self.optimizers()
         _, d_logs = manual_step(self, d_opt, lambda: self._d_loss(real, labels), name="discriminator")
@@ -259,6 +275,7 @@ class ANGAN(pl.LightningModule):
             self.log_pictures()
 
     def on_train_end(self) -> None:
+        """Log a last sample grid and layout maps."""
         self.log_pictures()
 
     # ---------------------------------------------------------------------------------------------- pictures
@@ -269,7 +286,8 @@ class ANGAN(pl.LightningModule):
 
     @torch.no_grad()
     def layout_maps(self, max_rows: int = 6) -> Tensor | None:
-        """AN layout panel of the evaluation generator on the first fixed sample of each class, or None."""
+        """AN layout panel (:func:`common.visualization.layout_panel`, ``(3, H', W')`` in [0, 1]) of the evaluation
+        generator on the first fixed sample of each class, at most ``max_rows``; None without AN."""
         net = self.evaluation_generator()
         if not is_attentive(net):
             return None
@@ -307,9 +325,11 @@ class ANGAN(pl.LightningModule):
         self.log_dict({f"{stage}/{k}": v for k, v in scores.items()})  # identical on every rank already
 
     def on_validation_epoch_end(self) -> None:
+        """Score the evaluation generator with the validation evaluator (FID, IS, ... logged as ``val/*``)."""
         self._evaluate("val", self.val_evaluator)
 
     def on_test_epoch_end(self) -> None:
+        """Score the evaluation generator with the test evaluator (logged as ``test/*``)."""
         self._evaluate("test", self.test_evaluator)
 
     # ---------------------------------------------------------------------------------------------- predict
@@ -333,6 +353,9 @@ class ANGAN(pl.LightningModule):
 
     # --------------------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Stamp the checkpoint (networks and settings), store the D / G step counts, and store the EMA generator's own
+        standing normalisation statistics.
+        """
         settings = {  # also without the CLI, common.runs.load_run can rebuild the module
             "ema": dataclasses.asdict(self.ema_settings) if self.ema is not None else None,
             "pictures": dataclasses.asdict(self.pictures),
@@ -352,6 +375,7 @@ class ANGAN(pl.LightningModule):
                             state[key] = value.detach().clone()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the D / G step counts; the EMA generator's standing statistics are recomputed when next needed."""
         steps = checkpoint.get("an_gan_steps", {})
         self.num_d_steps, self.num_g_steps = int(steps.get("d", 0)), int(steps.get("g", 0))
         self._ema_stale = True

@@ -80,7 +80,7 @@ def class_counts(num_samples: int, num_classes: int) -> list[int]:
 
 
 def positions(cls: int, start: int, stop: int, num_classes: int) -> Tensor:
-    """Canonical positions ``j * K + c`` of images ``start:stop`` of class ``cls`` (int64)."""
+    """Canonical positions ``j * K + c`` of images ``start:stop`` of class ``cls``: int64 ``(stop - start,)``."""
     return torch.arange(start, stop, dtype=torch.long) * num_classes + cls
 
 

@@ -159,6 +159,7 @@ class ClassFolderWriter(BasePredictionWriter):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """For ``predict``, choose the output folder (``output_dir`` or ``<run folder>/samples``)."""
         if stage == "predict":
             configured = self.output_dir_setting
             self.output_dir = Path(configured) if configured else results_dir(trainer) / "samples"
@@ -173,10 +174,12 @@ class ClassFolderWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
+        """Write each generated image (``(3, R, R)`` in [0, 1]) as ``<class:04d>/<index:06d>.png``."""
         assert self.output_dir is not None
         for image, label, index in zip(prediction["images"], prediction["labels"], prediction["indices"], strict=True):
             save_png(image, self.output_dir / f"{int(label):04d}" / f"{int(index):06d}.png")
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Print where the PNGs were written (rank 0)."""
         if trainer.is_global_zero:
             print(f"an_gan predict: wrote PNGs (one folder per class) to {self.output_dir}")

@@ -1,4 +1,4 @@
-"""Command line of the inpainting task: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline``.
+"""Command line of the inpainting task: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline|prepare``.
 
 ``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo (``configs/an_inpaint/demo.yaml``, shipped
 with the package); every other run starts from the constructors' defaults, which are the paper's Paris StreetView
@@ -9,7 +9,8 @@ masks of ``--data.init_args.predict_mask_root``) or the evaluation split (``--da
 and writes PNG files to ``--predict_writer.output_dir`` (with ``--predict_writer.reference_dir`` also the ground
 truth and masks). ``baseline`` does the same with OpenCV's classical inpainting, and ``evaluate`` scores a folder of
 results against the ground truth with :func:`an_inpaint.evaluation.score_folders` (the same metric code as the
-in-training validation).
+in-training validation). ``prepare`` is ``python -m common.data.prepare paris`` (Paris StreetView written once with
+LitData, for ``--data common.data.prepared.PreparedParisStreetViewDataModule``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ANInpaintCLI(ANLightningCLI):
     }
 
     def add_arguments_to_parser(self, parser) -> None:
+        """Add ``--predict_writer.*`` and ``--validate_before_fit``."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(InpaintingPredictionWriter, "predict_writer")
         parser.add_argument(
@@ -49,6 +51,9 @@ class ANInpaintCLI(ANLightningCLI):
         )
 
     def before_fit(self) -> None:
+        """Resolve the checkpoint; for a new run with ``validate_before_fit``, validate once first (the 'before'
+        metrics).
+        """
         super().before_fit()
         if self.config[self.subcommand].get("validate_before_fit") and not self.config[self.subcommand].get(
             "ckpt_path"
@@ -132,16 +137,22 @@ def baseline_main(args: list[str] | None = None) -> list:
 
 
 def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpaintCLI | dict | list:
-    """Entry point. Returns the CLI object (for ``evaluate`` the scores, for ``baseline`` the written files)."""
+    """Entry point. Returns the CLI object (for ``evaluate`` the scores, for ``baseline`` the written files, for
+    ``prepare`` the manifest)."""
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv and argv[0] == "evaluate":
         return evaluate_main(argv[1:])
     if isinstance(argv, list) and argv and argv[0] == "baseline":
         return baseline_main(argv[1:])
+    if isinstance(argv, list) and argv and argv[0] == "prepare":
+        from common.data.prepare import main as prepare_main
+
+        return prepare_main(["paris", *argv[1:]])
     description = (
         "Generative inpainting with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
-        "evaluate (score a folder of results: python -m an_inpaint evaluate --help) and baseline (OpenCV's classical "
-        "inpainting of a folder: python -m an_inpaint baseline --help)."
+        "evaluate (score a folder of results: python -m an_inpaint evaluate --help), baseline (OpenCV's classical "
+        "inpainting of a folder: python -m an_inpaint baseline --help) and prepare (Paris StreetView resized once for "
+        "streaming: python -m an_inpaint prepare --help)."
     )
     return ANInpaintCLI(
         ANInpaint, args=args, run=run, subclass_mode_data=True, parser_kwargs={"description": description}

@@ -60,6 +60,7 @@ class GlobalCritic(nn.Module):
         self.linear = nn.Linear(4 * cnum * (input_size // 16) ** 2, 1)
 
     def forward(self, image: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Scores ``(B,)`` for images ``(B, 3, input_size, input_size)`` in [-1, 1]; ``mask`` is ignored."""
         if tuple(image.shape[-2:]) != (self.input_size, self.input_size):
             raise ValueError(
                 f"GlobalCritic(input_size={self.input_size}) got {image.shape[-2]}x{image.shape[-1]} images; "
@@ -109,6 +110,9 @@ class LocalCritic(nn.Module):
         return torch.cat(crops)
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """Scores ``(B,)`` of the crop around each hole; ``image`` ``(B, 3, H, W)`` in [-1, 1], ``mask``
+        ``(B, 1, H, W)``, 1 = missing.
+        """
         mask = _need_mask("LocalCritic", mask)
         return self.linear(self.features(self.crop(image, mask)).flatten(1)).squeeze(1)
 
@@ -138,6 +142,9 @@ class MaskedPatchCritic(nn.Module):
         return self.score(self.features(image))
 
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """Scores ``(B,)``: the patch score map averaged with the hole's coverage of each patch as weight; ``image``
+        ``(B, 3, H, W)`` in [-1, 1], ``mask`` ``(B, 1, H, W)``, 1 = missing.
+        """
         mask = _need_mask("MaskedPatchCritic", mask)
         scores = self.score_map(image)
         weights = F.adaptive_avg_pool2d(mask.to(scores.dtype), scores.shape[-2:])

@@ -3,9 +3,9 @@
 Sources: the AN paper (Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020,
 Section 4: "a two-stage neural network framework ... The AN module is placed in the second stage"), DeepFill v1
 (Yu et al., "Generative Image Inpainting with Contextual Attention", CVPR 2018, and its public TF code) and the AN
-authors' public TF code (``inpaint-attnorm/net/network.py``), which keeps DeepFill's coarse stage and replaces the
-refinement stage's contextual-attention (CA) branch by ``conv -> AN -> ELU`` at 1/4 resolution (64x64x128 for
-256x256 inputs). The CA baseline of the paper's Table 3 is DeepFill v1 itself.
+authors' public TF code (github.com/dvlab-research/AttenNorm, ``inpaint-attnorm/net/network.py``), which keeps
+DeepFill's coarse stage and replaces the refinement stage's contextual-attention (CA) branch by ``conv -> AN -> ELU``
+at 1/4 resolution (64x64x128 for 256x256 inputs). The CA baseline of the paper's Table 3 is DeepFill v1 itself.
 
 * Coarse stage: 5-channel input (image with the hole blanked, a ones channel, the mask), ELU convolutions, two
   stride-2 convolutions (1/4 resolution), dilated convolutions with rates 2, 4, 8, 16, nearest upsampling,
@@ -57,7 +57,8 @@ HoleFill = Literal["blank", "harmonic"]
 
 # ----------------------------------------------------------------------------------------------------------- helpers
 def compose(pred: Tensor, image: Tensor, mask: Tensor) -> Tensor:
-    """Paste ``pred`` into the hole of ``image``: ``pred * mask + image * (1 - mask)`` (mask 1 = missing)."""
+    """Paste ``pred`` into the hole of ``image`` (both ``(B, C, H, W)``): ``pred * mask + image * (1 - mask)``, with
+    ``mask`` ``(B, 1, H, W)``, 1 = missing."""
     return pred * mask + image * (1 - mask)
 
 
@@ -252,6 +253,9 @@ class InpaintGenerator(nn.Module):
             raise ValueError(f"InpaintGenerator needs a height and width divisible by 8, got {height}x{width}")
 
     def forward(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Coarse then refined inpainting of ``image`` ``(B, 3, H, W)`` in [-1, 1] with ``mask`` ``(B, 1, H, W)``, 1 =
+        missing; returns the dict of the class docstring's Shape section.
+        """
         self._check(image, mask)
         mask = mask.to(image.dtype)
         ones = torch.ones_like(mask)

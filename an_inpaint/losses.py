@@ -222,7 +222,11 @@ class WGANGPLoss:
     def critic_loss(
         self, critics: Mapping[str, nn.Module], real: Tensor, fake: Tensor, mask: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``sum_k w_k (E[D_k(fake)] - E[D_k(real)] + lambda_gp * GP_k)``; logs ``d_wgan``, ``gp`` (unweighted)."""
+        """Scalar ``sum_k w_k (E[D_k(fake)] - E[D_k(real)] + lambda_gp * GP_k)``; logs ``d_wgan``, ``gp`` (unweighted).
+
+        ``real`` / ``fake``: ``(B, 3, H, W)`` in [-1, 1] (``fake`` is detached here); ``mask``: ``(B, 1, H, W)``, 1 =
+        missing; ``critics``: ``{name: critic}``, each mapping ``(image, mask)`` to scores ``(B,)``.
+        """
         fake = fake.detach()
         penalty_mask = mask if self.masked_penalty else None
         wgan, gp = 0.0, 0.0
@@ -236,6 +240,7 @@ class WGANGPLoss:
     def generator_loss(
         self, critics: Mapping[str, nn.Module], fake: Tensor, mask: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``lambda_adv * sum_k w_k (-E[D_k(fake)])``; logs the unweighted ``adv``."""
+        """``lambda_adv * sum_k w_k (-E[D_k(fake)])`` (scalar) for ``fake`` ``(B, 3, H, W)`` in [-1, 1]; logs the
+        unweighted ``adv``."""
         adv = sum(weight * wgan_g_loss(critics[name](fake, mask)) for name, weight in self._weights(critics).items())
         return self.lambda_adv * adv, {"adv": adv.detach()}

@@ -191,6 +191,7 @@ class ANInpaint(pl.LightningModule):
     # ------------------------------------------------------------------------------------------------ helpers
     @property
     def critics(self) -> dict[str, nn.Module]:
+        """``{'global': global critic, 'local': local critic}``, as the adversarial loss takes them."""
         return {"global": self.global_critic, "local": self.local_critic}
 
     def forward(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -199,7 +200,8 @@ class ANInpaint(pl.LightningModule):
 
     @torch.no_grad()
     def inpaint(self, image: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """The output dict for images of any size (padded to a multiple of 8, every output cropped back)."""
+        """``{"coarse", "refined", "inpainted"}``, each ``(B, 3, H, W)`` in [-1, 1], for ``image`` ``(B, 3, H, W)`` in
+        [-1, 1] of any size and ``mask`` ``(B, 1, H, W)`` (1 = missing): padded to a multiple of 8, cropped back."""
         padded, padded_mask, (height, width) = pad_to_multiple(image, mask)
         out = self.generator(padded, padded_mask)
         return {k: v[..., :height, :width] for k, v in out.items() if k != "offsets"}
@@ -212,14 +214,17 @@ class ANInpaint(pl.LightningModule):
         return self._host_schedule
 
     def load_state_dict(self, *args: Any, **kwargs: Any):
+        """``nn.Module.load_state_dict``; the host copy of the phase schedule is read again afterwards."""
         self._host_schedule = None  # the buffers change: read them again when next needed
         return super().load_state_dict(*args, **kwargs)
 
     def on_train_start(self) -> None:
+        """Read the phase schedule from the (possibly resumed) buffers."""
         self._host_schedule = None
 
     @property
     def in_adversarial_phase(self) -> bool:
+        """Whether training is in phase 2 (reconstruction plus adversarial loss), not phase 1 (reconstruction only)."""
         return self._schedule()["phase"] == 2
 
     def _set_phase(self, phase: int) -> None:
@@ -232,12 +237,14 @@ class ANInpaint(pl.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
+        """Adam for the generator (``lr``) and one Adam for both critics (``critic_lr``), both with ``betas``."""
         critics = [*self.global_critic.parameters(), *self.local_critic.parameters()]
         g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
         d_opt = torch.optim.Adam(critics, lr=self.critic_lr, betas=self.betas)
         return g_opt, d_opt
 
     def setup(self, stage: str) -> None:
+        """Check that the global critic's ``input_size`` matches the data resolution."""
         allow_unused_parameters(self.trainer)  # G and critics step in separate backward passes
         size = getattr(self.trainer.datamodule, "resolution", None)
         input_size = getattr(self.global_critic, "input_size", None)
@@ -271,6 +278,11 @@ class ANInpaint(pl.LightningModule):
         return loss, logs
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Phase 1: one generator step on the reconstruction (and orthogonality) loss. Phase 2: a critic step per batch
+        and a generator step every ``n_critic`` batches.
+
+        ``batch``: ``{'image': (B, 3, R, R) in [-1, 1], 'mask': (B, 1, R, R), 1 = missing, ...}``.
+        """
         image, mask = batch["image"], batch["mask"]
         g_opt, d_opt = self.optimizers()
         self._update_phase()
@@ -321,12 +333,15 @@ class ANInpaint(pl.LightningModule):
         self._rec_sum, self._rec_count, self._panel = 0.0, 0, None
 
     def on_validation_epoch_start(self) -> None:
+        """Reset the validation metrics."""
         self._start_eval(self.val_metrics)
 
     def on_test_epoch_start(self) -> None:
+        """Reset the test metrics."""
         self._start_eval(self.test_metrics)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Update the validation metrics and the reconstruction loss; keep the first batch for the picture panel."""
         out = self._eval_step(batch, self.val_metrics, with_loss=True)
         if batch_idx == 0:
             n = self.num_panel_images
@@ -335,6 +350,7 @@ class ANInpaint(pl.LightningModule):
             self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Update the test metrics."""
         self._eval_step(batch, self.test_metrics, with_loss=False)
 
     def _mean_rec_loss(self) -> Tensor:
@@ -354,6 +370,7 @@ class ANInpaint(pl.LightningModule):
         return values
 
     def on_validation_epoch_end(self) -> None:
+        """Log ``val/*`` metrics and the panel; in phase 1, step the plateau switch on ``val/rec_loss``."""
         values = self._log_metrics("val", self.val_metrics, with_loss=True)
         if self.trainer.sanity_checking:
             return
@@ -364,6 +381,7 @@ class ANInpaint(pl.LightningModule):
             self._plateau_update(float(values["val/rec_loss"]))
 
     def on_test_epoch_end(self) -> None:
+        """Log the ``test/*`` metrics."""
         self._log_metrics("test", self.test_metrics, with_loss=False)
 
     def _plateau_update(self, loss: float) -> None:
@@ -377,6 +395,9 @@ class ANInpaint(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------------- predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Inpaint one batch; returns ``{'inpainted', 'image'}`` ``(B, 3, H, W)`` in [0, 1], ``'mask'`` ``(B, 1, H, W)``
+        and ``'name'``.
+        """
         out = self.inpaint(batch["image"], batch["mask"])
         return {
             "inpainted": to_unit(out["inpainted"]),

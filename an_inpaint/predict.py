@@ -37,9 +37,13 @@ class InpaintingPredictionWriter(BasePredictionWriter):
         self.reference_dir = reference_dir
 
     def folder(self, trainer: pl.Trainer) -> Path:
+        """The output folder: ``output_dir`` or ``<run folder>/predictions``."""
         return Path(self.output_dir) if self.output_dir else results_dir(trainer) / "predictions"
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        """Write ``<name>.png`` for each inpainted image and, with ``reference_dir``, the ground truth and the mask
+        beside.
+        """
         folder = self.folder(trainer)
         reference = Path(self.reference_dir) if self.reference_dir else None
         for i, name in enumerate(prediction["name"]):

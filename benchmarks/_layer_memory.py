@@ -54,6 +54,7 @@ def available_memory_bytes(device: str) -> int:
 
 
 def out_of_memory_text(required: int) -> str:
+    """The table entry for a case that needs ``required`` bytes more than the device has."""
     return f"out of memory (needs {required / GIB:.1f} GiB)"
 
 

@@ -44,6 +44,9 @@ def crops_227(names: Sequence[str]) -> list[Image.Image]:
 
 
 def measure(names: Sequence[str], methods: Sequence[str], size: int = 256) -> list[dict]:
+    """PSNR / SSIM / MAE of each classical method on the 227 crops resized to ``size``, for each resize filter and SSIM
+    convention (one row dict each).
+    """
     crops = crops_227(names)
     rows = []
     for resize in EVAL_RESIZE:
@@ -60,6 +63,7 @@ def measure(names: Sequence[str], methods: Sequence[str], size: int = 256) -> li
 
 
 def format_table(rows: list[dict]) -> str:
+    """The rows of :func:`measure` as a markdown table."""
     lines = ["| resize | method | SSIM convention | PSNR | SSIM | MAE |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
@@ -70,6 +74,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Command line: measure, print the table and the differences, write the JSON; returns the rows."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inpaint_protocol", description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--photos", nargs="+", default=[n for names in DEMO_PHOTOS.values() for n in names])

@@ -136,6 +136,7 @@ def measure(
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`measure` as a markdown table."""
     header = (
         "| config | attention | device | res | cnum | batch | s / (G + 5 D) | G img/s | data img/s | phase-1 img/s |"
     )
@@ -150,6 +151,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Command line: time each config / attention / device, print the table and write the JSON; returns the rows."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inpaint_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["paper", "demo"])
     parser.add_argument("--attention", nargs="+", default=["an"], choices=["an", "contextual", "contextual+an"])

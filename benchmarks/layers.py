@@ -269,6 +269,7 @@ def _short(row: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks.layers`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.layers",
         description="Time and memory of AttentiveNorm2d, SelfAttention2d and InstanceNorm2d (AN paper, Table 5).",

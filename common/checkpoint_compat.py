@@ -67,6 +67,7 @@ class CheckpointStamp(pl.Callback):
         self.model_config: dict[str, Any] | None = None
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Write the stamp (:func:`stamp_checkpoint`) into the checkpoint dict."""
         stamp_checkpoint(pl_module, checkpoint, self.model_config)
 
 

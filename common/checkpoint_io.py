@@ -37,6 +37,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` whose local saves are write-to-temporary, fsync, rename."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        """Save atomically to a local path (temporary file, fsync, rename); remote URLs go through
+        ``TorchCheckpointIO``.
+
+        Raises:
+            CheckpointWriteError: the write failed; the previous file at ``path`` (if any) is unchanged.
+            TypeError: ``storage_options`` given for a local path.
+        """
         if "://" in str(path) and not str(path).startswith("file://"):
             super().save_checkpoint(checkpoint, path, storage_options)
             return

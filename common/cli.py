@@ -78,14 +78,17 @@ class OptionalLearningRateMonitor(LearningRateMonitor):
     """:class:`LearningRateMonitor` that does nothing (instead of failing) when the trainer has no logger."""
 
     def on_train_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """Lightning's hook, skipped when the trainer has no logger."""
         if trainer.loggers:
             super().on_train_start(trainer, *args, **kwargs)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """Lightning's hook, skipped when the trainer has no logger."""
         if trainer.loggers:
             super().on_train_batch_start(trainer, *args, **kwargs)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        """Lightning's hook, skipped when the trainer has no logger."""
         if trainer.loggers:
             super().on_train_epoch_start(trainer, *args, **kwargs)
 
@@ -98,6 +101,9 @@ class RunConfigCallback(SaveConfigCallback):
         super().__init__(*args, **kwargs)
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Write ``config.yaml`` (``fit``) or ``config_<stage>.yaml`` into the run folder and log it as a
+        hyperparameter.
+        """
         folder = results_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         stage = getattr(stage, "value", stage)
@@ -117,6 +123,10 @@ class ANLightningCLI(LightningCLI):
             pin the accelerator, the device count or the run length: those belong in config files.
         demo_config: file name of the task's demo in ``configs/<task_name>/``, loaded by a bare ``fit``
             (:func:`with_demo_config`); ``None`` disables it.
+
+    Args:
+        trainer_defaults: extra trainer defaults, merged over the shared and the task's ones.
+        *args, **kwargs: as for ``LightningCLI`` (``args`` gets the demo config inserted for a bare ``fit``).
     """
 
     task_name: ClassVar[str] = "an"
@@ -204,6 +214,9 @@ class ANLightningCLI(LightningCLI):
                 ) from err
 
     def before_fit(self) -> None:
+        """Check the output folder; resolve ``--ckpt_path last`` to the newest checkpoint of an earlier run (or start a
+        new run when there is none), check that the checkpoint fits this model and resume its W&B run.
+        """
         self._check_output_writable()
         config = self.config_init[self.subcommand]
         ckpt_path = config.get("ckpt_path")
@@ -279,12 +292,15 @@ class ANLightningCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def before_validate(self) -> None:
+        """Check that ``--ckpt_path`` (if given) is a checkpoint of this task and architecture."""
         self._check_given_checkpoint()
 
     def before_test(self) -> None:
+        """Check that ``--ckpt_path`` (if given) is a checkpoint of this task and architecture."""
         self._check_given_checkpoint()
 
     def before_predict(self) -> None:
+        """Check that ``--ckpt_path`` (if given) is a checkpoint of this task and architecture."""
         self._check_given_checkpoint()
 
     # ------------------------------------------------------------- reporting
@@ -304,13 +320,17 @@ class ANLightningCLI(LightningCLI):
             print("\n".join(lines), flush=True)
 
     def after_fit(self) -> None:
+        """Print where the run's results, checkpoints and pictures are (rank 0)."""
         self._report()
 
     def after_validate(self) -> None:
+        """Print where the run's results, checkpoints and pictures are (rank 0)."""
         self._report()
 
     def after_test(self) -> None:
+        """Print where the run's results, checkpoints and pictures are (rank 0)."""
         self._report()
 
     def after_predict(self) -> None:
+        """Print where the run's results, checkpoints and pictures are (rank 0)."""
         self._report()

@@ -149,6 +149,7 @@ class ExponentialMovingAverage(nn.Module):
             b.copy_(ema_b)
 
     def extra_repr(self) -> str:
+        """``decay`` and ``start_step`` for ``repr``."""
         return f"decay={self.decay}, start_step={self.start_step}"
 
     def forward(self, *args, **kwargs):

@@ -42,18 +42,22 @@ class RunFolder:
 
     @property
     def config(self) -> Path:
+        """``ROOT/config.yaml``: the resolved config the CLI saved."""
         return self.root / "config.yaml"
 
     @property
     def checkpoints(self) -> Path:
+        """``ROOT/checkpoints``."""
         return self.root / "checkpoints"
 
     @property
     def last_checkpoint(self) -> Path:
+        """``ROOT/checkpoints/last.ckpt``."""
         return self.checkpoints / "last.ckpt"
 
     @property
     def images(self) -> Path:
+        """``ROOT/images``: the sample grids and layout maps written during training."""
         return self.root / "images"
 
     def file(self, name: str) -> Path:

@@ -27,7 +27,7 @@ _PALETTE = torch.tensor(
 
 
 def to_unit(images: Tensor) -> Tensor:
-    """Map images from [-1, 1] to [0, 1], clamped, as float32."""
+    """Map images (any shape) from [-1, 1] to [0, 1], clamped, as float32 (detached, same shape)."""
     return ((images.detach().float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 

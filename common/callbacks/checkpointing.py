@@ -36,6 +36,9 @@ class InterruptCheckpoint(Callback):
         return Path(ckpt.dirpath) if ckpt is not None else results_dir(trainer) / "checkpoints"
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Write ``on_exception.ckpt`` when ``fit`` stops on an exception (not after a non-finite loss or a failed
+        write).
+        """
         if trainer.state.fn != "fit" or isinstance(exception, (NonFiniteLossError, CheckpointWriteError)):
             return  # weights updated by a NaN loss are not worth keeping; a failing disk fails again
         try:
@@ -44,6 +47,7 @@ class InterruptCheckpoint(Callback):
             rank_zero_warn(f"{err} (while handling {type(exception).__name__}: {exception})")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Remove ``on_exception.ckpt`` (rank 0) once training has ended normally."""
         path = self.checkpoint_dir(trainer) / self.FILENAME
         if trainer.is_global_zero and path.is_file():
             path.unlink()
@@ -53,6 +57,7 @@ class WandbRunId(Callback):
     """Store the W&B run id in every checkpoint (key ``wandb_run_id``), so the CLI can resume that run."""
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]):
+        """Put the W&B run id (the logger's ``version`` when it is a string) into ``checkpoint['wandb_run_id']``."""
         version = getattr(trainer.logger, "version", None)
         if isinstance(version, str):
             checkpoint["wandb_run_id"] = version

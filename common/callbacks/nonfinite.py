@@ -122,21 +122,26 @@ class NonFiniteGuard(Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """With ``policy='raise'``, :meth:`check` every ``check_every_n_steps`` optimiser steps."""
         if self.policy == "raise" and trainer.global_step % self.check_every_n_steps == 0:
             self.check(trainer)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """With ``policy='raise'``, :meth:`check` first: no checkpoint of weights updated by a non-finite loss."""
         if self.policy == "raise":
             self.check(trainer)  # never write a checkpoint of weights updated by a non-finite loss
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """With ``policy='raise'``, a last :meth:`check` (steps since the last periodic check)."""
         if self.policy == "raise":
             self.check(trainer)
 
     def state_dict(self) -> dict[str, Any]:
+        """``{'skipped': number of skipped steps}`` (``policy='skip'``), saved in checkpoints."""
         return {"skipped": self.skipped}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the skipped-step count of :meth:`state_dict`."""
         self.skipped = int(state_dict.get("skipped", 0))
 
 

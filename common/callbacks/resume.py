@@ -61,9 +61,15 @@ class ExactResume(Callback):
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
+        """Empty: the RNG states travel in ``checkpoint['rng_states']`` (:meth:`on_save_checkpoint`), not in the
+        callback state.
+        """
         return {}
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Store every rank's RNG state (gathered to rank 0) under ``checkpoint['rng_states']``; count an unfinished
+        batch as not started.
+        """
         state = capture_rng_state()
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
@@ -74,6 +80,7 @@ class ExactResume(Callback):
         _rewind_unfinished_batch(checkpoint)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        """Keep this rank's saved RNG state (rank ``r % saved_ranks``, with a warning when the rank count changed)."""
         states = checkpoint.get(KEY)
         if not states:
             self._pending = None
@@ -86,6 +93,7 @@ class ExactResume(Callback):
         self._pending = states[trainer.global_rank % len(states)]
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int):
+        """Restore the pending RNG state before the first training batch after a resume (once)."""
         if self._pending is not None:
             restore_rng_state(self._pending)
             self._pending = None

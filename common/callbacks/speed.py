@@ -58,6 +58,7 @@ class SpeedOptions(pl.Callback):
         return {n: m for n, m in children.items() if any(True for _ in m.parameters())}
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Apply channels-last and ``torch.compile`` to the module's networks, once per module."""
         if id(pl_module) in self._applied:
             return
         self._applied.add(id(pl_module))

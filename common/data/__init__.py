@@ -1,4 +1,5 @@
-"""Data shared by both tasks: image files, class-conditional and inpainting DataModules, inpainting masks.
+"""Data shared by both tasks: image files, class-conditional and inpainting DataModules (raw and prepared for
+streaming: ``common.data.prepare``, ``common.data.prepared``), inpainting masks.
 
 Mask convention everywhere: 1 = missing (the hole), 0 = known (paper Section 4).
 """
@@ -26,6 +27,7 @@ from common.data.masks import (
     mask_bboxes,
     validate_mask,
 )
+from common.data.prepared import PreparedImageNetDataModule, PreparedParisStreetViewDataModule
 
 __all__ = [
     "DEMO_PHOTOS",
@@ -48,6 +50,8 @@ __all__ = [
     "MixedMasks",
     "ParisStreetViewDataModule",
     "PredictFolderDataset",
+    "PreparedImageNetDataModule",
+    "PreparedParisStreetViewDataModule",
     "RandomRectangleMasks",
     "TensorCropDataset",
     "center_crop_long_side",

@@ -26,24 +26,29 @@ from common.data.resumable import augmentation_generator
 __all__ = [
     "ImageFileDataset",
     "TensorImageDataset",
+    "class_item",
     "dataset_labels",
     "layout_hint",
     "list_class_images",
     "safe_name",
     "scan_class_folders",
     "short_hash",
+    "square_image",
 ]
 
 
 def short_hash(*parts: object) -> str:
+    """First 8 hex digits of the SHA-1 of the parts joined by ``|``: a short, stable cache-file key."""
     return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:8]
 
 
 def safe_name(text: str) -> str:
+    """``text`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_`` (``'data'`` if empty): a file name."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", text) or "data"
 
 
 def layout_hint(root: Path, expected: str) -> str:
+    """The line ``expected layout: ROOT/EXPECTED`` appended to data-layout error messages."""
     return f"expected layout: {root}/{expected}"
 
 
@@ -96,6 +101,11 @@ def scan_class_folders(folder: Path, min_classes: int, expected: str) -> list[st
 
 
 def list_class_images(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """The image files of one class folder with one of ``extensions`` (lower-case, with the dot).
+
+    Raises:
+        ValueError: the folder holds no images, or none with those extensions.
+    """
     try:
         files = list_images(folder)
     except ValueError as err:
@@ -132,17 +142,41 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def path(self, index: int) -> Path:
+        """The image file of item ``index``."""
+        return self.root / self.paths[index].decode()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        path = self.root / self.paths[index].decode()
-        img = resize(center_crop_long_side(load_rgb(path)), self.resolution, antialias=True)
-        image = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 127.5 - 1.0
-        if self.hflip and torch.rand((), generator=augmentation_generator(index)) < 0.5:
-            image = image.flip(-1)
-        return {"image": image, "label": torch.tensor(self.labels[index], dtype=torch.long)}
+        return class_item(square_image(self.path(index), self.resolution), self.labels[index], self.hflip, index)
+
+
+def square_image(path: str | Path, resolution: int) -> np.ndarray:
+    """The deterministic part of the class-conditional preprocessing: the image file decoded as RGB, its centre
+    square (side: the short side) resized to ``resolution`` with PIL's Lanczos filter; ``(R, R, 3)`` uint8.
+
+    What :func:`common.data.prepare` stores once, so that prepared data gives the same pixels."""
+    img = resize(center_crop_long_side(load_rgb(path)), resolution, antialias=True)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def class_item(image: np.ndarray, label: int, hflip: bool, index: int) -> dict[str, torch.Tensor]:
+    """A training / reference item from a square ``(R, R, 3)`` uint8 image: ``{"image": float32 (3, R, R) in
+    [-1, 1], "label": int64}``, flipped horizontally with probability 1/2 when ``hflip`` (drawn from
+    :func:`common.data.resumable.augmentation_generator` of ``index``). Shared by the image-file and prepared
+    datasets, so both draw their flips the same way."""
+    array = np.asarray(image, dtype=np.uint8)
+    if hflip and torch.rand((), generator=augmentation_generator(index)) < 0.5:
+        array = array[:, ::-1]  # flipped before the conversion: one copy, a contiguous (3, R, R) result
+    tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / 127.5 - 1.0
+    return {"image": tensor, "label": torch.tensor(label, dtype=torch.long)}
 
 
 class TensorImageDataset(Dataset):
-    """In-memory images (N, 3, R, R) in [-1, 1] and labels (N,), with an optional random horizontal flip."""
+    """In-memory images (N, 3, R, R) in [-1, 1] and labels (N,), with an optional random horizontal flip.
+
+    With ``hflip`` each item is flipped with probability 1/2, drawn from
+    :func:`common.data.resumable.augmentation_generator` (seeded per sample under the resumable training loader).
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, hflip: bool) -> None:
         if images.shape[0] != labels.shape[0]:

@@ -111,7 +111,18 @@ def find_paris_folders(root: str | Path) -> tuple[Path, Path]:
 class InpaintingDataModule(pl.LightningDataModule):
     """Shared loaders, evaluation sharding and prediction of the inpainting DataModules.
 
-    Subclasses fill ``train_set``, ``val_set`` and ``test_set`` in ``setup``.
+    Subclasses fill ``train_set``, ``val_set`` and ``test_set`` in :meth:`setup_splits`. Batches are dicts
+    ``{"image": (B, 3, R, R) in [-1, 1], "mask": (B, 1, R, R) with 1 = missing, "name": [str]}``.
+
+    Args:
+        resolution: Training crop and evaluation size ``R`` (a multiple of 8).
+        batch_size: Training batch size.
+        num_workers: DataLoader workers.
+        predict_root: Folder of images to inpaint with ``predict`` (``predict_split="folder"``).
+        predict_mask_root: Folder of their masks (same file stems).
+        val_batch_size: Evaluation batch size (default: ``batch_size``).
+        predict_split: What ``predict`` inpaints: ``"folder"``, ``"val"`` or ``"test"``.
+        eval_resize: Filter resizing evaluation images to ``resolution`` (``"bilinear"`` or ``"lanczos"``).
     """
 
     def __init__(
@@ -150,6 +161,12 @@ class InpaintingDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
+        """Build the splits of ``stage`` (:meth:`setup_splits`); ``predict`` uses the folder pair or the val / test
+        split.
+
+        Raises:
+            ValueError: ``predict_split='folder'`` without ``predict_root`` and ``predict_mask_root``.
+        """
         if stage == "predict":
             if self.predict_split == "folder":
                 if self.predict_root is None or self.predict_mask_root is None:
@@ -190,14 +207,21 @@ class InpaintingDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        """Validation batches ``{'image': (B, 3, R, R) in [-1, 1], 'mask': (B, 1, R, R) in {0, 1}, 'name': [str]}`` with
+        fixed masks, in order.
+        """
         return self._loader(self.val_set, self.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        """Test batches (same format as :meth:`val_dataloader`); raises ``ValueError`` when no test split is
+        configured.
+        """
         if self.test_set is None:
             raise ValueError(f"{type(self).__name__} has no test split configured (see its test_* arguments)")
         return self._loader(self.test_set, self.val_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
+        """Prediction batches: one image per batch from the folders (any size), else the val / test split's batches."""
         return self._loader(self.predict_set, 1 if self.predict_split == "folder" else self.val_batch_size)
 
     def _eval_set(self, paths: list[Path], masks: MaskGenerator, folder: FolderMasks | None = None) -> Dataset:
@@ -261,6 +285,12 @@ class ParisStreetViewDataModule(InpaintingDataModule):
         self.flip = flip
 
     def setup_splits(self, stage: str | None) -> None:
+        """Train / val from ``root/paris_train_original`` (``val_images`` of them held out, seed 0), test from the 100
+        ``root/paris_eval_gt/*_im.png`` images.
+
+        Raises:
+            ValueError: no ``*_im.png`` images in the evaluation folder (the error shows the expected layout).
+        """
         train_dir, eval_dir = find_paris_folders(self.root)
         train, val = paris_validation_split(train_dir, self.val_images)
         if stage in (None, "fit"):
@@ -359,6 +389,9 @@ class ImageFolderInpaintingDataModule(InpaintingDataModule):
         return FolderMasks(self.val_mask_root)
 
     def setup_splits(self, stage: str | None) -> None:
+        """Train from ``train_root``, val from ``val_root`` or a held-out fraction of the training images, test from
+        ``test_root`` when given.
+        """
         train = list_images(self.train_root, recursive=self.recursive)
         if self.val_root is None:
             train, val = held_out_split(train, self.val_split)

@@ -33,7 +33,9 @@ __all__ = [
     "InpaintingDataset",
     "PredictFolderDataset",
     "TensorCropDataset",
+    "base_image",
     "eval_resize",
+    "inpainting_item",
     "to_tensor",
 ]
 
@@ -66,15 +68,28 @@ def eval_resize(image: Image.Image, size: int, method: EvalResize = "bilinear") 
     return cv2.resize(np.asarray(square, dtype=np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def _random_crop(image: Image.Image, size: int, generator: torch.Generator | None = None) -> Image.Image:
-    width, height = image.size
-    if min(width, height) < size:
-        scale = size / min(width, height)
-        image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
-        width, height = image.size
+def base_image(source: Image.Image, resolution: int, transform: str, resize: EvalResize = "bilinear") -> np.ndarray:
+    """The deterministic part of an inpainting sample, as an ``(H, W, 3)`` uint8 array (what
+    :mod:`common.data.prepare` stores once, so that prepared data gives the same pixels).
+
+    ``"random_crop"``: the image itself, upscaled (PIL bicubic) first when its short side is below ``resolution``
+    (the random crop then needs no resize). ``"resize"``: its centre square resized by :func:`eval_resize`.
+    """
+    if transform == "resize":
+        return eval_resize(source, resolution, resize)
+    width, height = source.size
+    if min(width, height) < resolution:
+        scale = resolution / min(width, height)
+        size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+        source = source.resize(size, Image.BICUBIC)
+    return np.asarray(source, dtype=np.uint8)
+
+
+def _random_crop(image: np.ndarray, size: int, generator: torch.Generator | None = None) -> np.ndarray:
+    height, width = image.shape[:2]
     top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
     left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
-    return image.crop((left, top, left + size, top + size))
+    return image[top : top + size, left : left + size]
 
 
 def _draw_mask(masks: MaskGenerator, size: int, generator: torch.Generator | None, index: int) -> Tensor:
@@ -210,20 +225,26 @@ class InpaintingDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         source = load_rgb(path)
-        sample_rng = augmentation_generator(index)
-        if self.transform == "random_crop":
-            tensor = to_tensor(_random_crop(source, self.resolution, sample_rng))
-        else:
-            tensor = to_tensor(eval_resize(source, self.resolution, self.resize))
-        if self.flip and bool(torch.rand((), generator=sample_rng) < 0.5):
-            tensor = tensor.flip(-1)
-        if self.mask_folder is not None:
-            mask = self._folder_mask(path, source)
-        else:
-            generator = torch.Generator().manual_seed(self.seed + index) if self.fixed_masks else sample_rng
-            mask = _draw_mask(self.masks, self.resolution, generator, index)
-        validate_mask(mask, tensor)
-        return {"image": tensor, "mask": mask, "name": path.stem}
+        base = base_image(source, self.resolution, self.transform, self.resize)
+        mask = self._folder_mask(path, source) if self.mask_folder is not None else None
+        return inpainting_item(self, base, index, path.stem, mask)
+
+
+def inpainting_item(dataset: InpaintingDataset, base: np.ndarray, index: int, name: str, mask: Tensor | None = None):
+    """The random part of an inpainting sample from its :func:`base_image`: the random crop (``"random_crop"``), the
+    flip and the mask (unless given), drawn as ``dataset`` (its ``resolution``, ``transform``, ``flip``, ``masks``,
+    ``fixed_masks`` and ``seed``) says. Shared by the image-file and prepared datasets: the same draws for both."""
+    sample_rng = augmentation_generator(index)
+    if dataset.transform == "random_crop":
+        base = _random_crop(base, dataset.resolution, sample_rng)
+    tensor = to_tensor(base)
+    if dataset.flip and bool(torch.rand((), generator=sample_rng) < 0.5):
+        tensor = tensor.flip(-1)
+    if mask is None:
+        generator = torch.Generator().manual_seed(dataset.seed + index) if dataset.fixed_masks else sample_rng
+        mask = _draw_mask(dataset.masks, dataset.resolution, generator, index)
+    validate_mask(mask, tensor)
+    return {"image": tensor, "mask": mask, "name": name}
 
 
 class TensorCropDataset(Dataset):

@@ -203,6 +203,9 @@ class DemoInpaintingDataModule(InpaintingDataModule):
         return TensorCropDataset(images, self.resolution, masks, crops=crops, names=names)
 
     def setup_splits(self, stage: str | None) -> None:
+        """Random crops of the bundled training photographs for ``fit``; fixed val / test crops of their own
+        photographs.
+        """
         if stage in (None, "fit"):
             names = list(self.photos["train"])
             short = round(self.max_scale * self.resolution)

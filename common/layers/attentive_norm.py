@@ -149,6 +149,7 @@ class AttentiveNorm2d(nn.Module):
         self.layout = None
 
     def extra_repr(self) -> str:
+        """The constructor settings for ``repr``."""
         return (
             f"{self.num_features}, num_entities={self.num_entities}, temperature={self.temperature}, "
             f"self_sampling={self.self_sampling}, affine={self.affine}, stats={self.stats!r}, eps={self.eps}"
@@ -156,7 +157,7 @@ class AttentiveNorm2d(nn.Module):
         )
 
     def orthogonal_loss(self) -> Tensor:
-        """Orthogonal regularisation of the entities, ``||W W^T - I||_F^2`` (eq. 1, unweighted)."""
+        """Orthogonality of the entities ``W`` ``(n, C)``: the scalar ``||W W^T - I||_F^2`` (eq. 1, unweighted)."""
         weight = self.entities.weight.flatten(1)  # (n, C)
         gram = weight @ weight.t()
         eye = torch.eye(self.num_entities, dtype=gram.dtype, device=gram.device)
@@ -245,6 +246,11 @@ class AttentiveNorm2d(nn.Module):
 
     # ------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` ``(B, C, H, W)`` region by region (eq. 1-6); returns ``(B, C, H, W)``, same dtype.
+
+        The soft layout ``S`` of this pass is kept (detached) in :attr:`layout`, ``(B, n, H, W)``, each pixel's weights
+        summing to 1. Raises ``ValueError`` for a non-4-D input or a channel count other than ``num_features``.
+        """
         if x.dim() != 4:
             raise ValueError(f"AttentiveNorm2d expects a 4-D input (B, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.num_features:
@@ -369,7 +375,7 @@ def _triton_supports(x: Tensor, num_entities: int) -> bool:
 
 
 def orthogonal_loss(module: nn.Module) -> Tensor:
-    """Sum of :meth:`AttentiveNorm2d.orthogonal_loss` over every AN layer inside ``module``.
+    """Sum of :meth:`AttentiveNorm2d.orthogonal_loss` over every AN layer inside ``module`` (a 0-dim tensor).
 
     Returns a zero tensor (on the module's device) when ``module`` holds no AN layer, so callers can always
     add ``weight * orthogonal_loss(net)`` to a loss.

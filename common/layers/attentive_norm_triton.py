@@ -317,6 +317,20 @@ def coefficients(layer, p: dict[str, Tensor], moments: Tensor | None, center: Te
 def layout_and_moments(
     xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, need_moments: bool
 ) -> Tensor | None:
+    """Forward pass 1 as one Triton kernel (contract of
+    :func:`common.layers.attentive_norm_chunked.layout_and_moments`).
+
+    Args:
+        xf: input ``(B, C, HW)``.
+        cx: per-channel centre ``(B|1, C, 1)`` (float32).
+        wlb: layout logit weights ``[b | w]`` ``(B|1, n, 1 + C)`` acting on ``[1; x - cx]``.
+        wv: value projection ``(C, C)`` or ``None`` (normalise ``x`` itself).
+        s: output, filled in place with the layout ``softmax`` over the entities, ``(B, n, HW)`` float32.
+        need_moments: also return the moments.
+
+    Returns:
+        ``[mass; sum S v_c; sum S v_c^2]`` summed over the pixels, ``(B, 1 + 2C, n)``, or ``None``.
+    """
     d = _dims(xf, s.shape[1])
     nprog = d["NPROG"]
     vf = _value(xf, cx, wv) if wv is not None and need_moments else xf
@@ -332,6 +346,12 @@ def layout_and_moments(
 
 
 def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor, of: Tensor) -> None:
+    """Forward pass 2 as one Triton kernel: ``of = x + v_c * (gain @ S) + offset @ S``.
+
+    Same contract as :func:`common.layers.attentive_norm_chunked.output`: ``xf`` ``(B, C, HW)``, ``s`` ``(B, n, HW)``,
+    ``cx`` ``(B|1, C, 1)``, ``wv`` ``(C, C)`` or ``None``, ``coeffs = [gain; offset]`` ``(B|1, 2C, n)``; the result is
+    written into ``of`` ``(B, C, HW)`` (the input's dtype).
+    """
     d = _dims(xf, s.shape[1])
     nblk = triton.cdiv(d["hw"], d["BLOCK"])
     vf = _value(xf, cx, wv) if wv is not None else xf
@@ -345,6 +365,11 @@ def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor,
 
 
 def output_gradient_moments(gf: Tensor, xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None) -> Tensor:
+    """Backward pass 1 as one Triton kernel: ``[sum_p (g v_c) S^T; sum_p g S^T]``, ``(B, 2C, n)`` float32.
+
+    Same contract as :func:`common.layers.attentive_norm_chunked.output_gradient_moments`; ``gf`` is the output gradient
+    ``(B, C, HW)``, the other arguments as in :func:`output`.
+    """
     d = _dims(xf, s.shape[1])
     nprog = d["NPROG"]
     vf = _value(xf, cx, wv) if wv is not None else xf
@@ -369,6 +394,13 @@ def input_gradient(
     wl_t: Tensor,
     dxf: Tensor,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Backward pass 2 as one Triton kernel: the input gradient into ``dxf`` ``(B, C, HW)`` and the small weight
+    gradients.
+
+    Same arguments and results as :func:`common.layers.attentive_norm_chunked.input_gradient`: returns ``d [b | w]``
+    ``(B, n, 1 + C)`` and, with a value projection, ``d W_v`` ``(C, C)`` and the per-sample bias gradient ``(B, C)``
+    (else ``None, None``).
+    """
     d = _dims(xf, s.shape[1])
     b, c = d["b"], d["c"]
     nprog = d["NPROG"]

@@ -99,6 +99,7 @@ class ContextualAttention2d(nn.Module):
         self.last_offsets: Tensor | None = None
 
     def extra_repr(self) -> str:
+        """The constructor settings for ``repr``."""
         return (
             f"ksize={self.ksize}, stride={self.stride}, rate={self.rate}, fuse_k={self.fuse_k}, "
             f"softmax_scale={self.softmax_scale}, fuse={self.fuse}"

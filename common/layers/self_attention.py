@@ -53,6 +53,7 @@ class SelfAttention2d(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def extra_repr(self) -> str:
+        """The channel count for ``repr``."""
         return f"{self.num_features}"
 
     def _check_input(self, x: torch.Tensor) -> None:

@@ -35,10 +35,10 @@ def wgan_g_loss(fake: Tensor) -> Tensor:
     """Generator loss ``-E[D(fake)]`` (to be minimised).
 
     Args:
-        fake: Critic scores of generated images.
+        fake: Critic scores of generated images, any shape (``(B,)`` for the inpainting critics).
 
     Returns:
-        Scalar loss.
+        Scalar (0-dim) loss.
     """
     return -fake.mean()
 

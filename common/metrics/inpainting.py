@@ -49,7 +49,7 @@ PSNR_CAP_DB = 100.0
 
 
 def quantize_8bit(images: Tensor) -> Tensor:
-    """Round [0, 1] images to the 256 levels of an 8-bit file (values are clamped to [0, 1] first)."""
+    """Round [0, 1] images (any shape) to the 256 levels of an 8-bit file; clamped to [0, 1] first, same shape."""
     return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
@@ -219,7 +219,7 @@ class InpaintingMetrics(Metric):
             self.bin_counts += one_hot.sum(dim=0).long()
 
     def compute(self) -> dict[str, Tensor]:
-        """Means over all images seen, plus ``<key>@<bin>`` for every area bin that holds an image."""
+        """Means (0-dim tensors) over all images seen, plus ``<key>@<bin>`` for every area bin that holds an image."""
         if int(self.count) == 0:
             raise ValueError("InpaintingMetrics.compute() called before any update()")
         out = {key: (getattr(self, f"{key}_sum") / self.count).float() for key in self.keys}

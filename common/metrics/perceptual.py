@@ -84,7 +84,7 @@ class LPIPSMetric(Metric):
         self.values.append(value)
 
     def compute(self) -> Tensor:
-        """Mean LPIPS over all images seen."""
+        """Mean LPIPS over all images seen (0-dim tensor; lower is closer)."""
         if int(self.count) == 0:
             raise ValueError("LPIPSMetric.compute() called before any update()")
         return (self.total / self.count).float()
@@ -142,12 +142,13 @@ class FIDMetric(Metric):
         metric.update(quantize_8bit(pred.float()), real=False)
 
     def compute(self) -> Tensor:
-        """FID of all images seen (gathered over processes by torchmetrics)."""
+        """FID of all images seen, a 0-dim tensor (gathered over processes by torchmetrics)."""
         if not self._holder:
             raise ValueError("FIDMetric.compute() called before any update()")
         return self._holder[0].compute().float()
 
     def reset(self) -> None:
+        """Reset this metric and the wrapped torchmetrics FID (its feature sums)."""
         super().reset()
         if self._holder:
             self._holder[0].reset()

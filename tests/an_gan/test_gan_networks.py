@@ -90,16 +90,16 @@ class TestParameterCounts:
 
 
 class TestGenerator:
-    @pytest.mark.parametrize("resolution", [16, 32, 64, 128])
+    @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128])
     @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
-        block = 1 if resolution == 16 else 2
+        block = {8: 0, 16: 1}.get(resolution, 2)
         g = Generator(K, resolution, z_dim=8, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
         out = g(torch.randn(2, 8), torch.tensor([0, K - 1]))
         assert out.shape == (2, 3, resolution, resolution)
         assert out.abs().max() <= 1.0
-        assert len(g.blocks) == {16: 2, 32: 3, 64: 4, 128: 5}[resolution]
+        assert len(g.blocks) == {8: 1, 16: 2, 32: 3, 64: 4, 128: 5}[resolution]
 
     @pytest.mark.parametrize("placement", ["replace_cbn", "before_cbn"])
     def test_an_placement(self, placement):
@@ -206,7 +206,7 @@ def _randomise_class_embeddings(g: Generator) -> None:
 
 
 class TestDiscriminator:
-    @pytest.mark.parametrize("resolution", [16, 32, 64, 128])
+    @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128])
     @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
@@ -214,7 +214,7 @@ class TestDiscriminator:
         d = Discriminator(K, resolution, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
         out = d(torch.randn(2, 3, resolution, resolution), torch.tensor([0, K - 1]))
         assert out.shape == (2,)
-        assert len(d.blocks) == {16: 3, 32: 4, 64: 5, 128: 6}[resolution]
+        assert len(d.blocks) == {8: 3, 16: 3, 32: 4, 64: 5, 128: 6}[resolution]
 
     def test_an_in_first_block_and_sa_after_second(self):
         d = Discriminator(K, 128, ch=2, long_range="an", num_entities=4)

@@ -28,7 +28,7 @@ def test_notebook_runs(tmp_path):
     )
     assert values["list(grid.shape)"][0] == 3
     assert isinstance(values["ENTITY"], int)  # the demo generator has an AN layer: one entity is followed
-    assert values["[list(layout.shape) for _, layout in paths.values()]"] == [[4, 8, 16, 16]] * 2
+    assert values["[list(layout.shape) for _, layout in paths.values()]"] == [[4, 8, 8, 8]] * 2  # the demo's 8x8 maps
     assert {"class_consistency", "cas"} <= set(values["sorted(quality)"])
     names = {p.name for p in (tmp_path / "figures").iterdir()}
     assert names == {"class_grid.png", "interpolation.png", "layouts.png"}

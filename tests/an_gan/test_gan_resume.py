@@ -14,7 +14,7 @@ FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor",
 
 
 def _args(root: Path) -> list[str]:
-    args = ["--config", DEMO, "--data.init_args.batch_size=8", "--data.init_args.hflip=true",
+    args = ["--config", DEMO, "--data.init_args.batch_size=8", "--data.init_args.hflip=true", "--model.n_dis=1",
             "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
             "--model.generator.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
             "--model.discriminator.init_args.num_entities=4", "--model.ema.start_step=1",

@@ -29,7 +29,7 @@ def _finite(rows: list[dict]) -> None:
 @pytest.mark.timeout(900)
 def test_gan_bf16_mixed(tmp_path):
     args = ["--config", str(ROOT / "configs/an_gan/demo.yaml"), "--data.init_args.resolution=16",
-            "--data.init_args.batch_size=16", "--model.generator.init_args.ch=2",
+            "--data.init_args.batch_size=16", "--model.n_dis=1", "--model.generator.init_args.ch=2",
             "--model.generator.init_args.z_dim=16",
             "--model.generator.init_args.num_entities=4", "--model.generator.init_args.long_range_block=0",
             "--model.discriminator.init_args.ch=2", "--model.discriminator.init_args.num_entities=4",

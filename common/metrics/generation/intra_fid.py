@@ -60,7 +60,12 @@ def resolve_intra_fid_classes(spec: Sequence[int] | str | None, num_classes: int
 
 
 class ClassStatistics:
-    """Streaming float64 count, sum and sum of outer products of one class's generated features."""
+    """Streaming float64 count, sum and sum of outer products of one class's generated features.
+
+    Args:
+        feature_dim: feature size ``D`` (2048 for the Inception pool features).
+        device: where the ``(D,)`` sum and the ``(D, D)`` outer-product sum live.
+    """
 
     def __init__(self, feature_dim: int, device: torch.device | str | None = None) -> None:
         self.n = torch.zeros((), dtype=torch.float64, device=device)
@@ -75,7 +80,7 @@ class ClassStatistics:
         self.outer += f.T @ f
 
     def mean_cov(self) -> tuple[Tensor, Tensor]:
-        """Mean and unbiased covariance (needs at least 2 samples)."""
+        """Mean ``(D,)`` and unbiased covariance ``(D, D)``, float64; ``ValueError`` with fewer than 2 samples."""
         if float(self.n) < 2:
             raise ValueError(f"a class needs at least 2 generated samples for intra-FID, got {int(self.n)}")
         return mean_cov(self.n, self.total, self.outer)
