@@ -24,8 +24,9 @@ Defaults: CPU 32 samples at batch 16 (minutes), CUDA the full 50,000 at batch 10
     python -m benchmarks.eval_speed --devices cuda --samples 50000 --batch-size 250
     python -m benchmarks.eval_speed --json runs/benchmarks/eval_speed.json
 
-It prints a table and writes the rows as JSON. On a shared CPU, ``OMP_WAIT_POLICY=PASSIVE`` (set by the tests) keeps
-idle OpenMP threads from spinning, which otherwise inflates the CPU seconds of both modes.
+It prints a table and writes the rows as JSON. Like the packages, it imports ``common`` before torch, so OpenMP waits
+passively unless ``OMP_WAIT_POLICY`` is set (spinning threads inflated both modes' CPU seconds by 15-35% on a loaded
+2-core machine).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as for `python -m an_gan`)
+
+# isort: split
 import torch
 from torch import nn
 
