@@ -229,6 +229,7 @@ class PreparedParisStreetViewDataModule(InpaintingDataModule):
         return PreparedInpaintingDataset(items, encoding, self.resolution, transform, flip, masks, fixed)
 
     def setup_splits(self, stage: str | None) -> None:
+        """Build the prepared train (``fit``), val and test (``test``) datasets from the streamed chunks."""
         if stage in (None, "fit"):
             self.train_set = self._prepared("train", self.train_transform, self.flip, self.train_masks, False)
         self.val_set = self._prepared("val", "resize", False, self.val_masks, True)

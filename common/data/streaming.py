@@ -62,6 +62,7 @@ _REMOTE_PREFIXES = ("s3://", "gs://", "azure://", "r2://", "hf://", "local:")
 
 
 def litdata_version() -> str:
+    """The installed LitData version (written to the manifest)."""
     import litdata
 
     return litdata.__version__
