@@ -45,12 +45,14 @@ from common.layers import collect_layouts
 from common.optimization import manual_step
 from common.visualization import image_grid, layout_panel, to_unit
 
-__all__ = ["EVAL_GENERATORS", "FAKE_LABELS", "ANGAN"]
+__all__ = ["D_BATCHES", "EVAL_GENERATORS", "FAKE_LABELS", "ANGAN"]
 
 #: Which generator pictures and evaluation use.
 EVAL_GENERATORS: tuple[str, ...] = ("raw", "ema")
 #: Where the labels of generated images come from during training.
 FAKE_LABELS: tuple[str, ...] = ("data", "uniform")
+#: How a D step calls D on the real and the fake batch (``ANGAN(d_batch=...)``).
+D_BATCHES: tuple[str, ...] = ("separate", "joint")
 
 # predict generates from noise (the module's predict_dataloader); Lightning warns when a datamodule is also given.
 warnings.filterwarnings("ignore", message=r".*overridden `predict_dataloader` in `LightningModule`.*")
@@ -75,6 +77,10 @@ class ANGAN(pl.LightningModule):
             ``"uniform"`` (SN-GAN's and SA-GAN's code).
         g_batch_size: generated images per generator step (None: the real batch size; SN-GAN: twice it). Needs
             ``fake_labels="uniform"`` when it differs from the real batch.
+        d_batch: how a D step scores the real and the fake batch: ``"separate"`` (two D calls, as SN-GAN's and
+            SA-GAN's code; spectral norm's power iteration runs in each) or ``"joint"`` (one call on the concatenated
+            batch, as BigGAN-PyTorch's ``G_D``: one power iteration, fewer and larger operations). D has no batch
+            statistics, so both give the same scores for the same weights.
         orthogonal_weight: lambda_o of AN's orthogonal loss (eq. 1; the paper gives no value; 0 is the
             "w/o orthogonal reg" ablation).
         ema: EMA of G and its standing statistics (:class:`an_gan.settings.EMASettings`); None: no EMA.
@@ -94,6 +100,7 @@ class ANGAN(pl.LightningModule):
         n_dis: int = 1,
         fake_labels: str = "data",
         g_batch_size: int | None = None,
+        d_batch: str = "separate",
         orthogonal_weight: float = 1e-3,
         ema: EMASettings | None = None,
         eval_generator: str = "raw",
@@ -111,6 +118,8 @@ class ANGAN(pl.LightningModule):
             raise ValueError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}")
         if g_batch_size is not None and (g_batch_size < 1 or fake_labels != "uniform"):
             raise ValueError(f"g_batch_size needs fake_labels='uniform' and a value >= 1, got {g_batch_size}")
+        if d_batch not in D_BATCHES:
+            raise ValueError(f"d_batch must be one of {D_BATCHES}, got {d_batch!r}")
         if orthogonal_weight < 0:
             raise ValueError(f"orthogonal_weight must be >= 0, got {orthogonal_weight}")
         if eval_generator not in EVAL_GENERATORS or (eval_generator == "ema" and ema is None):
@@ -123,7 +132,7 @@ class ANGAN(pl.LightningModule):
                 raise ValueError(f"generator and discriminator disagree on {name}: {g_value} vs {d_value}")
         self.g_optimizer, self.d_optimizer = g_optimizer or _adam(1e-4), d_optimizer or _adam(4e-4)
         self.lr_decay, self.n_dis, self.fake_labels, self.g_batch_size = lr_decay, n_dis, fake_labels, g_batch_size
-        self.orthogonal_weight = orthogonal_weight
+        self.orthogonal_weight, self.d_batch = orthogonal_weight, d_batch
         self.ema_settings = ema
         self.ema = ExponentialMovingAverage(self.generator, ema.decay, ema.start_step) if ema is not None else None
         self.eval_generator = eval_generator
@@ -237,7 +246,12 @@ class ANGAN(pl.LightningModule):
         with torch.no_grad():
             y = self._labels(labels, real.shape[0])
             fake = self.generator(torch.randn(y.shape[0], self.generator.z_dim, device=self.device), y)
-        loss, logs = discriminator_loss(self.discriminator(real, labels), self.discriminator(fake, y))
+        if self.d_batch == "joint":
+            scores = self.discriminator(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, y]))
+            real_scores, fake_scores = scores.split([real.shape[0], fake.shape[0]])
+        else:
+            real_scores, fake_scores = self.discriminator(real, labels), self.discriminator(fake, y)
+        loss, logs = discriminator_loss(real_scores, fake_scores)
         orth, orth_logs = orthogonal_regulariser(self.discriminator, self.orthogonal_weight, "d")
         return loss + orth, {"d_loss": (loss + orth).detach(), **logs, **orth_logs}
 

@@ -114,6 +114,23 @@ class TestTrainingStep:
         assert model.num_d_steps == 4 and model.num_g_steps == 2
         assert seen.count(6) == 2  # the G steps use g_batch_size generated images
 
+    def test_joint_d_batch_scores_like_two_calls(self):
+        """``d_batch="joint"`` makes one D call on real + fake and gives the loss of the two separate calls."""
+        images, labels = _Batches(8).images, torch.arange(8) % K
+        losses, calls = {}, {}
+        for mode in ("separate", "joint"):
+            torch.manual_seed(0)
+            model = _module(d_batch=mode)
+            model.discriminator.eval()  # no power iteration / AN sampling: the same D for both calls
+            calls[mode] = []
+            model.discriminator.register_forward_hook(lambda mod, inp, out, m=mode: calls[m].append(len(inp[0])))
+            torch.manual_seed(1)
+            losses[mode] = model._d_loss(images, labels)
+        assert calls == {"separate": [8, 8], "joint": [16]}
+        torch.testing.assert_close(losses["joint"][0], losses["separate"][0])
+        for key in ("d_real", "d_fake"):
+            torch.testing.assert_close(losses["joint"][1][key], losses["separate"][1][key])
+
     def test_linear_decay_of_both_learning_rates(self, tmp_path):
         decay = LinearDecay(start=1, end=3)
         assert [decay.factor(i) for i in range(5)] == [1.0, 1.0, 0.5, 0.0, 0.0]
@@ -139,6 +156,8 @@ class TestTrainingStep:
             _module(g_batch_size=8)  # needs uniform labels
         with pytest.raises(ValueError, match="eval_generator"):
             _module(ema=None, eval_generator="ema")
+        with pytest.raises(ValueError, match="d_batch"):
+            _module(d_batch="concat")
         with pytest.raises(ValueError, match="disagree on num_classes"):
             ANGAN(generator=Generator(K + 1, 32, z_dim=8, ch=1), discriminator=d)
         with pytest.raises(ValueError, match="picture classes"):
