@@ -43,6 +43,7 @@ from common.ddp import allow_unused_parameters
 from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
 from common.layers import collect_layouts
 from common.optimization import manual_step
+from common.step_logging import is_logging_step
 from common.visualization import image_grid, layout_panel, to_unit
 
 __all__ = ["D_BATCHES", "EVAL_GENERATORS", "FAKE_LABELS", "ANGAN"]
@@ -270,14 +271,17 @@ class ANGAN(pl.LightningModule):
         """
         real, labels = batch["image"], batch["label"]
         g_opt, d_opt = self.optimizers()
+        log = is_logging_step(self)  # self.log costs ~1 ms per key: only on the steps the loggers receive
         _, d_logs = manual_step(self, d_opt, lambda: self._d_loss(real, labels), name="discriminator")
         self.num_d_steps += 1
-        self.log_dict({f"train/{k}": v for k, v in d_logs.items()})
+        if log:
+            self.log_dict({f"train/{k}": v for k, v in d_logs.items()})
         if self.num_d_steps % self.n_dis:
             return
         _, g_logs = manual_step(self, g_opt, lambda: self._g_loss(labels), name="generator")
         self.num_g_steps += 1
-        self.log_dict({f"train/{k}": v for k, v in g_logs.items()})
+        if log:
+            self.log_dict({f"train/{k}": v for k, v in g_logs.items()})
         if self.lr_decay is not None:
             for scheduler in self.lr_schedulers():
                 scheduler.step()

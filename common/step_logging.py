@@ -1,0 +1,31 @@
+"""Log per-step training values only on the steps whose values reach the loggers.
+
+Lightning's ``LightningModule.log`` does real work on every call, whether or not the step is written out: each call
+moves the key's result object to the value's device (``_ResultMetric.to``, about 1 ms per key on a CPU, measured
+with cProfile in the digits demo), and the loggers only receive the values of every ``log_every_n_steps``-th batch
+(``Trainer(log_every_n_steps=...)``). A GAN iteration that logs a dozen scalars therefore spent about a tenth of
+the digits demo's time on values nobody sees. :func:`is_logging_step` answers "will this batch's logged values be
+written?" with Lightning's own rule, so the modules call ``self.log`` only then; what the loggers receive is
+unchanged.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+__all__ = ["is_logging_step"]
+
+
+def is_logging_step(module: pl.LightningModule) -> bool:
+    """True when the current training batch's logged values are written to the loggers, and on the first batch.
+
+    The rule is Lightning's ``trainer._logger_connector.should_update_logs`` (batch count + 1 divisible by
+    ``log_every_n_steps``, or the trainer stopping); the first batch of a fit (``global_step == 0``) also logs, so
+    that ``trainer.callback_metrics`` holds the training values from the start. Call it once at the start of
+    ``training_step`` (before any optimiser step changes ``global_step``). Without an attached trainer, True.
+    """
+    trainer = getattr(module, "_trainer", None)
+    connector = getattr(trainer, "_logger_connector", None)
+    if connector is None:
+        return True
+    return module.global_step == 0 or bool(connector.should_update_logs)
