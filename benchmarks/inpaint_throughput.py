@@ -53,7 +53,16 @@ from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_tab
 from common.data.masks import RandomRectangleMasks
 from configs import config_path
 
-__all__ = ["CONFIGS", "DEFAULT_LONG_RANGE", "build", "build_parser", "format_table", "main", "measure"]
+__all__ = [
+    "ATTENTION_BRANCH",
+    "CONFIGS",
+    "DEFAULT_LONG_RANGE",
+    "build",
+    "build_parser",
+    "format_table",
+    "main",
+    "measure",
+]
 
 
 def _demo() -> dict[str, Any]:
@@ -93,9 +102,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(config: dict[str, Any], attention: str, device: torch.device) -> ANInpaint:
+#: State-dict prefixes of the generator's attention branch: what the variants of one configuration differ in.
+ATTENTION_BRANCH = ("generator.attention_", "generator.contextual")
+
+
+def build(
+    config: dict[str, Any], attention: str, device: torch.device | str, like: ANInpaint | None = None
+) -> ANInpaint:
     """The LightningModule of a configuration (an entry of :data:`CONFIGS`) with the generator's ``attention``, on
-    ``device`` (used without a Trainer). Seeded, so that the layers all variants share start from the same weights."""
+    ``device`` (used without a Trainer). With ``like``, every weight outside the attention branch is copied from it,
+    so that the variants are the same networks, from the same weights, except for that branch."""
     torch.manual_seed(0)
 
     def critic(spec: dict[str, Any]) -> torch.nn.Module:
@@ -107,6 +123,11 @@ def build(config: dict[str, Any], attention: str, device: torch.device) -> ANInp
         global_critic=critic(config["global_critic"]),
         local_critic=critic(config["local_critic"]),
     )
+    if like is not None:
+        shared = {k: v for k, v in like.state_dict().items() if not k.startswith(ATTENTION_BRANCH)}
+        missing, unexpected = model.load_state_dict(shared, strict=False)
+        if unexpected or any(not k.startswith(ATTENTION_BRANCH) for k in missing):
+            raise RuntimeError(f"the variants differ outside the attention branch: {unexpected or missing}")
     return model.to(device).train()
 
 
@@ -170,7 +191,10 @@ def measure(
     repetitions of all variants interleaved; returns one row per variant (medians of ``repeats``)."""
     config = {**CONFIGS[name], "batch": batch}
     batches = [_batch(batch, config["resolution"], device, seed) for seed in range(n_critic)]
-    runners = {lr: _runners(build(config, lr, device), batches) for lr in long_ranges}
+    models: dict[str, ANInpaint] = {}
+    for lr in long_ranges:
+        models[lr] = build(config, lr, device, like=next(iter(models.values()), None))
+    runners = {lr: _runners(model, batches) for lr, model in models.items()}
     times: dict[tuple[str, str], list[float]] = {(lr, k): [] for lr in long_ranges for k in ("iteration", "phase1")}
     for i in range(warmup + repeats):
         for (lr, kind), seconds in times.items():
