@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+
+# isort: split
 import pytorch_lightning as pl
 import torch
 import yaml

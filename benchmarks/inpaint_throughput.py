@@ -43,6 +43,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+
+# isort: split
 import torch
 import yaml
 
