@@ -14,7 +14,11 @@ at 1/4 resolution (64x64x128 for 256x256 inputs). The CA baseline of the paper's
   branch, both at 1/4 resolution, concatenated and decoded like the coarse stage.
 * Attention branch (``attention``): ``"contextual"`` (CA on the branch's own features with the mask, DeepFill),
   ``"an"`` (``conv -> AttentiveNorm2d -> ELU`` in place of CA, the authors' code) or ``"contextual+an"`` (CA, then
-  ``conv -> AN -> ELU``). The paper does not say which of the two AN placements its Table 3 used.
+  ``conv -> AN -> ELU``). The paper does not say which of the two AN placements its Table 3 used. Two ablations
+  that are NOT in the paper (its Table 3 compares CA and AN only), for measuring what the long-range module costs
+  and adds: ``"sa"`` (SA-GAN's self-attention block, Zhang et al., ICML 2019, ``common.layers.SelfAttention2d``, in
+  place of CA at the branch's 1/4-resolution maps) and ``"none"`` (a plain 3x3 ELU convolution in place of CA, so
+  the branch keeps its depth: DeepFill v1 without contextual attention).
 * AN: the paper's eq. 5-6 by default (per-region affine ``beta``/``alpha``, the input itself normalised);
   ``an_affine=False`` and ``an_value_projection=True`` give the authors' inpainting layer (no affine, AttenNorm
   issue #4; a 1x1 value convolution is normalised).
@@ -46,11 +50,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from an_inpaint.fill import harmonic_fill
-from common.layers import ContextualAttention2d, collect_layouts, create_norm
+from common.layers import ContextualAttention2d, SelfAttention2d, collect_layouts, create_norm
 
-__all__ = ["InpaintGenerator", "compose", "known_statistics", "pad_to_multiple"]
+__all__ = ["ATTENTION_CHOICES", "InpaintGenerator", "compose", "known_statistics", "pad_to_multiple"]
 
-Attention = Literal["contextual", "an", "contextual+an"]
+Attention = Literal["contextual", "an", "contextual+an", "sa", "none"]
+#: ``attention`` values: the paper's two models (``an``, the CA baseline ``contextual``), the other AN placement
+#: (``contextual+an``) and two ablations that are not in the paper (``sa``, ``none``).
+ATTENTION_CHOICES: tuple[str, ...] = ("an", "contextual", "contextual+an", "sa", "none")
 BranchWidths = Literal["deepfill", "authors"]
 HoleFill = Literal["blank", "harmonic"]
 
@@ -131,12 +138,14 @@ def _decoder(cin: int, cnum: int) -> nn.Sequential:
 
 # --------------------------------------------------------------------------------------------------------- generator
 class InpaintGenerator(nn.Module):
-    """Two-stage coarse-to-fine inpainting generator (DeepFill v1) with a CA, AN or CA+AN attention branch.
+    """Two-stage coarse-to-fine inpainting generator (DeepFill v1) with a CA, AN or CA+AN attention branch (or,
+    as ablations not in the paper, SA or none).
 
     Args:
         cnum: Base width (DeepFill and the paper: 32). The 1/4-resolution features have ``4 * cnum`` channels.
         attention: ``"an"`` (the paper's model: AN replaces CA, as in the authors' code), ``"contextual"`` (the CA
-            baseline, DeepFill v1) or ``"contextual+an"`` (both, CA first).
+            baseline, DeepFill v1) or ``"contextual+an"`` (both, CA first); ablations, not in the paper: ``"sa"``
+            (SA-GAN self-attention in place of CA) and ``"none"`` (a plain 3x3 convolution in place of CA).
         num_entities: AN's number of semantic entities ``n`` (paper: 16).
         self_sampling: AN's self-sampling regularisation during training (paper: on).
         an_affine: AN's per-region affine ``beta``/``alpha`` (paper eq. 5: on; the authors' inpainting code: off).
@@ -173,8 +182,9 @@ class InpaintGenerator(nn.Module):
         hole_fill: HoleFill = "blank",
     ) -> None:
         super().__init__()
-        if attention not in ("contextual", "an", "contextual+an"):
-            raise ValueError(f"attention must be 'contextual', 'an' or 'contextual+an', got {attention!r}")
+        if attention not in ATTENTION_CHOICES:
+            choices = ", ".join(repr(a) for a in ATTENTION_CHOICES)
+            raise ValueError(f"attention must be one of {choices}, got {attention!r}")
         if branch_widths not in ("deepfill", "authors"):
             raise ValueError(f"branch_widths must be 'deepfill' or 'authors', got {branch_widths!r}")
         if hole_fill not in ("blank", "harmonic"):
@@ -220,6 +230,12 @@ class InpaintGenerator(nn.Module):
             self.attention_pre = nn.Conv2d(4 * c, 4 * c, 3, padding=1)
             self.contextual = None
             self.attention_post = nn.Sequential(create_norm("an", 4 * c, **an_kwargs), nn.ELU(), _conv(4 * c, 4 * c))
+        elif attention in ("sa", "none"):
+            # Ablations (not in the paper): conv(ReLU) -> SA | conv -> conv, i.e. CA's branch with CA replaced.
+            self.attention_pre = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU())
+            self.contextual = None
+            stand_in = SelfAttention2d(4 * c) if attention == "sa" else _conv(4 * c, 4 * c)
+            self.attention_post = nn.Sequential(stand_in, _conv(4 * c, 4 * c))
         else:
             self.attention_pre = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU())
             self.contextual = ContextualAttention2d(rate=2, softmax_scale=ca_softmax_scale)

@@ -21,7 +21,7 @@ the speed-up of overlapping (sequential over overlapped ``s/1k``: the final stat
 Defaults: CPU 32 samples at batch 16 (minutes), CUDA the full 50,000 at batch 100 (the shipped protocol's batch)::
 
     python -m benchmarks.eval_speed --threads 2                   # CPU, and CUDA (50k) when present
-    python -m benchmarks.eval_speed --devices cuda --samples 50000 --batch-size 250
+    python -m benchmarks.eval_speed --device cuda --samples 50000 --batch-size 250
     python -m benchmarks.eval_speed --json runs/benchmarks/eval_speed.json
 
 It prints a table and writes the rows as JSON. Like the packages, it imports ``common`` before torch, so OpenMP waits
@@ -49,10 +49,11 @@ from torch import nn
 
 from an_gan.evaluation import GenerationEvaluator
 from an_gan.networks import Generator
+from benchmarks._args import add_shared_arguments, apply_shared
 from common.metrics.generation import InceptionFeatureExtractor, RandomProjectionExtractor
 from common.metrics.generation import default_inception_weights_path as _default_weights
 
-__all__ = ["CONFIGS", "MODES", "build_extractor", "main", "measure", "random_inception"]
+__all__ = ["CONFIGS", "MODES", "build_extractor", "build_parser", "main", "measure", "random_inception"]
 
 #: Generators timed: ``Generator`` keyword arguments. ``paper``: the constructor's defaults (the paper's 128 px model).
 CONFIGS: dict[str, dict[str, Any]] = {"paper": {}}
@@ -205,13 +206,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Command line entry point; returns the result rows."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks.eval_speed`` argument parser (shared flags: ``benchmarks._args``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument(
-        "--devices", nargs="+", default=None, choices=["cpu", "cuda"], help="default: cpu, plus cuda when available"
-    )
     parser.add_argument("--samples", type=int, default=None, help="timed samples per mode (default: 32 CPU, 50k CUDA)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 16 on CPU, 100 on CUDA")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches per mode before any timing")
@@ -219,19 +217,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--extractor", default="inception", choices=["inception", "random-projection"])
     parser.add_argument("--inception-weights", default=None, help="local torch-fidelity Inception weights file")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/eval_speed.json"))
+    # Shared with the other benchmarks: --device, --threads, --json (its --warmup counts batches and --repeats shows
+    # the fastest run, so those two stay its own).
+    add_shared_arguments(parser, json_default="runs/benchmarks/eval_speed.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Command line entry point; returns the result rows."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("samples", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < (2 if name == "samples" else 1):
             parser.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'samples' else 1}")
     if args.warmup < 0 or args.repeats < 1:
         parser.error("need --warmup >= 0 and --repeats >= 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not torch.cuda.is_available():
-        parser.error("--devices cuda given but CUDA is not available")
+    devices = apply_shared(parser, args)
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="eval_speed_") as scratch:
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print()
     print(f"feature extractor: {label}; threads: {torch.get_num_threads()}; * = 50 x s/1k + final (extrapolated)")
     print(_table(rows))
+    args.json = Path(args.json)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "platform": platform.platform(), "extractor": label}
     if torch.cuda.is_available():

@@ -2,8 +2,10 @@
 
 One iteration is what ``an_gan.module.ANGAN.training_step`` does for ``n_dis`` batches: ``n_dis`` discriminator
 steps and one generator step (hinge losses, AN orthogonal losses, Adam, EMA update), run through a real
-``pytorch_lightning.Trainer`` on in-memory synthetic batches (no data loading cost). Reported: seconds per
-iteration and images/s (``batch_size * n_dis / seconds``: real images consumed per second), plus peak GPU memory.
+``pytorch_lightning.Trainer`` on in-memory synthetic batches (no data loading cost). Reported: ms per iteration
+(the median over ``--repeats`` timed iterations, after ``--warmup`` untimed ones), images/s (``batch_size * n_dis /
+seconds``: real images consumed per second), each long-range module's overhead over ``none`` in the same run (ms
+per iteration and %), plus peak GPU memory.
 
 Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
 
@@ -12,13 +14,15 @@ Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
   batch on a CPU: ``--paper-batch 4``);
 * ``demo``: the networks of the bundled demo (read from ``configs/an_gan/demo.yaml``, 32x32), batch 64.
 
-Devices: ``cpu`` and, when available, ``cuda`` (fp32, plus bf16 autocast with ``--bf16``)::
+Long-range modules (``--long-range``, default all three): ``an``, ``sa`` and ``none``, the same networks otherwise.
+Devices (``--device``): ``cpu`` and, when available, ``cuda`` (fp32, plus bf16 autocast with ``--bf16``). The
+flags shared with ``benchmarks.layers`` and ``benchmarks.inpaint_throughput`` are those of ``benchmarks._args``::
 
-    python -m benchmarks.gan_throughput                       # CPU (and CUDA if present), both configs
-    python -m benchmarks.gan_throughput --devices cuda --bf16 --paper-batch 256 --iters 50
+    python -m benchmarks.gan_throughput --threads 2            # CPU (and CUDA if present), both configs
+    python -m benchmarks.gan_throughput --device cuda --bf16 --paper-batch 256 --repeats 50
     python -m benchmarks.gan_throughput --json runs/benchmarks/gan_throughput.json
 
-It prints a table and writes the rows as JSON.
+It prints a markdown table and writes the rows as JSON.
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ import argparse
 import json
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+
+# isort: split
 import pytorch_lightning as pl
 import torch
 import yaml
@@ -39,9 +47,11 @@ import yaml
 from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
 from an_gan.settings import EMASettings, PictureSettings
+from benchmarks._args import add_shared_arguments, apply_shared
+from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_table
 from configs import config_path
 
-__all__ = ["CONFIGS", "LONG_RANGE", "add_overheads", "main", "measure"]
+__all__ = ["CONFIGS", "LONG_RANGE", "build_parser", "format_table", "main", "measure"]
 
 
 def _demo_networks() -> dict[str, dict[str, Any]]:
@@ -76,29 +86,33 @@ class _RepeatBatch:
 
 
 class _Timer(pl.Callback):
-    """Wall time of the iterations after ``warmup`` (an iteration ends with a G step)."""
+    """Wall time of every iteration after ``warmup`` (an iteration ends with a G step)."""
 
     def __init__(self, warmup: int, n_dis: int) -> None:
         self.warmup, self.n_dis = warmup, n_dis
-        self.start: float | None = None
-        self.end: float | None = None
-        self.iterations = 0
+        self.marks: list[float] = []  # the end of iteration ``warmup``, ``warmup + 1``, ...
+
+    @property
+    def seconds(self) -> list[float]:
+        """The wall time of each timed iteration."""
+        return [b - a for a, b in zip(self.marks[:-1], self.marks[1:], strict=True)]
 
     def _sync(self, module: pl.LightningModule) -> None:
         if module.device.type == "cuda":
             torch.cuda.synchronize(module.device)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        """With no warm-up, the clock starts with the training."""
+        if self.warmup == 0:
+            self._sync(pl_module)
+            self.marks.append(time.perf_counter())
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.num_d_steps % self.n_dis != 0:
             return
-        g_steps = pl_module.num_g_steps
-        if g_steps == self.warmup:
+        if pl_module.num_g_steps >= max(self.warmup, 1):
             self._sync(pl_module)
-            self.start = time.perf_counter()
-        elif g_steps > self.warmup:
-            self._sync(pl_module)
-            self.end = time.perf_counter()
-            self.iterations = g_steps - self.warmup
+            self.marks.append(time.perf_counter())
 
 
 #: ``--long-range`` choices: the same networks with AN, SA-GAN's self-attention (after G block 2 and D block 1, as
@@ -120,13 +134,14 @@ def measure(
     config: str,
     device: str,
     batch_size: int,
-    iters: int,
+    repeats: int,
     warmup: int = 2,
     bf16: bool = False,
     n_dis: int = 1,
     long_range: str = "an",
 ) -> dict[str, Any]:
-    """Time ``iters`` training iterations of ``config`` with ``long_range`` on ``device``; returns one result row."""
+    """Time ``repeats`` training iterations of ``config`` with ``long_range`` on ``device`` (after ``warmup``
+    untimed ones); returns one result row (the median iteration)."""
     torch.manual_seed(0)
     arch = CONFIGS[config]
     k, r = arch["num_classes"], arch["resolution"]
@@ -143,14 +158,14 @@ def measure(
         "image": torch.rand(batch_size, 3, r, r, generator=gen) * 2 - 1,
         "label": torch.randint(0, k, (batch_size,), generator=gen),
     }
-    batches = _RepeatBatch(batch, (iters + warmup) * n_dis)
+    batches = _RepeatBatch(batch, (repeats + warmup) * n_dis)
     timer = _Timer(warmup, n_dis)
     scratch = tempfile.mkdtemp(prefix="an_gan_bench_")
     trainer = pl.Trainer(
         accelerator=device,
         devices=1,
         precision="bf16-mixed" if bf16 else "32-true",
-        max_steps=(iters + warmup) * (n_dis + 1),
+        max_steps=(repeats + warmup) * (n_dis + 1),
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -165,7 +180,7 @@ def measure(
         trainer.fit(model, train_dataloaders=batches)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    seconds = (timer.end - timer.start) / max(timer.iterations, 1)
+    seconds = statistics.median(timer.seconds)
     row = {
         "config": config,
         "long_range": long_range,
@@ -173,8 +188,9 @@ def measure(
         "precision": "bf16-mixed" if bf16 else "fp32",
         "batch_size": batch_size,
         "n_dis": n_dis,
-        "iterations": timer.iterations,
+        "iterations": len(timer.seconds),
         "seconds_per_iteration": seconds,
+        "repeats_seconds": timer.seconds,
         "images_per_second": batch_size * n_dis / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
         "threads": torch.get_num_threads(),
@@ -182,60 +198,56 @@ def measure(
     return row
 
 
-def add_overheads(rows: list[dict[str, Any]]) -> None:
-    """``overhead_vs_none``: each row's extra time per iteration over the ``none`` row of the same config, device,
-    precision and batch (measured in the same run), as a fraction of that row's time."""
-    for row in rows:
-        key = (row["config"], row["device"], row["precision"], row["batch_size"])
-        base = next((r for r in rows if r["long_range"] == "none" and (r["config"], r["device"], r["precision"],
-                                                                       r["batch_size"]) == key), None)  # fmt: skip
-        row["overhead_vs_none"] = (
-            row["seconds_per_iteration"] / base["seconds_per_iteration"] - 1.0 if base is not None else None
-        )
+#: Rows measured side by side share these keys with their ``none`` row.
+SAME_SETTING = ("config", "device", "precision", "batch_size", "n_dis")
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'config':<7} {'long':<5} {'device':<6} {'precision':<10} {'batch':>5} {'s/iter':>9} {'images/s':>10} "
-            f"{'vs none':>8} {'peak GiB':>9}")  # fmt: skip
-    lines = [head, "-" * len(head)]
-    for row in rows:
-        mem = f"{row['peak_memory_gib']:.2f}" if row["peak_memory_gib"] is not None else "-"
-        over = row.get("overhead_vs_none")
-        over = f"{over:+.1%}" if over is not None else "-"
-        lines.append(
-            f"{row['config']:<7} {row['long_range']:<5} {row['device']:<6} {row['precision']:<10} "
-            f"{row['batch_size']:>5} {row['seconds_per_iteration']:>9.4f} {row['images_per_second']:>10.1f} "
-            f"{over:>8} {mem:>9}"
-        )
-    return "\n".join(lines)
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`measure` as a markdown table (the leading columns of ``benchmarks.inpaint_throughput``'s)."""
+    return markdown_table(
+        rows,
+        [
+            ("config", lambda r: r["config"]),
+            ("long-range", lambda r: r["long_range"]),
+            ("device", lambda r: r["device"]),
+            ("precision", lambda r: r["precision"]),
+            ("batch", lambda r: str(r["batch_size"])),
+            (f"ms / iter ({_iteration(rows)})", lambda r: f"{r['seconds_per_iteration'] * 1000:.1f}"),
+            ("images/s", lambda r: f"{r['images_per_second']:.1f}"),
+            *OVERHEAD_COLUMNS,
+            ("peak GiB", lambda r: "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.2f}"),
+        ],
+    )
+
+
+def _iteration(rows: list[dict[str, Any]]) -> str:
+    n_dis = sorted({r["n_dis"] for r in rows})
+    return f"G + {'/'.join(map(str, n_dis))} D"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks.gan_throughput`` argument parser (shared flags: ``benchmarks._args``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gan_throughput", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    add_shared_arguments(
+        parser, json_default="runs/benchmarks/gan_throughput.json", repeats=5, warmup=2, long_range=LONG_RANGE
+    )
+    paper_help = "batch of the paper config (default: 4 on CPU, 256 on CUDA)"
+    parser.add_argument("--paper-batch", type=int, default=None, help=paper_help)
+    parser.add_argument("--demo-batch", type=int, default=64, help="batch of the demo config (default: %(default)s)")
+    parser.add_argument("--n-dis", type=int, default=1, help="D steps per G step (default: %(default)s)")
+    parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Command line entry point; returns the result rows."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument(
-        "--devices", nargs="+", default=None, choices=["cpu", "cuda"], help="default: cpu, plus cuda when available"
-    )
-    parser.add_argument("--paper-batch", type=int, default=None, help="default: 4 on CPU, 256 on CUDA")
-    parser.add_argument("--demo-batch", type=int, default=64)
-    parser.add_argument("--iters", type=int, default=5, help="timed iterations per row")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    parser.add_argument("--n-dis", type=int, default=1)
-    parser.add_argument(
-        "--long-range", nargs="+", default=list(LONG_RANGE), choices=LONG_RANGE,
-        help="long-range modules measured side by side (default all: the table's 'vs none' column is AN's cost)",
-    )  # fmt: skip
-    parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/gan_throughput.json"))
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    if "cuda" in devices and not torch.cuda.is_available():
-        parser.error("--devices cuda given but CUDA is not available")
-
+    devices = apply_shared(parser, args)
+    for name in ("paper_batch", "demo_batch", "n_dis"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     rows = []
     for device in devices:
         for config in args.configs:
@@ -246,18 +258,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             precisions = [False, True] if (args.bf16 and device == "cuda") else [False]
             for bf16 in precisions:
                 for long_range in args.long_range:
-                    row = measure(config, device, batch, args.iters, args.warmup, bf16, args.n_dis, long_range)
+                    row = measure(config, device, batch, args.repeats, args.warmup, bf16, args.n_dis, long_range)
                     rows.append(row)
-                    print(_table([row]).splitlines()[-1], flush=True)
-    add_overheads(rows)
+                    print(format_table([row]).splitlines()[-1], flush=True)
+    add_overheads(rows, "seconds_per_iteration", SAME_SETTING)
     print()
-    print(_table(rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+    print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed iterations per row")
+    print(format_table(rows))
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "platform": platform.platform(), "processor": platform.processor()}
     if torch.cuda.is_available():
         meta["gpu"] = torch.cuda.get_device_name()
-    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {args.json}")
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {path}")
     return rows
 
 

@@ -1,46 +1,103 @@
 """Training throughput of the inpainting GAN (AN paper, Wang et al., CVPR 2020, Sections 4 and 5.1).
 
-Times one phase-2 *cycle* of ``n_critic`` batches, exactly as :class:`an_inpaint.module.ANInpaint` trains: every
-batch runs the generator once (without gradients, except on the last batch of the cycle) and updates the critics
-(WGAN-GP loss of the global and local critics, backward, Adam step); the last batch then also updates the generator
-from the same output dict (reconstruction + orthogonality + adversarial loss, backward, Adam step). Also one phase-1
-step (generator update with the reconstruction loss only). Reported per configuration and device:
+Times one phase-2 *iteration* of ``n_critic`` batches, exactly as :class:`an_inpaint.module.ANInpaint` trains: every
+batch runs the generator once (without gradients, except on the last batch of the iteration) and updates the
+critics (WGAN-GP loss of the global and local critics, backward, Adam step); the last batch then also updates the
+generator from the same output dict (reconstruction + orthogonality + adversarial loss, backward, Adam step). Also
+one phase-1 step (generator update with the reconstruction loss only).
 
-* ``cycle_s``: seconds per generator update with its ``n_critic`` critic updates (median of ``--iters``);
-* ``g_images_per_s``: images per second through the generator update (``batch / cycle_s``);
-* ``data_images_per_s``: training images consumed per second in phase 2 (``n_critic * batch / cycle_s``: every
-  critic update takes a fresh batch; the generator update reuses the last one);
-* ``phase1_images_per_s``: images per second in phase 1 (reconstruction only).
+Long-range modules (``--long-range``, the generator's ``attention``; the same networks otherwise): ``an`` (the
+paper's model), ``sa`` (SA-GAN self-attention in place of CA), ``none`` (a plain 3x3 convolution in place of CA,
+the same depth) and ``contextual`` (CA, DeepFill v1: the paper's Table 3 baseline) by default; ``contextual+an``
+on request. ``sa`` and ``none`` are ablations, not in the paper. All variants of a configuration and device are
+built first and their repetitions interleaved (an, sa, none, contextual, an, sa, ...), so that load from other
+processes affects every column alike. Reported per configuration, module and device (medians of ``--repeats``):
 
-Configurations: ``paper`` (256x256, cnum 32, critics cnum 64, AN attention; batch 16 on CUDA, ``--cpu_batch``
-on CPU) and ``demo`` (the no-argument demo: 64x64, cnum 16, critics cnum 16, batch 8). CPU always; CUDA when
-available. Prints a markdown table and writes JSON (``--json``).
+* ``ms / iter``: milliseconds per generator update with its ``n_critic`` critic updates;
+* ``images/s``: training images consumed per second in phase 2 (``n_critic * batch / iteration``: every critic
+  update takes a fresh batch; the generator update reuses the last one), as in ``benchmarks.gan_throughput``;
+* ``G img/s``: images per second through the generator update (``batch / iteration``);
+* ``vs none ms`` / ``vs none %``: the extra time per iteration over ``none`` in the same run (what the module costs);
+* ``phase-1 ms`` / ``phase-1 img/s`` / ``phase-1 vs none %``: the same for the phase-1 step.
 
-    python -m benchmarks.inpaint_throughput [--iters 3] [--configs paper demo] [--attention an contextual]
+Configurations: ``paper`` (256x256, DeepFill v1's generator at cnum 32, global and local critics at cnum 64;
+batch 16 on CUDA, ``--cpu-batch`` on CPU) and ``demo`` (the networks, resolution and batch of the bundled demo, read
+from ``configs/an_inpaint/demo.yaml``: 64x64, cnum 8, the known-pixel units and harmonic fill, a masked patch
+critic, batch 8; the other model settings are ``ANInpaint``'s defaults). The flags shared with
+``benchmarks.layers`` and ``benchmarks.gan_throughput`` are those of ``benchmarks._args``. Prints a markdown table
+and writes JSON (``--json``)::
+
+    python -m benchmarks.inpaint_throughput --threads 2 --configs demo
+    python -m benchmarks.inpaint_throughput --device cuda --long-range an sa none contextual contextual+an
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+
+# isort: split
 import torch
+import yaml
 
-from an_inpaint.critics import GlobalCritic, LocalCritic
-from an_inpaint.generator import InpaintGenerator
+from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator
 from an_inpaint.module import ANInpaint
+from benchmarks._args import add_shared_arguments, apply_shared
+from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_table
 from common.data.masks import RandomRectangleMasks
+from configs import config_path
 
-CONFIGS: dict[str, dict[str, int]] = {
-    "paper": {"resolution": 256, "cnum": 32, "critic_cnum": 64, "local_size": 128, "batch": 16},
-    "demo": {"resolution": 64, "cnum": 16, "critic_cnum": 16, "local_size": 32, "batch": 8},
+__all__ = [
+    "ATTENTION_BRANCH",
+    "CONFIGS",
+    "DEFAULT_LONG_RANGE",
+    "build",
+    "build_parser",
+    "format_table",
+    "main",
+    "measure",
+]
+
+
+def _demo() -> dict[str, Any]:
+    """The networks, resolution and batch of the shipped demo file (configs/an_inpaint/demo.yaml)."""
+    config = yaml.safe_load(config_path("an_inpaint", "demo").read_text())
+    model, data = config["model"], config["data"]["init_args"]
+    generator = {k: v for k, v in model["generator"]["init_args"].items() if k != "attention"}
+    critics = {name: model[name] for name in ("global_critic", "local_critic")}
+    return {"resolution": data["resolution"], "batch": data["batch_size"], "generator": generator, **critics}
+
+
+def _critic(name: str, **init_args: Any) -> dict[str, Any]:
+    return {"class_path": f"an_inpaint.networks.{name}", "init_args": init_args}
+
+
+#: Architectures measured: the generator's keyword arguments besides ``attention``, the critics as class paths.
+#: paper: DeepFill v1 at 256x256 (``configs/an_inpaint/paris256.yaml``); demo: the shipped demo's networks.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "resolution": 256,
+        "batch": 16,
+        "generator": {"cnum": 32},
+        "global_critic": _critic("GlobalCritic", input_size=256, cnum=64),
+        "local_critic": _critic("LocalCritic", input_size=128, cnum=64),
+    },
+    "demo": _demo(),
 }
+#: Default ``--long-range``: AN, SA and none side by side, plus CA (the paper's baseline).
+DEFAULT_LONG_RANGE: tuple[str, ...] = ("an", "sa", "none", "contextual")
 DEFAULT_JSON = "runs/benchmarks/inpaint_throughput.json"
+#: Rows measured side by side share these keys with their ``none`` row.
+SAME_SETTING = ("config", "device", "batch", "n_critic")
 
 
 def _sync(device: torch.device) -> None:
@@ -48,13 +105,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(config: dict[str, int], attention: str, device: torch.device) -> ANInpaint:
-    """The LightningModule of a configuration, on ``device`` (used without a Trainer)."""
+#: State-dict prefixes of the generator's attention branch: what the variants of one configuration differ in.
+ATTENTION_BRANCH = ("generator.attention_", "generator.contextual")
+
+
+def build(
+    config: dict[str, Any], attention: str, device: torch.device | str, like: ANInpaint | None = None
+) -> ANInpaint:
+    """The LightningModule of a configuration (an entry of :data:`CONFIGS`) with the generator's ``attention``, on
+    ``device`` (used without a Trainer). With ``like``, every weight outside the attention branch is copied from it,
+    so that the variants are the same networks, from the same weights, except for that branch."""
+    torch.manual_seed(0)
+
+    def critic(spec: dict[str, Any]) -> torch.nn.Module:
+        module, _, name = spec["class_path"].rpartition(".")
+        return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
+
     model = ANInpaint(
-        generator=InpaintGenerator(cnum=config["cnum"], attention=attention),
-        global_critic=GlobalCritic(input_size=config["resolution"], cnum=config["critic_cnum"]),
-        local_critic=LocalCritic(input_size=config["local_size"], cnum=config["critic_cnum"]),
+        generator=InpaintGenerator(**config["generator"], attention=attention),
+        global_critic=critic(config["global_critic"]),
+        local_critic=critic(config["local_critic"]),
     )
+    if like is not None:
+        shared = {k: v for k, v in like.state_dict().items() if not k.startswith(ATTENTION_BRANCH)}
+        missing, unexpected = model.load_state_dict(shared, strict=False)
+        if unexpected or any(not k.startswith(ATTENTION_BRANCH) for k in missing):
+            raise RuntimeError(f"the variants differ outside the attention branch: {unexpected or missing}")
     return model.to(device).train()
 
 
@@ -91,79 +167,121 @@ def _batch_update(
         _step(g_opt, model._generator_loss(out, batch, adversarial)[0])
 
 
-def measure(
-    name: str, attention: str, device: torch.device, batch: int, iters: int, warmup: int, n_critic: int = 5
-) -> dict[str, Any]:
-    """Time the phase-2 cycle and the phase-1 step of one configuration."""
-    config = {**CONFIGS[name], "batch": batch}
-    model = build(config, attention, device)
+def _runners(model: ANInpaint, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, Callable[[], None]]:
+    """No-argument callables of the phase-2 iteration and the phase-1 step of ``model``."""
     opts = model.configure_optimizers()
-    batches = [_batch(batch, config["resolution"], device, seed) for seed in range(n_critic)]
 
-    def cycle() -> None:
+    def iteration() -> None:
         for i, (image, mask) in enumerate(batches):
-            _batch_update(model, opts, image, mask, adversarial=True, generator_update=i == n_critic - 1)
+            _batch_update(model, opts, image, mask, adversarial=True, generator_update=i == len(batches) - 1)
 
     def phase1() -> None:
         _batch_update(model, opts, *batches[0], adversarial=False, generator_update=True)
 
-    times: dict[str, list[float]] = {"cycle": [], "phase1": []}
-    for key, fn in (("cycle", cycle), ("phase1", phase1)):
-        for i in range(warmup + iters):
+    return {"iteration": iteration, "phase1": phase1}
+
+
+def measure(
+    name: str,
+    long_ranges: Sequence[str],
+    device: torch.device,
+    batch: int,
+    repeats: int,
+    warmup: int,
+    n_critic: int = 5,
+) -> list[dict[str, Any]]:
+    """Time the phase-2 iteration and the phase-1 step of config ``name`` with each of ``long_ranges``, the
+    repetitions of all variants interleaved; returns one row per variant (medians of ``repeats``)."""
+    config = {**CONFIGS[name], "batch": batch}
+    batches = [_batch(batch, config["resolution"], device, seed) for seed in range(n_critic)]
+    models: dict[str, ANInpaint] = {}
+    for lr in long_ranges:
+        models[lr] = build(config, lr, device, like=next(iter(models.values()), None))
+    runners = {lr: _runners(model, batches) for lr, model in models.items()}
+    times: dict[tuple[str, str], list[float]] = {(lr, k): [] for lr in long_ranges for k in ("iteration", "phase1")}
+    for i in range(warmup + repeats):
+        for (lr, kind), seconds in times.items():
             _sync(device)
             start = time.perf_counter()
-            fn()
+            runners[lr][kind]()
             _sync(device)
             if i >= warmup:
-                times[key].append(time.perf_counter() - start)
-    cycle_s = statistics.median(times["cycle"])
-    phase1_s = statistics.median(times["phase1"])
-    return {
-        "config": name,
-        "attention": attention,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(),
-        "resolution": config["resolution"],
-        "cnum": config["cnum"],
-        "batch": batch,
-        "n_critic": n_critic,
-        "cycle_s": cycle_s,
-        "g_images_per_s": batch / cycle_s,
-        "data_images_per_s": n_critic * batch / cycle_s,
-        "phase1_images_per_s": batch / phase1_s,
-    }
+                seconds.append(time.perf_counter() - start)
+    rows = []
+    for lr in long_ranges:
+        iteration_s = statistics.median(times[lr, "iteration"])
+        phase1_s = statistics.median(times[lr, "phase1"])
+        rows.append(
+            {
+                "config": name,
+                "long_range": lr,
+                "device": str(device),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "threads": torch.get_num_threads(),
+                "resolution": config["resolution"],
+                "cnum": config["generator"].get("cnum", 32),
+                "batch": batch,
+                "n_critic": n_critic,
+                "seconds_per_iteration": iteration_s,
+                "repeats_seconds": times[lr, "iteration"],
+                "images_per_second": n_critic * batch / iteration_s,
+                "g_images_per_second": batch / iteration_s,
+                "phase1_seconds": phase1_s,
+                "phase1_repeats_seconds": times[lr, "phase1"],
+                "phase1_images_per_second": batch / phase1_s,
+            }
+        )
+    return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of :func:`measure` as a markdown table."""
-    header = (
-        "| config | attention | device | res | cnum | batch | s / (G + 5 D) | G img/s | data img/s | phase-1 img/s |"
+    """The rows of :func:`measure` as a markdown table (the leading columns of ``benchmarks.gan_throughput``'s)."""
+    n_critic = "/".join(map(str, sorted({r["n_critic"] for r in rows})))
+    return markdown_table(
+        rows,
+        [
+            ("config", lambda r: r["config"]),
+            ("long-range", lambda r: r["long_range"]),
+            ("device", lambda r: r["device_name"]),
+            ("res", lambda r: str(r["resolution"])),
+            ("batch", lambda r: str(r["batch"])),
+            (f"ms / iter (G + {n_critic} D)", lambda r: f"{r['seconds_per_iteration'] * 1000:.1f}"),
+            ("images/s", lambda r: f"{r['images_per_second']:.2f}"),
+            ("G img/s", lambda r: f"{r['g_images_per_second']:.2f}"),
+            *OVERHEAD_COLUMNS,
+            ("phase-1 ms", lambda r: f"{r['phase1_seconds'] * 1000:.1f}"),
+            ("phase-1 img/s", lambda r: f"{r['phase1_images_per_second']:.2f}"),
+            ("phase-1 vs none %", lambda r: "-" if r.get("phase1_vs_none") is None else f"{r['phase1_vs_none']:+.1%}"),
+        ],
     )
-    lines = [header, "|" + "---|" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['config']} | {r['attention']} | {r['device_name']} | {r['resolution']} | {r['cnum']} | "
-            f"{r['batch']} | {r['cycle_s']:.3f} | {r['g_images_per_s']:.2f} | {r['data_images_per_s']:.2f} | "
-            f"{r['phase1_images_per_s']:.2f} |"
-        )
-    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks.inpaint_throughput`` argument parser (shared flags: ``benchmarks._args``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inpaint_throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["paper", "demo"])
+    add_shared_arguments(
+        parser,
+        json_default=DEFAULT_JSON,
+        repeats=3,
+        warmup=1,
+        long_range=ATTENTION_CHOICES,
+        long_range_default=DEFAULT_LONG_RANGE,
+    )
+    parser.add_argument("--cpu-batch", type=int, default=2, help="batch of the paper config on CPU (16 on CUDA)")
+    parser.add_argument("--batch", type=int, default=None, help="override every batch size")
+    parser.add_argument("--n-critic", type=int, default=5, help="critic updates per G update (default: %(default)s)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Command line: time each config / attention / device, print the table and write the JSON; returns the rows."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.inpaint_throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["paper", "demo"])
-    parser.add_argument("--attention", nargs="+", default=["an"], choices=["an", "contextual", "contextual+an"])
-    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
-    parser.add_argument("--cpu_batch", type=int, default=2, help="batch of the paper config on CPU (16 on CUDA)")
-    parser.add_argument("--batch", type=int, default=None, help="override every batch size")
-    parser.add_argument("--iters", type=int, default=3, help="timed repetitions (median reported)")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--n_critic", type=int, default=5)
-    parser.add_argument("--json", default=DEFAULT_JSON, help="output JSON file")
+    """Command line: time each config / module / device, print the table and write the JSON; returns the rows."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = apply_shared(parser, args)
+    for name in ("cpu_batch", "batch", "n_critic"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     rows = []
     for dev in devices:
         device = torch.device(dev)
@@ -171,13 +289,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             batch = args.batch or (
                 args.cpu_batch if name == "paper" and device.type == "cpu" else CONFIGS[name]["batch"]
             )
-            for attention in args.attention:
-                print(f"measuring {name} / {attention} on {dev} (batch {batch}) ...", flush=True)
-                rows.append(measure(name, attention, device, batch, args.iters, args.warmup, args.n_critic))
+            print(f"measuring {name} ({', '.join(args.long_range)}) on {dev}, batch {batch} ...", flush=True)
+            rows += measure(name, args.long_range, device, batch, args.repeats, args.warmup, args.n_critic)
+    add_overheads(rows, "seconds_per_iteration", SAME_SETTING)
+    add_overheads(rows, "phase1_seconds", SAME_SETTING, prefix="phase1_vs_none")
+    print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed repetitions per row")
     print(format_table(rows))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=2) + "\n")
+    meta = {"torch": torch.__version__, "platform": platform.platform(), "processor": platform.processor()}
+    if torch.cuda.is_available():
+        meta["gpu"] = torch.cuda.get_device_name()
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"written {path}")
     return rows
 

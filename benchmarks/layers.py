@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from benchmarks._args import add_shared_arguments, apply_shared
 from benchmarks._layer_memory import (
     GIB,
     MALLOC_CACHE_ENV,
@@ -273,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.layers",
         description="Time and memory of AttentiveNorm2d, SelfAttention2d and InstanceNorm2d (AN paper, Table 5).",
+        epilog="--json: '{device}' in the path is replaced by cpu / cuda (one file per device).",
     )
+    add_shared_arguments(parser, json_default=DEFAULT_JSON, repeats=15, warmup=2)
     sizes = " ".join(map(str, DEFAULT_SIZES))
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help=f"square map sizes (default {sizes})")
     parser.add_argument(
@@ -284,15 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="layers to measure (an_ref: AttentiveNorm2d(implementation='reference'), the plain tensor operations)",
     )
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} and 3 repeats (make demo)")
-    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all", help="all: CPU, and CUDA if present")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per case (median reported)")
     parser.add_argument("--min-repeats", type=int, default=3, help="timed runs kept even when a size is slow")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs of every case before timing")
     parser.add_argument(
         "--size-budget-s", type=float, default=120.0, help="stop repeating a size's cases after this long"
-    )
-    parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice, the core count)"
     )
     parser.add_argument(
         "--memory",
@@ -315,9 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the available memory self-attention may use (the CPU here is shared, so half by default)",
     )
     parser.add_argument("--memory-budget-gib", type=float, default=None, help="fixed memory budget (overrides)")
-    parser.add_argument(
-        "--json", default=DEFAULT_JSON, help="output path; '{device}' is replaced by cpu / cuda (default: %(default)s)"
-    )
     parser.add_argument("--child-case", default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -332,21 +326,19 @@ def _json_path(template: str, device: str, several: bool) -> Path:
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the benchmark; returns {device: record} (also written as JSON, one file per device)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.child_case is not None:
         from benchmarks._layer_memory import run_memory_case
 
         print(json.dumps(run_memory_case(json.loads(args.child_case))), flush=True)
         return {}
-    for name in ("repeats", "min_repeats", "batch", "channels", "entities"):
+    for name in ("min_repeats", "batch", "channels", "entities"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0:
-        raise SystemExit("--warmup must be >= 0")
     if not 0 < args.memory_fraction <= 1:
         raise SystemExit("--memory-fraction must be in (0, 1]")
-    if args.threads is not None and args.threads < 1:
-        raise SystemExit("--threads must be at least 1")
+    devices = apply_shared(parser, args)  # checks --repeats, --warmup, --threads, --device; sets the threads
     args.min_repeats = min(args.min_repeats, args.repeats)
     if args.quick:
         sizes = tuple(args.sizes or QUICK_SIZES)
@@ -357,18 +349,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     bad = [s for s in sizes if s < 8]
     if bad:
         raise SystemExit(f"--sizes must be >= 8 (AN samples 16 positions from the 2x2-pooled map), got {bad}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but torch.cuda.is_available() is False")
     if args.malloc_cache and any(os.environ.get(k) != v for k, v in MALLOC_CACHE_ENV.items()):
         # glibc reads its settings at start-up: run the whole benchmark again in a process that has them.
         env = {**os.environ, **MALLOC_CACHE_ENV}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_root(), env.get("PYTHONPATH")]))
         subprocess.run([sys.executable, "-m", "benchmarks.layers", *argv], env=env, check=True)
-        devices = _devices(args.device)
         return {d: json.loads(_json_path(args.json, d, len(devices) > 1).read_text()) for d in devices}
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    devices = _devices(args.device)
     records: dict[str, dict[str, Any]] = {}
     for device in devices:
         record = benchmark_device(device, args, sizes)
@@ -380,11 +366,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         print(f"\nwrote {path}")
         records[device] = record
     return records
-
-
-def _devices(choice: str) -> list[str]:
-    devices = ["cpu", "cuda"] if choice == "all" else [choice]
-    return [d for d in devices if d == "cpu" or torch.cuda.is_available()]
 
 
 def _root() -> str:

@@ -7,8 +7,9 @@ decoding costs the raw pipeline less here than on ImageNet), prepares it with ``
 encoding) and times full passes of the training loader of each DataModule:
 :class:`common.data.imagenet.ImageNetDataModule` (decode, centre crop, Lanczos resize, flip) and
 :class:`common.data.prepared.PreparedImageNetDataModule` (read, decode the encoding, flip), with the same batch size,
-workers, resolution and seed. Reported per pipeline: images per second over the timed passes, each from its first
-batch to its end (after untimed warm-up passes, so that both read from the page cache), the ratio to the raw
+workers, resolution and seed. Reported per pipeline: images per second, the median over the timed passes
+(``--repeats``), each from its first batch to its end (after ``--warmup`` untimed passes, so that both read from
+the page cache), the ratio to the raw
 pipeline, the time to a pass's first batch (worker start-up), bytes on disk per image, and the preparation time::
 
     python -m benchmarks.loader                                  # 400 images, 128 px, batch 32, no workers
@@ -24,6 +25,7 @@ import argparse
 import json
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["TARGET_RATIO", "main", "measure", "write_synthetic_imagenet"]
+from benchmarks._args import add_shared_arguments, apply_shared
+
+__all__ = ["TARGET_RATIO", "build_parser", "main", "measure", "write_synthetic_imagenet"]
 
 TARGET_RATIO = 5.0  # prepared images/s over raw images/s at 128 px (issue "Speed", section 3)
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -72,14 +76,15 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def measure(datamodule: Any, epochs: int, warmup: int) -> dict[str, float]:
-    """Images per second of ``datamodule.train_dataloader()`` over ``epochs`` full passes after ``warmup`` passes.
+def measure(datamodule: Any, epochs: int, warmup: int) -> dict[str, Any]:
+    """Images per second of ``datamodule.train_dataloader()``: the median over ``epochs`` full passes after ``warmup``
+    untimed passes (``images`` and ``seconds``: the totals of the timed passes).
 
     Each pass is timed from its first batch to its end (the steady state: a real epoch has thousands of batches),
     and the time to its first batch (starting the workers, opening the files or the stream) is reported apart.
     """
     loader = datamodule.train_dataloader()
-    images, seconds, startup = 0, 0.0, []
+    images, seconds, startup, rates = 0, 0.0, [], []
     for epoch in range(warmup + epochs):
         loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
@@ -88,11 +93,13 @@ def measure(datamodule: Any, epochs: int, warmup: int) -> dict[str, float]:
         first = time.perf_counter()
         count = sum(len(batch["label"]) for batch in iterator)
         if epoch >= warmup:
-            seconds += time.perf_counter() - first
+            elapsed = time.perf_counter() - first
+            seconds += elapsed
             images += count
+            rates.append(count / elapsed)
             startup.append(first - start)
-    return {"images": images, "seconds": seconds, "images_per_second": images / seconds,
-            "first_batch_seconds": sum(startup) / len(startup)}  # fmt: skip
+    return {"images": images, "seconds": seconds, "images_per_second": statistics.median(rates),
+            "repeats_images_per_second": rates, "first_batch_seconds": sum(startup) / len(startup)}  # fmt: skip
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -109,13 +116,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Command line entry point; returns the result rows (the raw pipeline first)."""
-    from common.data.imagenet import ImageNetDataModule
-    from common.data.prepare import prepare_imagenet
-    from common.data.prepared import PreparedImageNetDataModule
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m benchmarks.loader`` argument parser (shared flags: ``benchmarks._args``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=400, help="synthetic training JPEGs")
     parser.add_argument("--classes", type=int, default=4, help="wnid folders")
     parser.add_argument("--image-size", type=int, nargs=2, default=[425, 350], help="mean width and height")
@@ -123,15 +126,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--batch", type=int, default=32, help="batch size of both loaders")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of both loaders")
     parser.add_argument("--encodings", nargs="+", default=["raw"], choices=["raw", "png", "jpeg"])
-    parser.add_argument("--iters", type=int, default=2, help="timed full passes over the training split")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed passes first (page cache, worker start)")
     parser.add_argument("--prepare-workers", type=int, default=2, help="processes of the preparation")
     parser.add_argument("--root", type=Path, default=None, help="keep the synthetic tree here (default: a temp dir)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", type=Path, default=Path("runs/benchmarks/loader.json"))
+    # Shared: --threads, --repeats and --warmup (full passes over the training split), --json; CPU only.
+    add_shared_arguments(parser, json_default="runs/benchmarks/loader.json", repeats=2, warmup=1, device=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Command line entry point; returns the result rows (the raw pipeline first)."""
+    from common.data.imagenet import ImageNetDataModule
+    from common.data.prepare import prepare_imagenet
+    from common.data.prepared import PreparedImageNetDataModule
+
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_shared(parser, args)
+    args.json = Path(args.json)
     if args.images < args.batch:
         parser.error(f"--images {args.images} is smaller than --batch {args.batch}")
     scratch = Path(tempfile.mkdtemp(prefix="an_loader_bench_")) if args.root is None else args.root
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         raw = ImageNetDataModule(str(tree), **common)
         row = {"pipeline": "raw", "encoding": "jpeg-src", "prepare_seconds": None,
                "bytes_per_image": _folder_bytes(tree / "train") / args.images}  # fmt: skip
-        rows = [{**row, **measure(raw, args.iters, args.warmup)}]
+        rows = [{**row, **measure(raw, args.repeats, args.warmup)}]
         for encoding in args.encodings:
             out = scratch / f"prepared_{encoding}"
             began = time.perf_counter()
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                              overwrite=True, verbose=False)  # fmt: skip
             row = {"pipeline": "prepared", "encoding": encoding, "prepare_seconds": time.perf_counter() - began,
                    "bytes_per_image": _folder_bytes(out / "train") / args.images}  # fmt: skip
-            rows.append({**row, **measure(PreparedImageNetDataModule(str(out), **common), args.iters, args.warmup)})
+            rows.append({**row, **measure(PreparedImageNetDataModule(str(out), **common), args.repeats, args.warmup)})
     finally:
         if args.root is None:
             shutil.rmtree(scratch, ignore_errors=True)

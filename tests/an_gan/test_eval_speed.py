@@ -16,7 +16,7 @@ def test_benchmark_runs_both_modes_and_writes_json(tmp_path, monkeypatch):
     assert eval_speed.CONFIGS["paper"] == {}  # the Generator defaults: the paper's 128 px model
     monkeypatch.setitem(eval_speed.CONFIGS, "paper", TINY)
     out = tmp_path / "eval_speed.json"
-    argv = ["--devices", "cpu", "--samples", "12", "--batch-size", "4", "--repeats", "2"]
+    argv = ["--device", "cpu", "--samples", "12", "--batch-size", "4", "--repeats", "2"]
     rows = eval_speed.main([*argv, "--extractor", "random-projection", "--json", str(out)])
     assert [r["mode"] for r in rows] == ["sequential", "overlapped"]  # side by side in one run
     seq, ovl = rows
@@ -43,7 +43,7 @@ def test_benchmark_runs_both_modes_and_writes_json(tmp_path, monkeypatch):
 )
 def test_bad_settings(argv, message, capsys):
     with pytest.raises(SystemExit):
-        eval_speed.main([*argv, "--devices", "cpu"])
+        eval_speed.main([*argv, "--device", "cpu"])
     assert message in capsys.readouterr().err
 
 

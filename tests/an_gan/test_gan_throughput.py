@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
+
 from benchmarks import gan_throughput
 
 
-def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch):
+def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     demo = gan_throughput.CONFIGS["demo"]
     assert demo["generator"]["ch"] > 1  # read from the shipped demo file
     tiny = {**demo, "generator": {**demo["generator"], "ch": 1}, "discriminator": {**demo["discriminator"], "ch": 1}}
@@ -15,12 +17,14 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch):
         [
             "--configs",
             "demo",
-            "--devices",
+            "--device",
             "cpu",
             "--demo-batch",
             "4",
-            "--iters",
-            "2",
+            "--repeats",
+            "3",
+            "--threads",
+            "1",
             "--warmup",
             "1",
             "--json",
@@ -28,9 +32,17 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch):
         ]
     )
     assert [r["long_range"] for r in rows] == ["an", "sa", "none"]  # side by side, the same networks otherwise
-    assert all(r["iterations"] == 2 and r["images_per_second"] > 0 for r in rows)
-    assert rows[2]["overhead_vs_none"] == 0.0
+    for row in rows:
+        assert row["iterations"] == 3 and len(row["repeats_seconds"]) == 3 and row["threads"] == 1
+        assert row["seconds_per_iteration"] == sorted(row["repeats_seconds"])[1]  # the median iteration
+        assert row["images_per_second"] == pytest.approx(4 / row["seconds_per_iteration"])
+    assert rows[2]["overhead_vs_none"] == 0.0 and rows[2]["overhead_vs_none_ms"] == 0.0
     assert rows[0]["overhead_vs_none"] == rows[0]["seconds_per_iteration"] / rows[2]["seconds_per_iteration"] - 1
+    extra_ms = (rows[1]["seconds_per_iteration"] - rows[2]["seconds_per_iteration"]) * 1000
+    assert rows[1]["overhead_vs_none_ms"] == pytest.approx(extra_ms)
+    text = capsys.readouterr().out
+    assert "| config | long-range | device | precision | batch | ms / iter (G + 1 D) | images/s | vs none ms |" in text
+    assert f"| {rows[0]['overhead_vs_none_ms']:+.1f} | {rows[0]['overhead_vs_none']:+.1%} |" in text
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["config"] == "demo" and "torch" in saved["meta"]
 

@@ -5,8 +5,8 @@ import torch
 
 from an_inpaint.critics import GlobalCritic, LocalCritic, MaskedPatchCritic
 from an_inpaint.fill import harmonic_fill
-from an_inpaint.generator import InpaintGenerator, compose, known_statistics
-from common.layers import AttentiveNorm2d, ContextualAttention2d
+from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator, compose, known_statistics
+from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
 
 
 def _batch(b=2, h=32, w=48):
@@ -22,8 +22,17 @@ def _an_layers(gen):
     return [m for m in gen.modules() if isinstance(m, AttentiveNorm2d)]
 
 
+ATTENTION_BRANCH = ("attention_encoder", "attention_pre", "contextual", "attention_post", "attention_out")
+
+
+def _branch_modules(gen, kind):
+    """Modules of type ``kind`` inside the refinement stage's attention branch."""
+    parts = [getattr(gen, name) for name in ATTENTION_BRANCH if getattr(gen, name) is not None]
+    return [m for part in parts for m in part.modules() if isinstance(m, kind)]
+
+
 class TestInpaintGenerator:
-    @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an"])
+    @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an", "sa", "none"])
     def test_output_dict(self, attention):
         gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)
         image, mask = _batch()
@@ -39,8 +48,47 @@ class TestInpaintGenerator:
         assert bool(_an_layers(gen)) == ("an" in attention.split("+"))
         if "contextual" in attention:
             assert out["offsets"].shape == (2, 2, 4, 6)  # 1/4 resolution, matched at rate 2
+        assert any(isinstance(m, SelfAttention2d) for m in gen.modules()) == (attention == "sa")
         for layout in gen.layouts().values():
             assert layout.shape == (2, 4, 8, 12)
+
+    def test_ablation_branches_hold_only_their_module(self):
+        """ "none": no long-range module in the attention branch, a plain conv where CA was (the same depth as the CA
+        branch); "sa": exactly one SelfAttention2d at the branch's 1/4-resolution, 4 * cnum-channel maps."""
+        ca, none, sa = (InpaintGenerator(cnum=4, attention=a, num_entities=4) for a in ("contextual", "none", "sa"))
+        long_range = (SelfAttention2d, AttentiveNorm2d, ContextualAttention2d)
+        assert _branch_modules(none, long_range) == [] and none.contextual is None
+        assert [type(m) for m in _branch_modules(sa, long_range)] == [SelfAttention2d]
+        assert [m for m in sa.modules() if isinstance(m, long_range)] == _branch_modules(sa, long_range)
+        (block,) = _branch_modules(sa, SelfAttention2d)
+        assert block.num_features == 16 and sa.attention_post[0] is block  # where CA's output was
+        convs = {name: len(_branch_modules(g, torch.nn.Conv2d)) for name, g in (("ca", ca), ("none", none))}
+        assert convs["none"] == convs["ca"] + 1  # CA replaced by one 3x3 conv; every other layer as in DeepFill
+
+        # Everything outside the attention branch is the same network (the same parameter names and shapes).
+        def outside(gen):
+            return {k: v.shape for k, v in gen.state_dict().items() if not k.startswith(ATTENTION_BRANCH)}
+
+        assert outside(none) == outside(sa) == outside(ca)
+        # SA sees the 1/4-resolution maps: capture its input shape.
+        seen = []
+        block.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+        image, mask = _batch()
+        sa(image, mask)
+        assert seen == [(2, 16, 8, 12)]
+
+    @pytest.mark.parametrize("attention", ["sa", "none"])
+    def test_gradients_reach_the_ablation_branch(self, attention):
+        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)
+        if attention == "sa":
+            (block,) = _branch_modules(gen, SelfAttention2d)
+            with torch.no_grad():
+                block.gamma.fill_(0.5)  # gamma starts at 0, which would hide the query/key/value from the loss
+        image, mask = _batch()
+        (gen(image, mask)["refined"] * mask).sum().backward()
+        for name in ("attention_encoder", "attention_pre", "attention_post", "attention_out"):
+            for pname, p in getattr(gen, name).named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname}"
 
     def test_hole_content_is_ignored(self):
         for normalize in (False, True):
@@ -149,8 +197,9 @@ class TestInpaintGenerator:
         image, mask = _batch()
         with pytest.raises(ValueError, match="mask must have shape"):
             gen(image, mask[:, :, :16])
-        with pytest.raises(ValueError, match="attention"):
+        with pytest.raises(ValueError, match="attention") as err:
             InpaintGenerator(attention="self")
+        assert all(repr(a) in str(err.value) for a in ATTENTION_CHOICES) and len(ATTENTION_CHOICES) == 5
         with pytest.raises(ValueError, match="branch_widths"):
             InpaintGenerator(branch_widths="wide")
         with pytest.raises(ValueError, match="hole_fill"):

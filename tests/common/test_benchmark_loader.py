@@ -10,7 +10,7 @@ from benchmarks import loader
 def test_loader_benchmark_runs_side_by_side(tmp_path, capsys):
     out = tmp_path / "loader.json"
     rows = loader.main(["--images", "8", "--classes", "2", "--image-size", "60", "50", "--resolution", "16",
-                        "--batch", "4", "--iters", "1", "--warmup", "0", "--encodings", "raw", "png",
+                        "--batch", "4", "--repeats", "1", "--warmup", "0", "--encodings", "raw", "png",
                         "--prepare-workers", "1", "--root", str(tmp_path / "tree"), "--json", str(out)])  # fmt: skip
     assert [(r["pipeline"], r["encoding"]) for r in rows] == [("raw", "jpeg-src"), ("prepared", "raw"),
                                                               ("prepared", "png")]  # fmt: skip
