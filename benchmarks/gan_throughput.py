@@ -12,7 +12,8 @@ Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
 * ``paper``: the constructors' defaults, i.e. the paper's model: 128x128, ch=64, z=128, 1000 classes, AN (n=16)
   replacing the cBN of G's third block and in D's first block, six-block D, SN on G and D, batch 256 (use a small
   batch on a CPU: ``--paper-batch 4``);
-* ``demo``: the networks of the bundled demo (read from ``configs/an_gan/demo.yaml``, 32x32), batch 64.
+* ``demo``: the bundled demo as ``configs/an_gan/demo.yaml`` sets it (networks, resolution, batch, ``n_dis`` and
+  ``d_batch`` read from the file: today 8x8 digits, batch 32, two D steps per G step, one D call on real + fake).
 
 Long-range modules (``--long-range``, default all three): ``an``, ``sa`` and ``none``, the same networks otherwise.
 Devices (``--device``): ``cpu`` and, when available, ``cuda`` (fp32, plus bf16 autocast with ``--bf16``). The
@@ -54,10 +55,18 @@ from configs import config_path
 __all__ = ["CONFIGS", "LONG_RANGE", "build_parser", "format_table", "main", "measure"]
 
 
-def _demo_networks() -> dict[str, dict[str, Any]]:
-    """The generator and discriminator settings of the shipped demo file (configs/an_gan/demo.yaml)."""
-    model = yaml.safe_load(config_path("an_gan", "demo").read_text())["model"]
-    return {net: dict(model[net]["init_args"]) for net in ("generator", "discriminator")}
+def _demo_config() -> dict[str, Any]:
+    """Networks, resolution, batch, ``n_dis`` and ``d_batch`` of the shipped demo file (configs/an_gan/demo.yaml)."""
+    config = yaml.safe_load(config_path("an_gan", "demo").read_text())
+    model, data = config["model"], config["data"]["init_args"]
+    return {
+        "num_classes": 10,
+        "resolution": data["resolution"],
+        "batch_size": data["batch_size"],
+        "n_dis": model.get("n_dis", 1),
+        "d_batch": model.get("d_batch", "separate"),
+        **{net: dict(model[net]["init_args"]) for net in ("generator", "discriminator")},
+    }
 
 
 #: Architectures measured: ``Generator`` / ``Discriminator`` keyword arguments (besides classes and resolution).
@@ -67,8 +76,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "resolution": 128,
         "generator": {},  # the constructors' defaults are the paper's model (configs/an_gan/imagenet128.yaml)
         "discriminator": {},
+        "n_dis": 1,
+        "d_batch": "separate",
     },
-    "demo": {"num_classes": 10, "resolution": 32, **_demo_networks()},
+    "demo": _demo_config(),
 }
 
 
@@ -150,6 +161,7 @@ def measure(
         generator=Generator(k, r, **g_args),
         discriminator=Discriminator(k, r, **d_args),
         n_dis=n_dis,
+        d_batch=arch["d_batch"],
         ema=EMASettings(start_step=0),
         pictures=PictureSettings(every_n_steps=0),
     )
@@ -234,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     paper_help = "batch of the paper config (default: 4 on CPU, 256 on CUDA)"
     parser.add_argument("--paper-batch", type=int, default=None, help=paper_help)
-    parser.add_argument("--demo-batch", type=int, default=64, help="batch of the demo config (default: %(default)s)")
-    parser.add_argument("--n-dis", type=int, default=1, help="D steps per G step (default: %(default)s)")
+    demo_help = f"batch of the demo config (default: the demo file's, {CONFIGS['demo']['batch_size']})"
+    parser.add_argument("--demo-batch", type=int, default=None, help=demo_help)
+    n_dis_help = "D steps per G step (default: each config's: paper 1, demo the demo file's)"
+    parser.add_argument("--n-dis", type=int, default=None, help=n_dis_help)
     parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
     return parser
 
@@ -254,11 +268,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             if config == "paper":
                 batch = args.paper_batch or (256 if device == "cuda" else 4)
             else:
-                batch = args.demo_batch
+                batch = args.demo_batch or CONFIGS[config]["batch_size"]
+            n_dis = args.n_dis or CONFIGS[config]["n_dis"]
             precisions = [False, True] if (args.bf16 and device == "cuda") else [False]
             for bf16 in precisions:
                 for long_range in args.long_range:
-                    row = measure(config, device, batch, args.repeats, args.warmup, bf16, args.n_dis, long_range)
+                    row = measure(config, device, batch, args.repeats, args.warmup, bf16, n_dis, long_range)
                     rows.append(row)
                     print(format_table([row]).splitlines()[-1], flush=True)
     add_overheads(rows, "seconds_per_iteration", SAME_SETTING)

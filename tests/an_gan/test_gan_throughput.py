@@ -3,13 +3,19 @@
 import json
 
 import pytest
+import yaml
 
 from benchmarks import gan_throughput
+from configs import config_path
 
 
 def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     demo = gan_throughput.CONFIGS["demo"]
-    assert demo["generator"]["ch"] > 1  # read from the shipped demo file
+    shipped = yaml.safe_load(config_path("an_gan", "demo").read_text())
+    assert demo["generator"]["ch"] == shipped["model"]["generator"]["init_args"]["ch"] > 1  # the shipped demo file
+    assert demo["resolution"] == shipped["data"]["init_args"]["resolution"]
+    assert demo["batch_size"] == shipped["data"]["init_args"]["batch_size"]
+    assert (demo["n_dis"], demo["d_batch"]) == (shipped["model"]["n_dis"], shipped["model"]["d_batch"]) == (2, "joint")
     tiny = {**demo, "generator": {**demo["generator"], "ch": 1}, "discriminator": {**demo["discriminator"], "ch": 1}}
     monkeypatch.setitem(gan_throughput.CONFIGS, "demo", tiny)
     out = tmp_path / "bench.json"
@@ -35,13 +41,14 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     for row in rows:
         assert row["iterations"] == 3 and len(row["repeats_seconds"]) == 3 and row["threads"] == 1
         assert row["seconds_per_iteration"] == sorted(row["repeats_seconds"])[1]  # the median iteration
-        assert row["images_per_second"] == pytest.approx(4 / row["seconds_per_iteration"])
+        assert row["n_dis"] == 2  # the demo file's
+        assert row["images_per_second"] == pytest.approx(4 * 2 / row["seconds_per_iteration"])
     assert rows[2]["overhead_vs_none"] == 0.0 and rows[2]["overhead_vs_none_ms"] == 0.0
     assert rows[0]["overhead_vs_none"] == rows[0]["seconds_per_iteration"] / rows[2]["seconds_per_iteration"] - 1
     extra_ms = (rows[1]["seconds_per_iteration"] - rows[2]["seconds_per_iteration"]) * 1000
     assert rows[1]["overhead_vs_none_ms"] == pytest.approx(extra_ms)
     text = capsys.readouterr().out
-    assert "| config | long-range | device | precision | batch | ms / iter (G + 1 D) | images/s | vs none ms |" in text
+    assert "| config | long-range | device | precision | batch | ms / iter (G + 2 D) | images/s | vs none ms |" in text
     assert f"| {rows[0]['overhead_vs_none_ms']:+.1f} | {rows[0]['overhead_vs_none']:+.1%} |" in text
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["config"] == "demo" and "torch" in saved["meta"]
