@@ -40,7 +40,6 @@ from common.layers import orthogonal_loss
 from common.metrics.inpainting import InpaintingMetrics
 from common.metrics.perceptual import FIDMetric, LPIPSMetric
 from common.optimization import manual_step
-from common.step_logging import is_logging_step
 from common.visualization import to_unit
 
 __all__ = ["ANInpaint"]
@@ -286,7 +285,6 @@ class ANInpaint(pl.LightningModule):
         """
         image, mask = batch["image"], batch["mask"]
         g_opt, d_opt = self.optimizers()
-        log = is_logging_step(self)
         self._update_phase()
         adversarial = self.in_adversarial_phase
         g_step = not adversarial or (self._schedule()["critic_steps"] + 1) % self.n_critic == 0
@@ -310,10 +308,8 @@ class ANInpaint(pl.LightningModule):
                 self, g_opt, lambda: self._generator_loss(out, batch, adversarial), name="generator"
             )
             logs.update(g_logs)
-            if log:
-                self.log("train/rec", g_logs["rec"], prog_bar=True, batch_size=image.shape[0])
-        if log:  # self.log costs ~1 ms per key: only on the steps the loggers receive
-            self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
+            self.log("train/rec", g_logs["rec"], prog_bar=True, batch_size=image.shape[0])
+        self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
 
     # -------------------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, Any], metrics: _EvalMetrics, with_loss: bool) -> dict[str, Tensor]:

@@ -5,8 +5,11 @@ moves the key's result object to the value's device (``_ResultMetric.to``, about
 with cProfile in the digits demo), and the loggers only receive the values of every ``log_every_n_steps``-th batch
 (``Trainer(log_every_n_steps=...)``). A GAN iteration that logs a dozen scalars therefore spent about a tenth of
 the digits demo's time on values nobody sees. :func:`is_logging_step` answers "will this batch's logged values be
-written?" with Lightning's own rule, so the modules call ``self.log`` only then; what the loggers receive is
-unchanged.
+written?" with Lightning's own rule, so a module can call ``self.log`` only then; what the loggers receive is
+unchanged. What changes: ``trainer.callback_metrics`` (and the progress bar) hold the values of the last logging
+step, not of the last step. ``an_gan.module.ANGAN`` uses it (a dozen scalars per ~0.15 s CPU iteration in the
+demo); ``an_inpaint`` logs every step (its ~8 scalars are ~4% of a demo step, and its progress bar and tests read
+the latest phase and losses).
 """
 
 from __future__ import annotations
