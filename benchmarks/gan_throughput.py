@@ -3,9 +3,10 @@
 One iteration is what ``an_gan.module.ANGAN.training_step`` does for ``n_dis`` batches: ``n_dis`` discriminator
 steps and one generator step (hinge losses, AN orthogonal losses, Adam, EMA update), run through a real
 ``pytorch_lightning.Trainer`` on in-memory synthetic batches (no data loading cost). Reported: ms per iteration
-(the median over ``--repeats`` timed iterations, after ``--warmup`` untimed ones), images/s (``batch_size * n_dis /
-seconds``: real images consumed per second), each long-range module's overhead over ``none`` in the same run (ms
-per iteration and %), plus peak GPU memory.
+(the median over ``--repeats`` timed iterations, after ``--warmup`` untimed ones; with ``--rounds R`` each row pools
+R fits made in alternation with the other modules' - use it on a CPU, where a fit's speed drifts by ~10%), images/s
+(``batch_size * n_dis / seconds``: real images consumed per second), each long-range module's overhead over
+``none`` in the same run (ms per iteration and %), plus peak GPU memory.
 
 Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
 
@@ -52,7 +53,7 @@ from benchmarks._args import add_shared_arguments, apply_shared
 from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_table
 from configs import config_path
 
-__all__ = ["CONFIGS", "LONG_RANGE", "build_parser", "format_table", "main", "measure"]
+__all__ = ["CONFIGS", "LONG_RANGE", "build_parser", "format_table", "main", "measure", "merge_rounds"]
 
 
 def _demo_config() -> dict[str, Any]:
@@ -210,6 +211,23 @@ def measure(
     return row
 
 
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rows of the same setting measured in several rounds: the median over all their timed
+    iterations (``rounds`` says how many fits it pooled)."""
+    row = dict(runs[0])
+    seconds = [s for run in runs for s in run["repeats_seconds"]]
+    row.update(
+        rounds=len(runs),
+        iterations=len(seconds),
+        repeats_seconds=seconds,
+        seconds_per_iteration=statistics.median(seconds),
+        images_per_second=row["batch_size"] * row["n_dis"] / statistics.median(seconds),
+    )
+    memory = [run["peak_memory_gib"] for run in runs if run["peak_memory_gib"] is not None]
+    row["peak_memory_gib"] = max(memory) if memory else None
+    return row
+
+
 #: Rows measured side by side share these keys with their ``none`` row.
 SAME_SETTING = ("config", "device", "precision", "batch_size", "n_dis")
 
@@ -251,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     n_dis_help = "D steps per G step (default: each config's: paper 1, demo the demo file's)"
     parser.add_argument("--n-dis", type=int, default=None, help=n_dis_help)
     parser.add_argument("--bf16", action="store_true", help="also measure bf16 autocast (CUDA only)")
+    rounds_help = (
+        "fits per row, alternating the long-range modules (an, sa, none, an, ...); each row is the median over all "
+        "its rounds' timed iterations (default: %(default)s)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help=rounds_help)
     return parser
 
 
@@ -259,7 +282,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = build_parser()
     args = parser.parse_args(argv)
     devices = apply_shared(parser, args)
-    for name in ("paper_batch", "demo_batch", "n_dis"):
+    for name in ("paper_batch", "demo_batch", "n_dis", "rounds"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     rows = []
@@ -272,13 +295,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             n_dis = args.n_dis or CONFIGS[config]["n_dis"]
             precisions = [False, True] if (args.bf16 and device == "cuda") else [False]
             for bf16 in precisions:
+                runs: dict[str, list[dict[str, Any]]] = {long_range: [] for long_range in args.long_range}
+                for _ in range(args.rounds):  # an, sa, none, an, sa, none, ...: drift affects every column alike
+                    for long_range in args.long_range:
+                        runs[long_range].append(
+                            measure(config, device, batch, args.repeats, args.warmup, bf16, n_dis, long_range)
+                        )
                 for long_range in args.long_range:
-                    row = measure(config, device, batch, args.repeats, args.warmup, bf16, n_dis, long_range)
-                    rows.append(row)
-                    print(format_table([row]).splitlines()[-1], flush=True)
+                    rows.append(merge_rounds(runs[long_range]))
+                    print(format_table([rows[-1]]).splitlines()[-1], flush=True)
     add_overheads(rows, "seconds_per_iteration", SAME_SETTING)
     print()
-    print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed iterations per row")
+    rounds = f" in each of {args.rounds} alternating rounds" if args.rounds > 1 else ""
+    print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed iterations{rounds} per row")
     print(format_table(rows))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)

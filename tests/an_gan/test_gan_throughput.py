@@ -62,3 +62,25 @@ def test_long_range_variants_change_only_the_long_range_module():
     assert {k: v for k, v in g.items() if k != "long_range"} == {
         k: v for k, v in demo["generator"].items() if k != "long_range"
     }
+
+
+def test_rounds_alternate_the_modules_and_pool_their_iterations(monkeypatch):
+    demo = gan_throughput.CONFIGS["demo"]
+    tiny = {**demo, "generator": {**demo["generator"], "ch": 1}, "discriminator": {**demo["discriminator"], "ch": 1}}
+    monkeypatch.setitem(gan_throughput.CONFIGS, "demo", tiny)
+    order, measure = [], gan_throughput.measure
+
+    def recording(*args, **kwargs):
+        row = measure(*args, **kwargs)
+        order.append(row["long_range"])
+        return row
+
+    monkeypatch.setattr(gan_throughput, "measure", recording)
+    args = ["--configs", "demo", "--device", "cpu", "--demo-batch", "2", "--repeats", "1", "--warmup", "0"]
+    rows = gan_throughput.main([*args, "--rounds", "2", "--threads", "1", "--long-range", "an", "none"])
+    assert order == ["an", "none", "an", "none"]
+    for row in rows:
+        assert row["rounds"] == 2 and row["iterations"] == 2 and len(row["repeats_seconds"]) == 2
+        assert row["seconds_per_iteration"] == pytest.approx(sum(row["repeats_seconds"]) / 2)  # median of two
+    with pytest.raises(SystemExit):
+        gan_throughput.main([*args, "--rounds", "0"])
