@@ -271,7 +271,7 @@ class ANGAN(pl.LightningModule):
         """
         real, labels = batch["image"], batch["label"]
         g_opt, d_opt = self.optimizers()
-        log = is_logging_step(self)  # self.log costs ~1 ms per key: only on the steps the loggers receive
+        log = is_logging_step(self, ahead=self.n_dis - 1)  # self.log costs ~1 ms per key: only what loggers get
         _, d_logs = manual_step(self, d_opt, lambda: self._d_loss(real, labels), name="discriminator")
         self.num_d_steps += 1
         if log:

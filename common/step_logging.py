@@ -19,16 +19,24 @@ import pytorch_lightning as pl
 __all__ = ["is_logging_step"]
 
 
-def is_logging_step(module: pl.LightningModule) -> bool:
-    """True when the current training batch's logged values are written to the loggers, and on the first batch.
+def is_logging_step(module: pl.LightningModule, ahead: int = 0) -> bool:
+    """True when the current training batch's logged values, or those of one of the next ``ahead`` batches, are
+    written to the loggers, and on the first batch.
 
     The rule is Lightning's ``trainer._logger_connector.should_update_logs`` (batch count + 1 divisible by
-    ``log_every_n_steps``, or the trainer stopping); the first batch of a fit (``global_step == 0``) also logs, so
-    that ``trainer.callback_metrics`` holds the training values from the start. Call it once at the start of
-    ``training_step`` (before any optimiser step changes ``global_step``). Without an attached trainer, True.
+    ``log_every_n_steps``, or the trainer stopping). ``ahead`` is for values logged only every few batches: a GAN
+    logs its G values on one batch in ``n_dis``, and Lightning writes the latest value of every key at a logging
+    batch, so with ``ahead=n_dis - 1`` the G values written are those of the last G step, as when every batch logs.
+    The first batch of a fit (``global_step == 0``) also logs, so that ``trainer.callback_metrics`` holds the
+    training values from the start. Call it once at the start of ``training_step`` (before any optimiser step changes
+    ``global_step``). Without an attached trainer, True.
     """
     trainer = getattr(module, "_trainer", None)
     connector = getattr(trainer, "_logger_connector", None)
-    if connector is None:
+    if connector is None or module.global_step == 0 or connector.should_update_logs:
         return True
-    return module.global_step == 0 or bool(connector.should_update_logs)
+    every = trainer.log_every_n_steps
+    batches = getattr(getattr(trainer.fit_loop, "epoch_loop", None), "_batches_that_stepped", None)
+    if not ahead or not every or batches is None:
+        return False
+    return any((batches + 1 + j) % every == 0 for j in range(1, ahead + 1))

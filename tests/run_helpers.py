@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import Logger
 
 from common.callbacks.checkpointing import InterruptCheckpoint
 
@@ -47,6 +48,28 @@ class StepRecorder(pl.Callback):
         checksum = sum(float(p.detach().double().sum()) for p in pl_module.parameters())
         self.rows.append({"step": trainer.global_step, "logs": dict(self._current), "params": checksum})
         self._current = {}
+
+
+class MetricsRecorder(Logger):
+    """A logger that keeps every ``log_metrics`` call (the ``train/`` values, as floats)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "recorder"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.rows.append((step, {k: float(v) for k, v in metrics.items() if k.startswith("train/")}))
 
 
 class CrashAt(pl.Callback):

@@ -4,6 +4,7 @@ noise, evaluation through the evaluator, predict, checkpoints."""
 import pytest
 import pytorch_lightning as pl
 import torch
+from run_helpers import MetricsRecorder
 from torch.utils.data import DataLoader
 
 from an_gan.evaluation import GenerationEvaluator
@@ -130,6 +131,22 @@ class TestTrainingStep:
         torch.testing.assert_close(losses["joint"][0], losses["separate"][0])
         for key in ("d_real", "d_fake"):
             torch.testing.assert_close(losses["joint"][1][key], losses["separate"][1][key])
+
+    def test_loggers_get_every_step_values_with_n_dis(self, tmp_path, monkeypatch):
+        """Logging only near the logging steps (``common.step_logging``) writes the same rows as logging every batch,
+        also for the G values, which exist on one batch in ``n_dis``."""
+        rows = {}
+        for mode in ("guarded", "every batch"):
+            if mode == "every batch":
+                monkeypatch.setattr("an_gan.module.is_logging_step", lambda module, ahead=0: True)
+            torch.manual_seed(0)
+            logger = MetricsRecorder()
+            _trainer(tmp_path / mode, max_steps=24, log_every_n_steps=3, logger=logger).fit(
+                _module(n_dis=2), _loader(n=64)
+            )
+            rows[mode] = [row for row in logger.rows if row[1]]
+        assert len(rows["guarded"]) == 5 and all("train/g_loss" in values for _, values in rows["guarded"])
+        assert rows["guarded"] == rows["every batch"]
 
     def test_linear_decay_of_both_learning_rates(self, tmp_path):
         decay = LinearDecay(start=1, end=3)

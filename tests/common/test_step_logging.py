@@ -4,32 +4,10 @@ the loggers receive exactly what they received when every step logged."""
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger
+from run_helpers import MetricsRecorder
 from torch.utils.data import DataLoader, TensorDataset
 
 from common.step_logging import is_logging_step
-
-
-class _Recorder(Logger):
-    """A logger that keeps every ``log_metrics`` call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[tuple[int, dict[str, float]]] = []
-
-    @property
-    def name(self) -> str:
-        return "recorder"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.rows.append((step, {k: float(v) for k, v in metrics.items() if k.startswith("train/")}))
 
 
 class _Module(pl.LightningModule):
@@ -53,7 +31,7 @@ class _Module(pl.LightningModule):
 def _fit(tmp_path, guarded: bool, every: int):
     torch.manual_seed(0)
     data = DataLoader(TensorDataset(torch.randn(24, 2)), batch_size=2)
-    logger = _Recorder()
+    logger = MetricsRecorder()
     module = _Module(guarded)
     trainer = pl.Trainer(
         default_root_dir=tmp_path, max_epochs=2, log_every_n_steps=every, logger=logger, accelerator="cpu",
