@@ -99,7 +99,7 @@ class TestDefaults:
             cli_main(["fit", "--print_config"])
         bare = yaml.safe_load(capsys.readouterr().out)
         assert _canonical(bare["data"])["class_path"] is DemoInpaintingDataModule
-        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "harmonic"  # not the paper's default
+        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "mixture"  # not the paper's default
         with pytest.raises(SystemExit):
             cli_main(["fit", "--config", str(CONFIGS / "demo.yaml"), "--print_config"])
         demo = yaml.safe_load(capsys.readouterr().out)
