@@ -26,8 +26,9 @@ float64 inputs) even under autocast, on inputs shifted by their per-channel mean
 
 Implementations (``implementation=``, same values and gradients): the plain tensor operations here
 (``"reference"``), and a fused autograd function (:mod:`common.layers.attentive_norm_fused`) whose four full-size
-passes run over cache-sized chunks (``"fused"``, any device) or as Triton kernels (``"triton"``, CUDA) and whose
-backward recomputes instead of storing full-size intermediates.
+passes run over cache-sized chunks (``"fused"``, any device; on the CPU in float32 as compiled C loops,
+:mod:`common.layers.attentive_norm_native`) or as Triton kernels (``"triton"``, CUDA) and whose backward recomputes
+instead of storing full-size intermediates.
 """
 
 from __future__ import annotations
@@ -68,13 +69,13 @@ class AttentiveNorm2d(nn.Module):
         implementation: how the layer is computed; every choice gives the same values and gradients.
             ``"fused"``: the regional statistics and the output in four fused passes over cache-sized chunks of the
             input, with a backward that recomputes instead of storing full-size intermediates
-            (:mod:`common.layers.attentive_norm_fused`, any device). ``"triton"``: the same four passes as Triton
-            kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
-            with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on
-            CUDA where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs
-            of at least ``FUSED_MIN_ELEMENTS`` (2^18) elements and ``"reference"`` for smaller ones (where the
-            fused path's fixed cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func``
-            transform traces the layer.
+            (:mod:`common.layers.attentive_norm_fused`, any device; CPU float32 passes compiled from C at first use,
+            :mod:`common.layers.attentive_norm_native`, else torch operations). ``"triton"``: the same four passes as
+            Triton kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
+            with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on CUDA
+            where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs of at least
+            ``FUSED_MIN_ELEMENTS`` (2^18) elements and ``"reference"`` for smaller ones (where the fused path's fixed
+            cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func`` transform traces the layer.
 
     Shape:
         - Input: ``(B, C, H, W)``.
@@ -264,9 +265,8 @@ class AttentiveNorm2d(nn.Module):
         if impl == "reference":
             out, s, stats = self._forward_reference(x, p, positions)
         else:
-            out, s, stats = attentive_norm_fused(
-                self, x, p, positions, backend="triton" if impl == "triton" else "chunked"
-            )
+            backend = "triton" if impl == "triton" else "native" if x.device.type == "cpu" else "chunked"
+            out, s, stats = attentive_norm_fused(self, x, p, positions, backend=backend)
         self.layout = s.detach().view(b, self.num_entities, h, w)
         if stats is not None:
             self._update_running_stats(*stats)

@@ -43,13 +43,16 @@ def attentive_norm_fused(
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
     """``AttentiveNorm2d``'s forward, fused; same contract as ``AttentiveNorm2d._forward_reference``.
 
-    ``backend``: ``"chunked"`` (:mod:`common.layers.attentive_norm_chunked`, any device) or ``"triton"``
-    (:mod:`common.layers.attentive_norm_triton`, CUDA). Returns the output (dtype of ``x``), the layout
-    ``(B, n, H*W)`` (float32, float64 for float64 input) and, when training with ``stats="batch"``, the pooled
+    ``backend``: ``"chunked"`` (:mod:`common.layers.attentive_norm_chunked`, any device), ``"native"``
+    (:mod:`common.layers.attentive_norm_native`: compiled C passes on the CPU, falling back to ``"chunked"`` pass by
+    pass) or ``"triton"`` (:mod:`common.layers.attentive_norm_triton`, CUDA). Returns the output (dtype of ``x``), the
+    layout ``(B, n, H*W)`` (float32, float64 for float64 input) and, when training with ``stats="batch"``, the pooled
     ``(mean, var)`` of shape ``(1, C, n)`` each.
     """
     if backend == "triton":
         from common.layers import attentive_norm_triton as passes
+    elif backend == "native":
+        from common.layers import attentive_norm_native as passes
     else:
         passes = attentive_norm_chunked
     with torch.autocast(device_type=x.device.type, enabled=False):
