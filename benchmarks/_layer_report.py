@@ -143,7 +143,7 @@ def markdown_report(record: dict[str, Any]) -> str:
     """Time table, memory table, non-OK cases and target checks for one device record."""
     rows, config = record["results"], record["config"]
     by = {(r["layer"], r["size"]): r for r in rows}
-    layers = [name for name in ("in", "an", "an_ref", "sa") if name in config["layers"]]
+    layers = [name for name in ("in", "an", "an_torch", "an_ref", "sa") if name in config["layers"]]
     load = record.get("load_average")
     lines = [
         f"### {record['device']} ({record['device_name']}, torch {record['torch']}, {record['threads']} threads)",
@@ -170,6 +170,8 @@ def markdown_report(record: dict[str, Any]) -> str:
         ratios += [("sa", "fwd", "an", "fwd"), ("sa", "fwdbwd", "an", "fwdbwd")]
     if "an" in layers and "an_ref" in layers:
         ratios += [("an_ref", "fwd", "an", "fwd"), ("an_ref", "fwdbwd", "an", "fwdbwd")]
+    if "an" in layers and "an_torch" in layers:
+        ratios += [("an_torch", "fwd", "an", "fwd"), ("an_torch", "fwdbwd", "an", "fwdbwd")]
     header += [f"{a.upper()} {COLUMNS[ma]} / {b.upper()} {COLUMNS[mb]}" for a, ma, b, mb in ratios]
     header += ["paper AN", "paper SA"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -63,17 +63,39 @@ from benchmarks._layer_report import check_targets, markdown_report
 
 __all__ = ["LAYERS", "build_layer", "main", "time_size"]
 
-LAYERS: tuple[str, ...] = ("in", "an", "an_ref", "sa")
+LAYERS: tuple[str, ...] = ("in", "an", "an_torch", "an_ref", "sa")
 DEFAULT_LAYERS: tuple[str, ...] = ("in", "an", "sa")
 MODES: dict[str, tuple[str, ...]] = {
     "in": ("fwd", "fwdbwd"),
     "an": ("fwd", "train_fwd", "fwdbwd"),
+    "an_torch": ("fwd", "train_fwd", "fwdbwd"),
     "an_ref": ("fwd", "train_fwd", "fwdbwd"),
     "sa": ("fwd", "fwdbwd"),
 }
 DEFAULT_SIZES: tuple[int, ...] = (64, 128, 256, 512, 1024)
 QUICK_SIZES: tuple[int, ...] = (32, 64)
 DEFAULT_JSON = "runs/benchmarks/layers_{device}.json"
+
+
+def _torch_passes_an(channels: int, entities: int) -> nn.Module:
+    """``AttentiveNorm2d`` whose fused path runs the chunked torch passes, not the compiled C ones (the layer
+    before :mod:`common.layers.attentive_norm_native`; the choice is made per forward and kept for its backward)."""
+    from common.layers import attentive_norm_native
+    from common.layers.attentive_norm import AttentiveNorm2d
+
+    class TorchPassesAttentiveNorm2d(AttentiveNorm2d):
+        """AttentiveNorm2d with the compiled passes switched off during its forward."""
+
+        def forward(self, x: Tensor) -> Tensor:
+            """The layer's forward with ``attentive_norm_native.ENABLED`` off."""
+            previous = attentive_norm_native.ENABLED
+            attentive_norm_native.ENABLED = False
+            try:
+                return super().forward(x)
+            finally:
+                attentive_norm_native.ENABLED = previous
+
+    return TorchPassesAttentiveNorm2d(channels, num_entities=entities)
 
 
 def build_layer(name: str, channels: int, entities: int) -> nn.Module:
@@ -84,6 +106,7 @@ def build_layer(name: str, channels: int, entities: int) -> nn.Module:
     builders = {
         "in": lambda: nn.InstanceNorm2d(channels, affine=True),
         "an": lambda: AttentiveNorm2d(channels, num_entities=entities),
+        "an_torch": lambda: _torch_passes_an(channels, entities),
         "an_ref": lambda: AttentiveNorm2d(channels, num_entities=entities, implementation="reference"),
         "sa": lambda: SelfAttention2d(channels),
     }
@@ -284,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=LAYERS,
         default=list(DEFAULT_LAYERS),
-        help="layers to measure (an_ref: AttentiveNorm2d(implementation='reference'), the plain tensor operations)",
+        help="layers to measure (an_torch: the fused path with torch passes instead of the compiled C ones; an_ref: "
+        "AttentiveNorm2d(implementation='reference'), the plain tensor operations)",
     )
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} and 3 repeats (make demo)")
     parser.add_argument("--min-repeats", type=int, default=3, help="timed runs kept even when a size is slow")

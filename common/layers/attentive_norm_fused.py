@@ -52,7 +52,10 @@ def attentive_norm_fused(
     if backend == "triton":
         from common.layers import attentive_norm_triton as passes
     elif backend == "native":
-        from common.layers import attentive_norm_native as passes
+        from common.layers import attentive_norm_native
+
+        # Decided once per forward (kept by its backward): the compiled passes where they can be built and are on.
+        passes = attentive_norm_native if attentive_norm_native.available() else attentive_norm_chunked
     else:
         passes = attentive_norm_chunked
     with torch.autocast(device_type=x.device.type, enabled=False):

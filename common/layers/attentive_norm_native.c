@@ -1,214 +1,248 @@
 /* The four full-size passes of the fused Attentive Normalization (float32, v = x) as plain C loops.
  *
  * Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020 (Section 3). The algorithm and
- * the names are those of common/layers/attentive_norm_fused.py and attentive_norm_chunked.py; each function handles
- * one sample's pixels [p0, p1) in blocks of BLK pixels held in local arrays (so a block's intermediates stay in the
- * L1/L2 cache), with the pixel index innermost (contiguous, vectorised by the compiler). Sums over pixels are taken
- * per block in float, then added to double accumulators (one per calling thread, summed by the caller). Compiled at
- * first use by common/layers/attentive_norm_native.py; called from several threads at once on disjoint outputs.
+ * the names are those of common/layers/attentive_norm_fused.py and attentive_norm_chunked.py. Each function handles
+ * one sample's pixels [p0, p1) in blocks of BLK pixels: the block's rows ([1; x_c; x_c^2; g x_c; g], the layout, ...)
+ * are copied into zero-padded local tiles (L1/L2-resident), and every step is one of two small matrix products on
+ * tiles, written with vector registers (GCC / Clang vector extensions, VW floats each):
+ *   mm_nn:  out (R, BLK) = A (R, K) @ B (K, BLK)                 (4 rows x 2 vectors of accumulators)
+ *   mm_nt:  acc (RA, RB) += A (RA, BLK) @ B (RB, BLK)^T          (4 x 4 pairs; per-lane partial sums)
+ * The per-lane partial sums over the pixels are reduced once per call into the caller's double accumulators. Compiled
+ * at first use by common/layers/attentive_norm_native.py; called from several threads at once on disjoint outputs.
  *
  * Shapes (row-major, float32 unless said): x, g, out, dx (C, HW); s (n, HW); cx (C); wlb (n, 1 + C) = [b | w];
- * coeffs (2C, n) = [gain; offset]; pm (n, 1 + 2C) = [dm; dT; dQ]^T; pg, po (n, C); hg, ht, hq, wlt (C, n).
+ * coeffs (2C, n) = [gain; offset]; pu (n, 1 + 4C) = [dm; dT; dQ; gain; offset]^T; h3 (3C, n) = [h_1; h_2; h_3];
+ * wlt (C, n). Double accumulators: mom (1 + 2C, n), dgo (2C, n), dwlb (n, 1 + C).
  */
 #include <math.h>
 #include <stdlib.h>
-
-#define BLK 64
+#include <string.h>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+/* Denormals (layout entries below ~1e-38, which a peaked softmax at AN's temperature 0.1 produces) can take slow
+ * microcode assists on x86; each call flushes them to zero (FTZ / DAZ) and restores the caller's mode. */
+#define FLUSH_BEGIN unsigned int csr_saved = _mm_getcsr(); _mm_setcsr(csr_saved | 0x8040);
+#define FLUSH_END _mm_setcsr(csr_saved);
+#else
+#define FLUSH_BEGIN
+#define FLUSH_END
+#endif
 
 #define VW 16
-/* GCC / Clang vector extensions: one VW-float vector (lowered to the machine's SIMD registers), unaligned loads. */
+#define BLK 64
+#define NV (BLK / VW)
 typedef float vf __attribute__((vector_size(4 * VW)));
 typedef float vfu __attribute__((vector_size(4 * VW), aligned(4)));
+typedef int vi __attribute__((vector_size(4 * VW)));
 
+static inline vf ld(const float *p) { return *(const vfu *)p; }
+static inline void st(float *p, vf v) { *(vfu *)p = v; }
 static inline long min_l(long a, long b) { return a < b ? a : b; }
+static inline float hsum(vf v) {
+    float t = 0.f;
+    for (int j = 0; j < VW; j++) t += v[j];
+    return t;
+}
 
-/* tile (rows, BLK) <- src rows [q, q + m) of a (rows, HW) matrix, zero-padded to BLK columns. */
-static void load_tile(float *tile, const float *src, int rows, long HW, long q, int m) {
+/* tile rows [0, rows) <- src rows [q, q + m) of a (rows, HW) matrix minus shift[r] (if shift), zero-padded. */
+static void load_rows(float *tile, const float *src, int rows, long HW, long q, int m, const float *shift) {
     for (int r = 0; r < rows; r++) {
         const float *sr = src + r * HW + q;
-        float *tr = tile + r * BLK;
+        float *tr = tile + r * BLK, c = shift ? shift[r] : 0.f;
         int j = 0;
-        for (; j < m; j++) tr[j] = sr[j];
+        for (; j < m; j++) tr[j] = sr[j] - c;
         for (; j < BLK; j++) tr[j] = 0.f;
     }
 }
 
-/* Pass 1: s = softmax([b | w] @ [1; x - cx]); mom (1 + 2C, n) += [1; x_c; x_c^2] @ s^T (if mom is not NULL). */
-void an_layout_moments(const float *x, const float *cx, const float *wlb, float *s, double *mom, int C, int n,
-                       long HW, long p0, long p1) {
-    float *xc = malloc(sizeof(float) * C * BLK), *L = malloc(sizeof(float) * n * BLK);
-    float *acc = calloc((size_t)(1 + 2 * C) * n, sizeof(float));
-    for (long q = p0; q < p1; q += BLK) {
-        int m = (int)min_l(BLK, p1 - q);
-        for (int c = 0; c < C; c++) {
-            const float *xr = x + c * HW + q;
-            float cc = cx[c], *xcr = xc + c * BLK;
-            for (int j = 0; j < m; j++) xcr[j] = xr[j] - cc;
-        }
-        for (int k = 0; k < n; k++) {
-            const float *wk = wlb + k * (1 + C);
-            float *Lk = L + k * BLK;
-            for (int j = 0; j < m; j++) Lk[j] = wk[0];
-            for (int c = 0; c < C; c++) {
-                float wc = wk[1 + c];
-                const float *xcr = xc + c * BLK;
-                for (int j = 0; j < m; j++) Lk[j] += wc * xcr[j];
+/* out (R, BLK) = A (R, K; row stride lda) @ B (K, BLK). */
+static void mm_nn(float *out, const float *A, int lda, const float *B, int R, int K) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) {
+        const float *a0 = A + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        for (int v = 0; v < NV; v += 2) {
+            vf c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+            for (int k = 0; k < K; k++) {
+                vf b0 = ld(B + k * BLK + v * VW), b1 = ld(B + k * BLK + (v + 1) * VW);
+                c00 += a0[k] * b0, c01 += a0[k] * b1, c10 += a1[k] * b0, c11 += a1[k] * b1;
+                c20 += a2[k] * b0, c21 += a2[k] * b1, c30 += a3[k] * b0, c31 += a3[k] * b1;
             }
-        }
-        float mx[BLK], sum[BLK];
-        for (int j = 0; j < m; j++) mx[j] = L[j], sum[j] = 0.f;
-        for (int k = 1; k < n; k++)
-            for (int j = 0; j < m; j++) mx[j] = fmaxf(mx[j], L[k * BLK + j]);
-        for (int k = 0; k < n; k++) {
-            float *Lk = L + k * BLK;
-            for (int j = 0; j < m; j++) {
-                Lk[j] = expf(Lk[j] - mx[j]);
-                sum[j] += Lk[j];
-            }
-        }
-        for (int j = 0; j < m; j++) sum[j] = 1.f / sum[j];
-        for (int k = 0; k < n; k++) {
-            float *Lk = L + k * BLK, *sk = s + k * HW + q;
-            for (int j = 0; j < m; j++) sk[j] = Lk[j] *= sum[j];
-        }
-        if (!mom) continue;
-        for (int k = 0; k < n; k++) {
-            const float *Lk = L + k * BLK;
-            float m0 = 0.f;
-            for (int j = 0; j < m; j++) m0 += Lk[j];
-            acc[k] += m0;
-            for (int c = 0; c < C; c++) {
-                const float *xcr = xc + c * BLK;
-                float a = 0.f, b = 0.f;
-                for (int j = 0; j < m; j++) {
-                    float t = Lk[j] * xcr[j];
-                    a += t;
-                    b += t * xcr[j];
-                }
-                acc[(1 + c) * n + k] += a;
-                acc[(1 + C + c) * n + k] += b;
-            }
-        }
-        if (((q - p0) / BLK) % 64 == 63) { /* flush every 64 blocks: float sums of at most 4096 pixels */
-            for (int i = 0; i < (1 + 2 * C) * n; i++) mom[i] += acc[i], acc[i] = 0.f;
+            float *o = out + r * BLK + v * VW;
+            st(o, c00), st(o + VW, c01), st(o + BLK, c10), st(o + BLK + VW, c11);
+            st(o + 2 * BLK, c20), st(o + 2 * BLK + VW, c21), st(o + 3 * BLK, c30), st(o + 3 * BLK + VW, c31);
         }
     }
-    if (mom)
-        for (int i = 0; i < (1 + 2 * C) * n; i++) mom[i] += acc[i];
-    free(xc), free(L), free(acc);
+    for (; r < R; r++) {
+        const float *a = A + r * lda;
+        for (int v = 0; v < NV; v++) {
+            vf c = {0};
+            for (int k = 0; k < K; k++) c += a[k] * ld(B + k * BLK + v * VW);
+            st(out + r * BLK + v * VW, c);
+        }
+    }
 }
 
-/* Pass 2: out = x + (x - cx) * (gain @ s) + offset @ s. The block's layout is copied into a zero-padded local tile
- * so that every inner loop has VW iterations (one vector register per accumulator). */
-void an_output(const float *x, const float *cx, const float *s, const float *coeffs, float *out, int C, int n,
-               long HW, long p0, long p1) {
-    float *sb = malloc(sizeof(float) * n * BLK);
-    for (long q = p0; q < p1; q += BLK) {
-        int m = (int)min_l(BLK, p1 - q);
-        load_tile(sb, s, n, HW, q, m);
-        for (int c = 0; c < C; c++) {
-            const float *gk = coeffs + c * n, *ok = coeffs + (C + c) * n, *xr = x + c * HW + q;
-            float *orow = out + c * HW + q, cc = cx[c];
-            for (int jj = 0; jj < m; jj += VW) {
-                vf ga = {0}, of = {0};
-                for (int k = 0; k < n; k++) {
-                    vf sk = *(const vfu *)(sb + k * BLK + jj);
-                    ga += gk[k] * sk, of += ok[k] * sk;
-                }
-                int w = m - jj < VW ? m - jj : VW;
-                for (int j = 0; j < w; j++) orow[jj + j] = xr[jj + j] + (xr[jj + j] - cc) * ga[j] + of[j];
+/* acc[i * RB + j] += per-lane sums over the block of A[i] * B[j] (A (RA, BLK), B (RB, BLK)). */
+static void mm_nt(vf *acc, const float *A, int RA, const float *B, int RB) {
+    int i = 0;
+    for (; i + 4 <= RA; i += 4) {
+        int j = 0;
+        for (; j + 4 <= RB; j += 4) {
+            vf c[4][4] = {{{0}}};
+            for (int v = 0; v < NV; v++) {
+                vf a[4], b[4];
+                for (int t = 0; t < 4; t++) a[t] = ld(A + (i + t) * BLK + v * VW), b[t] = ld(B + (j + t) * BLK + v * VW);
+                for (int t = 0; t < 4; t++)
+                    for (int u = 0; u < 4; u++) c[t][u] += a[t] * b[u];
             }
+            for (int t = 0; t < 4; t++)
+                for (int u = 0; u < 4; u++) acc[(i + t) * RB + j + u] += c[t][u];
         }
+        for (; j < RB; j++)
+            for (int t = 0; t < 4; t++) {
+                vf c = {0};
+                for (int v = 0; v < NV; v++) c += ld(A + (i + t) * BLK + v * VW) * ld(B + j * BLK + v * VW);
+                acc[(i + t) * RB + j] += c;
+            }
     }
-    free(sb);
+    for (; i < RA; i++)
+        for (int j = 0; j < RB; j++) {
+            vf c = {0};
+            for (int v = 0; v < NV; v++) c += ld(A + i * BLK + v * VW) * ld(B + j * BLK + v * VW);
+            acc[i * RB + j] += c;
+        }
 }
 
-/* Backward pass 1: dgo (2C, n) += [sum_p (g x_c) s^T; sum_p g s^T]. */
-void an_output_gradient_moments(const float *g, const float *x, const float *cx, const float *s, double *dgo, int C,
-                                int n, long HW, long p0, long p1) {
-    float *acc = calloc((size_t)2 * C * n, sizeof(float));
-    for (long q = p0; q < p1; q += BLK) {
-        int m = (int)min_l(BLK, p1 - q);
-        for (int c = 0; c < C; c++) {
-            const float *xr = x + c * HW + q, *gr = g + c * HW + q;
-            float gv[BLK], cc = cx[c];
-            for (int j = 0; j < m; j++) gv[j] = gr[j] * (xr[j] - cc);
-            for (int k = 0; k < n; k++) {
-                const float *sk = s + k * HW + q;
-                float a = 0.f, b = 0.f;
-                for (int j = 0; j < m; j++) a += gv[j] * sk[j], b += gr[j] * sk[j];
-                acc[c * n + k] += a;
-                acc[(C + c) * n + k] += b;
-            }
-        }
-        if (((q - p0) / BLK) % 64 == 63) {
-            for (int i = 0; i < 2 * C * n; i++) dgo[i] += acc[i], acc[i] = 0.f;
-        }
-    }
-    for (int i = 0; i < 2 * C * n; i++) dgo[i] += acc[i];
+static vf *vzeros(size_t count) { /* vector-aligned (calloc only guarantees 16 bytes) */
+    vf *p = aligned_alloc(sizeof(vf), count * sizeof(vf));
+    if (p) memset(p, 0, count * sizeof(vf));
+    return p;
+}
+
+static void reduce_into(double *out, vf *acc, size_t count) {
+    for (size_t i = 0; i < count; i++) out[i] += hsum(acc[i]);
     free(acc);
 }
 
-/* Backward pass 2 (v = x): dS = pm @ [1; x_c; x_c^2] + pg @ (g x_c) + po @ g; dl = s (dS - sum_k s dS);
- * dx = ht @ s + g (hg @ s) + x_c (hq @ s) + wlt @ dl; dwlb (n, 1 + C) += dl @ [1; x_c]^T. */
-void an_input_gradient(const float *g, const float *x, const float *cx, const float *s, const float *pm,
-                       const float *pg, const float *po, const float *hg, const float *ht, const float *hq,
-                       const float *wlt, float *dx, double *dwlb, int C, int n, long HW, long p0, long p1) {
-    float *xc = malloc(sizeof(float) * C * BLK), *gb = malloc(sizeof(float) * C * BLK);
-    float *sb = malloc(sizeof(float) * n * BLK), *dl = calloc((size_t)n * BLK, sizeof(float));
-    float *acc = calloc((size_t)n * (1 + C), sizeof(float));
+/* Pass 1: s = softmax([b | w] @ [1; x_c]); mom (1 + 2C, n) += [1; x_c; x_c^2] @ s^T (if mom is not NULL). */
+void an_layout_moments(const float *x, const float *cx, const float *wlb, float *s, double *mom, int C, int n,
+                       long HW, long p0, long p1) {
+    FLUSH_BEGIN
+    float *u = malloc(sizeof(float) * (1 + 2 * C) * BLK), *L = malloc(sizeof(float) * n * BLK);
+    vf *acc = mom ? vzeros((size_t)(1 + 2 * C) * n) : NULL;
+    for (int j = 0; j < BLK; j++) u[j] = 1.f;
     for (long q = p0; q < p1; q += BLK) {
         int m = (int)min_l(BLK, p1 - q);
-        for (int c = 0; c < C; c++) {
-            const float *xr = x + c * HW + q, *gr = g + c * HW + q;
-            float cc = cx[c], *xcr = xc + c * BLK, *gbr = gb + c * BLK;
-            for (int j = 0; j < m; j++) xcr[j] = xr[j] - cc, gbr[j] = gr[j];
+        load_rows(u + BLK, x, C, HW, q, m, cx);
+        mm_nn(L, wlb, 1 + C, u, n, 1 + C);
+        for (int v = 0; v < NV; v++) { /* softmax over the entities: subtract the maximum */
+            vf mx = ld(L + v * VW);
+            for (int k = 1; k < n; k++) {
+                vf l = ld(L + k * BLK + v * VW);
+                vi up = l > mx;
+                mx = (vf)(((vi)l & up) | ((vi)mx & ~up));
+            }
+            for (int k = 0; k < n; k++) st(L + k * BLK + v * VW, ld(L + k * BLK + v * VW) - mx);
         }
-        load_tile(sb, s, n, HW, q, m);
-        float dot[BLK] = {0};
+        for (int i = 0; i < n * BLK; i++) L[i] = expf(L[i]); /* one flat loop: vectorised exp */
+        for (int v = 0; v < NV; v++) {
+            vf sum = {0};
+            for (int k = 0; k < n; k++) sum += ld(L + k * BLK + v * VW);
+            vf inv = 1.f / sum;
+            for (int k = 0; k < n; k++) st(L + k * BLK + v * VW, ld(L + k * BLK + v * VW) * inv);
+        }
         for (int k = 0; k < n; k++) {
-            const float *pk = pm + k * (1 + 2 * C), *pgk = pg + k * C, *pok = po + k * C;
-            float *d = dl + k * BLK;
-            for (int j = 0; j < m; j++) d[j] = pk[0];
-            for (int c = 0; c < C; c++) {
-                float a = pk[1 + c], b = pk[1 + C + c], e = pgk[c], f = pok[c];
-                const float *xcr = xc + c * BLK, *gbr = gb + c * BLK;
-                for (int j = 0; j < m; j++) d[j] += xcr[j] * (a + b * xcr[j] + e * gbr[j]) + f * gbr[j];
-            }
-            const float *sk = sb + k * BLK;
-            for (int j = 0; j < m; j++) dot[j] += sk[j] * d[j];
+            memcpy(s + k * HW + q, L + k * BLK, sizeof(float) * m);
+            memset(L + k * BLK + m, 0, sizeof(float) * (BLK - m)); /* padded pixels carry no mass */
         }
-        for (int k = 0; k < n; k++) {
-            float *d = dl + k * BLK, *ak = acc + k * (1 + C);
-            const float *sk = sb + k * BLK;
-            float a0 = 0.f;
-            for (int j = 0; j < m; j++) d[j] = sk[j] * (d[j] - dot[j]), a0 += d[j];
-            ak[0] += a0;
-            for (int c = 0; c < C; c++) {
-                const float *xcr = xc + c * BLK;
-                float a = 0.f;
-                for (int j = 0; j < m; j++) a += d[j] * xcr[j];
-                ak[1 + c] += a;
+        if (!mom) continue;
+        for (int c = 0; c < C; c++)
+            for (int v = 0; v < NV; v++) {
+                vf xv = ld(u + (1 + c) * BLK + v * VW);
+                st(u + (1 + C + c) * BLK + v * VW, xv * xv);
             }
-        }
+        mm_nt(acc, u, 1 + 2 * C, L, n);
+    }
+    if (mom) reduce_into(mom, acc, (size_t)(1 + 2 * C) * n);
+    free(u), free(L);
+    FLUSH_END
+}
+
+/* Pass 2: out = x + x_c * (gain @ s) + offset @ s. */
+void an_output(const float *x, const float *cx, const float *s, const float *coeffs, float *out, int C, int n,
+               long HW, long p0, long p1) {
+    FLUSH_BEGIN
+    float *sb = malloc(sizeof(float) * n * BLK), *go = malloc(sizeof(float) * 2 * C * BLK);
+    for (long q = p0; q < p1; q += BLK) {
+        int m = (int)min_l(BLK, p1 - q);
+        load_rows(sb, s, n, HW, q, m, NULL);
+        mm_nn(go, coeffs, n, sb, 2 * C, n);
         for (int c = 0; c < C; c++) {
-            const float *htc = ht + c * n, *hgc = hg + c * n, *hqc = hq + c * n, *wc = wlt + c * n;
-            const float *xcr = xc + c * BLK, *gbr = gb + c * BLK;
-            float *dr = dx + c * HW + q;
-            for (int jj = 0; jj < m; jj += VW) {
-                vf t2 = {0}, t1 = {0}, t3 = {0};
-                for (int k = 0; k < n; k++) {
-                    vf sk = *(const vfu *)(sb + k * BLK + jj), d = *(const vfu *)(dl + k * BLK + jj);
-                    t2 += htc[k] * sk + wc[k] * d, t1 += hgc[k] * sk, t3 += hqc[k] * sk;
-                }
-                int w = m - jj < VW ? m - jj : VW;
-                for (int j = 0; j < w; j++) dr[jj + j] = t2[j] + gbr[jj + j] * t1[j] + xcr[jj + j] * t3[j];
-            }
-        }
-        if (((q - p0) / BLK) % 64 == 63) {
-            for (int i = 0; i < n * (1 + C); i++) dwlb[i] += acc[i], acc[i] = 0.f;
+            const float *xr = x + c * HW + q, *ga = go + c * BLK, *of = go + (C + c) * BLK;
+            float *orow = out + c * HW + q, cc = cx[c];
+            for (int j = 0; j < m; j++) orow[j] = xr[j] + (xr[j] - cc) * ga[j] + of[j];
         }
     }
-    for (int i = 0; i < n * (1 + C); i++) dwlb[i] += acc[i];
-    free(xc), free(gb), free(sb), free(dl), free(acc);
+    free(sb), free(go);
+    FLUSH_END
+}
+
+/* Backward pass 1: dgo (2C, n) += [g x_c; g] @ s^T. */
+void an_output_gradient_moments(const float *g, const float *x, const float *cx, const float *s, double *dgo, int C,
+                                int n, long HW, long p0, long p1) {
+    FLUSH_BEGIN
+    float *gu = malloc(sizeof(float) * 2 * C * BLK), *sb = malloc(sizeof(float) * n * BLK);
+    vf *acc = vzeros((size_t)2 * C * n);
+    for (long q = p0; q < p1; q += BLK) {
+        int m = (int)min_l(BLK, p1 - q);
+        load_rows(gu, x, C, HW, q, m, cx);
+        load_rows(gu + C * BLK, g, C, HW, q, m, NULL);
+        for (int i = 0; i < C * BLK; i++) gu[i] *= gu[C * BLK + i];
+        load_rows(sb, s, n, HW, q, m, NULL);
+        mm_nt(acc, gu, 2 * C, sb, n);
+    }
+    reduce_into(dgo, acc, (size_t)2 * C * n);
+    free(gu), free(sb);
+    FLUSH_END
+}
+
+/* Backward pass 2 (v = x): dS = pu @ [1; x_c; x_c^2; g x_c; g]; dl = s (dS - sum_k s dS);
+ * dx = h_2 @ s + g (h_1 @ s) + x_c (h_3 @ s) + wlt @ dl; dwlb (n, 1 + C) += dl @ [1; x_c]^T. */
+void an_input_gradient(const float *g, const float *x, const float *cx, const float *s, const float *pu,
+                       const float *h3, const float *wlt, float *dx, double *dwlb, int C, int n, long HW, long p0,
+                       long p1) {
+    FLUSH_BEGIN
+    float *u = malloc(sizeof(float) * (1 + 4 * C) * BLK), *sb = malloc(sizeof(float) * n * BLK);
+    float *dl = malloc(sizeof(float) * n * BLK), *t = malloc(sizeof(float) * 4 * C * BLK);
+    vf *acc = vzeros((size_t)n * (1 + C));
+    for (int j = 0; j < BLK; j++) u[j] = 1.f;
+    float *xc = u + BLK, *x2 = u + (1 + C) * BLK, *gx = u + (1 + 2 * C) * BLK, *gb = u + (1 + 3 * C) * BLK;
+    for (long q = p0; q < p1; q += BLK) {
+        int m = (int)min_l(BLK, p1 - q);
+        load_rows(xc, x, C, HW, q, m, cx);
+        load_rows(gb, g, C, HW, q, m, NULL);
+        load_rows(sb, s, n, HW, q, m, NULL);
+        for (int i = 0; i < C * BLK; i++) x2[i] = xc[i] * xc[i], gx[i] = gb[i] * xc[i];
+        mm_nn(dl, pu, 1 + 4 * C, u, n, 1 + 4 * C); /* dS */
+        for (int v = 0; v < NV; v++) {
+            vf dot = {0};
+            for (int k = 0; k < n; k++) dot += ld(sb + k * BLK + v * VW) * ld(dl + k * BLK + v * VW);
+            for (int k = 0; k < n; k++) {
+                float *d = dl + k * BLK + v * VW;
+                st(d, ld(sb + k * BLK + v * VW) * (ld(d) - dot));
+            }
+        }
+        mm_nt(acc, dl, n, u, 1 + C);
+        mm_nn(t, h3, n, sb, 3 * C, n);          /* [h_1; h_2; h_3] @ s */
+        mm_nn(t + 3 * C * BLK, wlt, n, dl, C, n); /* wlt @ dl */
+        for (int c = 0; c < C; c++) {
+            const float *t1 = t + c * BLK, *t2 = t + (C + c) * BLK, *t3 = t + (2 * C + c) * BLK;
+            const float *tw = t + (3 * C + c) * BLK, *xr = xc + c * BLK, *gr = gb + c * BLK;
+            float *dr = dx + c * HW + q;
+            for (int j = 0; j < m; j++) dr[j] = t2[j] + tw[j] + gr[j] * t1[j] + xr[j] * t3[j];
+        }
+    }
+    reduce_into(dwlb, acc, (size_t)n * (1 + C));
+    free(u), free(sb), free(dl), free(t);
+    FLUSH_END
 }

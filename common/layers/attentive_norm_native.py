@@ -59,7 +59,7 @@ _SIGNATURES = {
     "an_layout_moments": [_P] * 5 + [_I, _I, _L, _L, _L],
     "an_output": [_P] * 5 + [_I, _I, _L, _L, _L],
     "an_output_gradient_moments": [_P] * 5 + [_I, _I, _L, _L, _L],
-    "an_input_gradient": [_P] * 13 + [_I, _I, _L, _L, _L],
+    "an_input_gradient": [_P] * 9 + [_I, _I, _L, _L, _L],
 }
 
 
@@ -218,13 +218,11 @@ def input_gradient(
     if not supported(gf, xf, s, dxf, wv=wv):
         return chunked.input_gradient(gf, xf, s, cx, wv, pu, h3, wl_t, dxf)
     lib, (b, c, hw), n = _library(), xf.shape, s.shape[1]
-    cxs, wlt = _small(cx, b), _small(wl_t, b)
-    pm, pg, po = (_small(t, b) for t in pu.split([1 + 2 * c, c, c], dim=2))
-    hg, ht, hq = (_small(t, b) for t in h3.split(c, dim=1))
+    cxs, wlt, pus, h3s = _small(cx, b), _small(wl_t, b), _small(pu, b), _small(h3, b)
     acc = torch.zeros(min(MAX_WORKERS, torch.get_num_threads()), b, n, 1 + c, dtype=torch.float64)
 
     def call(w: int, i: int, p0: int, p1: int) -> None:
-        small = [_ptr(t[i]) for t in (pm, pg, po, hg, ht, hq, wlt)]
+        small = [_ptr(t[i]) for t in (pus, h3s, wlt)]
         lib.an_input_gradient(_ptr(gf[i]), _ptr(xf[i]), _ptr(cxs[i]), _ptr(s[i]), *small, _ptr(dxf[i]),
                               _ptr(acc[w, i]), c, n, hw, p0, p1)  # fmt: skip
 

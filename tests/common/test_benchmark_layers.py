@@ -36,7 +36,7 @@ class TestLayerBenchmark:
         short = bench.time_size(16, "cpu", ["in", "an"], _args(size_budget_s=0.0, min_repeats=2), skip=set())
         assert {r["repeats"] for r in short.values()} == {2}
 
-    def test_case_functions(self):
+    def test_case_functions(self, monkeypatch):
         import torch
 
         layer = bench.build_layer("an", 8, 4)
@@ -51,6 +51,24 @@ class TestLayerBenchmark:
         bench.case_function(layer, "fwdbwd", x, x_grad, torch.ones_like(x))()
         assert calls == ["train", "train"] and x_grad.grad is not None and layer.rho.grad is not None
         assert bench.build_layer("an_ref", 8, 4).implementation == "reference"
+        # an_torch: the same layer with the chunked torch passes in its forward and backward, the switch restored.
+        from common.layers import attentive_norm_chunked, attentive_norm_native
+
+        used = []
+        for name in ("layout_and_moments", "output", "output_gradient_moments", "input_gradient"):
+            original = getattr(attentive_norm_chunked, name)
+            fake = lambda *a, f=original, name=name: used.append(name) or f(*a)  # noqa: E731
+            monkeypatch.setattr(attentive_norm_chunked, name, fake)
+        torch_an, an = bench.build_layer("an_torch", 8, 4), bench.build_layer("an", 8, 4)
+        torch_an.load_state_dict(an.state_dict())
+        torch_an.implementation = an.implementation = "fused"
+        xs = torch.randn(1, 8, 12, 12)
+        y_torch, y = torch_an.eval()(xs), an.eval()(xs)
+        torch.testing.assert_close(y_torch, y, rtol=1e-5, atol=1e-5)
+        assert used == ["layout_and_moments", "output"] * (1 if attentive_norm_native.available() else 2)
+        xg = xs.clone().requires_grad_(True)
+        torch_an.train()(xg).sum().backward()
+        assert "input_gradient" in used and attentive_norm_native.ENABLED
         with pytest.raises(ValueError, match="unknown layer"):
             bench.build_layer("bn", 8, 4)
 
@@ -77,7 +95,7 @@ class TestLayerBenchmark:
         path = tmp_path / "bench_{device}.json"
         argv = ["--sizes", "16", "32", "--device", "cpu", "--repeats", "2", "--warmup", "0", "--channels", "8"]
         argv += ["--memory-budget-gib", str(budget_gib), "--json", str(path), "--threads", "1"]
-        argv += ["--memory", "in-process", "--layers", "in", "an", "an_ref", "sa"]
+        argv += ["--memory", "in-process", "--layers", "in", "an", "an_torch", "an_ref", "sa"]
         records = bench.main(argv)
         out = capsys.readouterr().out
         written = tmp_path / "bench_cpu.json"
