@@ -45,8 +45,9 @@ _STATS = ("instance", "batch")
 _IMPLEMENTATIONS = ("auto", "fused", "triton", "reference")
 # implementation="auto" uses the fused path from this many input elements on (B*C*H*W; measured on CPU with the
 # compiled passes, 2 threads, C 32, n 16: at 2^17 the reference is faster (forward + backward 3.1 vs 3.5 ms at 64^2),
-# at 2^19 they are level (8.4 vs 8.2 ms at 128^2), at 2^20.2 the fused path is 18% faster, at 2^21 34%).
-FUSED_MIN_ELEMENTS = 1 << 19
+# at 2^19 about level (forward + backward 8.3 vs 8.8 ms, forward 2.3 vs 3.8 ms at 128^2, benchmarks.layers), at 2^20.2
+# the fused path is 18% faster (forward + backward at 192^2), at 2^21 34%).
+FUSED_MIN_ELEMENTS = 1 << 20
 
 
 class AttentiveNorm2d(nn.Module):
@@ -75,7 +76,7 @@ class AttentiveNorm2d(nn.Module):
             Triton kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
             with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on CUDA
             where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs of at least
-            ``FUSED_MIN_ELEMENTS`` (2^19) elements and ``"reference"`` for smaller ones (where the fused path's fixed
+            ``FUSED_MIN_ELEMENTS`` (2^20) elements and ``"reference"`` for smaller ones (where the fused path's fixed
             cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func`` transform traces the layer.
 
     Shape:

@@ -257,7 +257,8 @@ def test_auto_selects_reference_while_tracing(monkeypatch):
     layer = AttentiveNorm2d(8, num_entities=4)
     x = torch.randn(1, 8, 4, 4)
     assert layer._resolve_implementation(x) == "reference"  # small input
-    x = torch.empty(1, 8, 256, 256)  # 2^19 elements
+    assert layer._resolve_implementation(torch.empty(1, 16, 256, 255)) == "reference"  # just under 2^20
+    x = torch.empty(1, 16, 256, 256)  # 2^20 elements
     assert layer._resolve_implementation(x) == "fused"
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert layer._resolve_implementation(x) == "reference"
