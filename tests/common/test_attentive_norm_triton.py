@@ -103,5 +103,5 @@ def test_triton_needs_cuda_or_the_interpreter():
     with pytest.raises(ValueError, match="needs a CUDA tensor"):
         layer(torch.randn(1, 8, 8, 8, dtype=torch.float64))
     auto = AttentiveNorm2d(8, num_entities=4)
-    big = torch.empty(1, 8, 256, 128)
+    big = torch.empty(1, 8, 256, 512)  # FUSED_MIN_ELEMENTS (2^20)
     assert auto._resolve_implementation(big) == "fused"  # CPU: never the Triton kernels unless asked for
