@@ -74,11 +74,12 @@ class TestLayerBenchmark:
 
     def test_memory_case_subprocess(self, monkeypatch):
         # SA at 32^2 holds a 1024 x 256 fp32 attention matrix (1 MiB) and its softmax: the fresh-process RSS peak
-        # must see at least those 2 MiB forward, and more with backward; IN at the same size needs far less.
+        # must see most of those 2 MiB forward (measured 1.75-2.03 MiB on one machine: pages freed by the warm-up are
+        # partly reused), and more with backward; IN at the same size needs far less.
         case = {"layer": "sa", "size": 32, "device": "cpu", "backward": True, "threads": 1}
         case.update(batch=1, channels=8, entities=4)
         attention = memory.measure_memory(case, isolated=True)
-        assert attention["fwd_peak_mib"] >= 1.9
+        assert attention["fwd_peak_mib"] >= 1.5
         assert attention["fwdbwd_peak_mib"] > attention["fwd_peak_mib"]
         norm = memory.measure_memory({**case, "layer": "in"}, isolated=True)
         assert norm["fwd_peak_mib"] < 1.0
