@@ -15,8 +15,9 @@ fails, where ``AN_NATIVE=0`` is set, or for inputs it does not cover (not CPU fl
 that are not contiguous), every pass falls back to :mod:`common.layers.attentive_norm_chunked`. Passes run on
 ``torch.get_num_threads()`` threads (at most ``MAX_WORKERS``): the C calls release the GIL.
 
-Numerics: float32 arithmetic inside a block; sums over pixels go to double accumulators every 4096 pixels. Tests
-compare every pass and the layer's values and gradients with the chunked backend and the float64 reference.
+Numerics: float32 arithmetic; sums over pixels are kept per vector lane (16 lanes) over one call's pixel range and
+then added to double accumulators. Tests compare every pass and the layer's values and gradients with the chunked
+backend and the float64 reference.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _small(t: Tensor, b: int) -> Tensor:
     return t.to(torch.float32).expand(b, *t.shape[1:]).contiguous()
 
 
-def _run(b: int, hw: int, call) -> int:
+def _run(b: int, hw: int, call) -> None:
     """``call(worker, sample, p0, p1)`` over pixel ranges of every sample, on up to ``MAX_WORKERS`` threads."""
     workers = max(1, min(torch.get_num_threads(), MAX_WORKERS))
     pieces = max(1, min(4 * workers, hw // 4096)) if workers > 1 else 1
@@ -136,7 +137,7 @@ def _run(b: int, hw: int, call) -> int:
     if workers == 1:
         for i, p0, p1 in ranges:
             call(0, i, p0, p1)
-        return 1
+        return
 
     def task(w: int) -> None:
         for i, p0, p1 in ranges[w::workers]:
@@ -145,7 +146,6 @@ def _run(b: int, hw: int, call) -> int:
     futures = [chunked._executor(workers).submit(task, w) for w in range(workers)]
     for future in futures:
         future.result()
-    return workers
 
 
 def _ptr(t: Tensor) -> int:
