@@ -70,6 +70,21 @@ def test_passes_match_chunked(threads, b, c, n, hw, broadcast):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("scale", [1 / 64, 1.0, 16.0])
+def test_layout_softmax_against_float64(scale):
+    """The C pass's own exp (range reduction + polynomial) inside the softmax, from nearly uniform layouts to logits
+    hundreds apart (AN's temperature makes them peaked; exp of < -87 is clamped), against float64 softmax. Integer
+    inputs and dyadic weights make the float32 logits exact, so what is compared is the exp and the normalisation."""
+    g = torch.Generator().manual_seed(3)
+    xf = torch.randint(-3, 4, (2, 8, 777), generator=g).float()
+    wlb = torch.randint(-8, 9, (2, 16, 9), generator=g).float() / 8 * scale
+    s = torch.empty(2, 16, 777)
+    native.layout_and_moments(xf, torch.zeros(2, 8, 1), wlb, None, s, False)
+    logits = wlb.double() @ torch.cat([torch.ones(2, 1, 777), xf], dim=1).double()
+    assert scale < 1 or (logits.amax(1) - logits.amin(1)).max() > (200 if scale > 1 else 10)
+    torch.testing.assert_close(s.double(), torch.softmax(logits, dim=1), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_layer_native_equals_chunked(monkeypatch, train):
     """The layer's output, layout and every gradient with the compiled passes equal the chunked passes'."""
