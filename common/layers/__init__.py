@@ -3,9 +3,9 @@
 One concept per file: ``attentive_norm`` (AN, the paper's layer; its fused autograd function in
 ``attentive_norm_fused``, whose passes run in ``attentive_norm_chunked`` on any device or ``attentive_norm_triton``
 on CUDA; ``attentive_norm_native`` compiles the CPU passes, ``huge_pages`` backs their fresh buffers with
-transparent huge pages), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention`` (DeepFill v1, Yu et
-al. 2018), ``create_norm`` (the name -> layer factory the configs use) and ``layout_statistics`` (feature
-statistics inside the regions of a layout, paper Figure 4).
+transparent huge pages), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention``
+(DeepFill v1, Yu et al. 2018), ``create_norm`` (the name -> layer factory the configs use) and
+``layout_statistics`` (feature statistics inside the regions of a layout, paper Figure 4).
 """
 
 from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
