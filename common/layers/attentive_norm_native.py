@@ -3,7 +3,7 @@
 Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020 (Section 3). Same functions and
 arguments as :mod:`common.layers.attentive_norm_chunked` (the algorithm is described in
 :mod:`common.layers.attentive_norm_fused`); here each pass is one C function per ``(sample, pixel range)``
-(``attentive_norm_native.c``, shipped with the package) that works through blocks of 64 pixels in local arrays,
+(``attentive_norm_native.c``, shipped with the package) that works through blocks of 128 pixels in local arrays,
 so nothing full-size is written except the layout, the output and the input gradient, and no Python runs per
 block. The torch version spends its time in many small matrix products and in Python between them (measured at
 512^2, C 32, n 16: ~40% of its forward).
