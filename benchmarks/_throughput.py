@@ -4,6 +4,11 @@
 module (AN, SA, ... and ``none``) side by side; :func:`add_overheads` gives every row its extra time per iteration
 over the ``none`` row of the same setting, in ms and as a fraction, and :func:`markdown_table` prints both tables
 with the same leading columns (config, long-range, device, ..., ms/iter, images/s, vs none ms, vs none %).
+
+The iteration times of two fits differ by more than a long-range module costs on a CPU, so both benchmarks also time
+the modules themselves in place (:class:`benchmarks._module_time.ModuleClock`): :func:`add_module_overheads` and
+:data:`MODULE_COLUMNS` give each row its module's ms per iteration, minus what the ``none`` network spends in the
+layer that the module takes the place of, in ms and as a fraction of the ``none`` row's iteration.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["OVERHEAD_COLUMNS", "add_overheads", "markdown_table"]
+__all__ = ["MODULE_COLUMNS", "OVERHEAD_COLUMNS", "add_module_overheads", "add_overheads", "markdown_table"]
 
 Row = dict[str, Any]
 Column = tuple[str, Callable[[Row], str]]
@@ -32,6 +37,21 @@ def add_overheads(rows: list[Row], seconds_key: str, same: Sequence[str], prefix
         row[prefix] = row[seconds_key] / base[seconds_key] - 1.0
 
 
+def add_module_overheads(rows: list[Row], seconds_key: str, module_key: str, same: Sequence[str]) -> None:
+    """Set ``module_vs_none_ms`` (the row's ``module_key`` seconds minus the ``none`` row's, in ms: what the module
+    costs per iteration beyond the layer it takes the place of) and ``module_vs_none`` (that over the ``none``
+    row's ``seconds_key``) on every row; ``None`` without a ``none`` row of the same setting."""
+    for row in rows:
+        key = tuple(row[k] for k in same)
+        base = next((r for r in rows if r["long_range"] == "none" and tuple(r[k] for k in same) == key), None)
+        if base is None or row.get(module_key) is None or base.get(module_key) is None:
+            row["module_vs_none_ms"] = row["module_vs_none"] = None
+            continue
+        extra = row[module_key] - base[module_key]
+        row["module_vs_none_ms"] = extra * 1000.0
+        row["module_vs_none"] = extra / base[seconds_key]
+
+
 def _signed(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -40,6 +60,14 @@ def _signed(value: float | None, fmt: str) -> str:
 OVERHEAD_COLUMNS: tuple[Column, ...] = (
     ("vs none ms", lambda r: _signed(r.get("overhead_vs_none_ms"), "+.1f")),
     ("vs none %", lambda r: _signed(r.get("overhead_vs_none"), "+.1%")),
+)
+
+
+#: The in-place module columns: the module's ms per iteration, and its extra ms and % over ``none``'s layer.
+MODULE_COLUMNS: tuple[Column, ...] = (
+    ("module ms", lambda r: "-" if r.get("module_seconds") is None else f"{r['module_seconds'] * 1000:.1f}"),
+    ("module vs none ms", lambda r: _signed(r.get("module_vs_none_ms"), "+.1f")),
+    ("module vs none %", lambda r: _signed(r.get("module_vs_none"), "+.2%")),
 )
 
 

@@ -6,7 +6,11 @@ steps and one generator step (hinge losses, AN orthogonal losses, Adam, EMA upda
 (the median over ``--repeats`` timed iterations, after ``--warmup`` untimed ones; with ``--rounds R`` each row pools
 R fits made in alternation with the other modules' - use it on a CPU, where a fit's speed drifts by ~10%), images/s
 (``batch_size * n_dis / seconds``: real images consumed per second), each long-range module's overhead over
-``none`` in the same run (ms per iteration and %), plus peak GPU memory.
+``none`` in the same run (ms per iteration and %), plus peak GPU memory. The module columns time the long-range
+layers in place, in the same iterations (``benchmarks._module_time``; the median iteration's sum over every call,
+forward and backward, in G and D): for ``none``, the conditional BN that AN takes the place of in G
+(``an_placement="replace_cbn"``; D has none); "module vs none" is the difference, what the module costs an
+iteration, resolved where the iteration times' difference is noise.
 
 Configurations (Wang et al., CVPR 2020, Section 4 / 5.1 and the bundled demo):
 
@@ -50,10 +54,26 @@ from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
 from an_gan.settings import EMASettings, PictureSettings
 from benchmarks._args import add_shared_arguments, apply_shared
-from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_table
+from benchmarks._module_time import ModuleClock
+from benchmarks._throughput import (
+    MODULE_COLUMNS,
+    OVERHEAD_COLUMNS,
+    add_module_overheads,
+    add_overheads,
+    markdown_table,
+)
 from configs import config_path
 
-__all__ = ["CONFIGS", "LONG_RANGE", "build_parser", "format_table", "main", "measure", "merge_rounds"]
+__all__ = [
+    "CONFIGS",
+    "LONG_RANGE",
+    "build_parser",
+    "format_table",
+    "main",
+    "measure",
+    "merge_rounds",
+    "slot_modules",
+]
 
 
 def _demo_config() -> dict[str, Any]:
@@ -100,14 +120,25 @@ class _RepeatBatch:
 class _Timer(pl.Callback):
     """Wall time of every iteration after ``warmup`` (an iteration ends with a G step)."""
 
-    def __init__(self, warmup: int, n_dis: int) -> None:
-        self.warmup, self.n_dis = warmup, n_dis
+    def __init__(self, warmup: int, n_dis: int, clock: ModuleClock | None = None) -> None:
+        self.warmup, self.n_dis, self.clock = warmup, n_dis, clock
         self.marks: list[float] = []  # the end of iteration ``warmup``, ``warmup + 1``, ...
+        self.module_marks: list[float] = []  # the clock's reading at each mark
 
     @property
     def seconds(self) -> list[float]:
         """The wall time of each timed iteration."""
         return [b - a for a, b in zip(self.marks[:-1], self.marks[1:], strict=True)]
+
+    @property
+    def module_seconds(self) -> list[float]:
+        """The time inside the clock's modules in each timed iteration."""
+        return [b - a for a, b in zip(self.module_marks[:-1], self.module_marks[1:], strict=True)]
+
+    def _mark(self) -> None:
+        self.marks.append(time.perf_counter())
+        if self.clock is not None:
+            self.module_marks.append(self.clock.read())
 
     def _sync(self, module: pl.LightningModule) -> None:
         if module.device.type == "cuda":
@@ -117,19 +148,29 @@ class _Timer(pl.Callback):
         """With no warm-up, the clock starts with the training."""
         if self.warmup == 0:
             self._sync(pl_module)
-            self.marks.append(time.perf_counter())
+            self._mark()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if pl_module.num_d_steps % self.n_dis != 0:
             return
         if pl_module.num_g_steps >= max(self.warmup, 1):
             self._sync(pl_module)
-            self.marks.append(time.perf_counter())
+            self._mark()
 
 
 #: ``--long-range`` choices: the same networks with AN, SA-GAN's self-attention (after G block 2 and D block 1, as
 #: SA-GAN's ImageNet model; the demo keeps its own blocks) or neither (SN-GAN*).
 LONG_RANGE = ("an", "sa", "none")
+
+
+def slot_modules(model: ANGAN, long_range: str, g_args: dict[str, Any]) -> list[torch.nn.Module]:
+    """The layers the module columns time: the long-range modules of G and D; for ``none``, G's conditional BN that
+    AN takes the place of (``an_placement="replace_cbn"``, the default), none with ``"before_cbn"``."""
+    g, d = model.generator, model.discriminator
+    if long_range == "none":
+        replaced = g_args.get("an_placement", "replace_cbn") == "replace_cbn"
+        return [g.blocks[g.long_range_block].bn2] if replaced else []
+    return [g.long_range_layer, d.long_range_layer]
 
 
 def _networks(config: str, long_range: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -172,7 +213,8 @@ def measure(
         "label": torch.randint(0, k, (batch_size,), generator=gen),
     }
     batches = _RepeatBatch(batch, (repeats + warmup) * n_dis)
-    timer = _Timer(warmup, n_dis)
+    clock = ModuleClock(slot_modules(model, long_range, g_args), device)
+    timer = _Timer(warmup, n_dis, clock)
     scratch = tempfile.mkdtemp(prefix="an_gan_bench_")
     trainer = pl.Trainer(
         accelerator=device,
@@ -192,6 +234,7 @@ def measure(
     try:
         trainer.fit(model, train_dataloaders=batches)
     finally:
+        clock.close()
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = statistics.median(timer.seconds)
     row = {
@@ -204,6 +247,8 @@ def measure(
         "iterations": len(timer.seconds),
         "seconds_per_iteration": seconds,
         "repeats_seconds": timer.seconds,
+        "module_seconds": statistics.median(timer.module_seconds),
+        "module_repeats_seconds": timer.module_seconds,
         "images_per_second": batch_size * n_dis / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
         "threads": torch.get_num_threads(),
@@ -216,7 +261,10 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     iterations (``rounds`` says how many fits it pooled)."""
     row = dict(runs[0])
     seconds = [s for run in runs for s in run["repeats_seconds"]]
+    module = [s for run in runs for s in run["module_repeats_seconds"]]
     row.update(
+        module_repeats_seconds=module,
+        module_seconds=statistics.median(module),
         rounds=len(runs),
         iterations=len(seconds),
         repeats_seconds=seconds,
@@ -245,6 +293,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             (f"ms / iter ({_iteration(rows)})", lambda r: f"{r['seconds_per_iteration'] * 1000:.1f}"),
             ("images/s", lambda r: f"{r['images_per_second']:.1f}"),
             *OVERHEAD_COLUMNS,
+            *MODULE_COLUMNS,
             ("peak GiB", lambda r: "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.2f}"),
         ],
     )
@@ -305,6 +354,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     rows.append(merge_rounds(runs[long_range]))
                     print(format_table([rows[-1]]).splitlines()[-1], flush=True)
     add_overheads(rows, "seconds_per_iteration", SAME_SETTING)
+    add_module_overheads(rows, "seconds_per_iteration", "module_seconds", SAME_SETTING)
     print()
     rounds = f" in each of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed iterations{rounds} per row")

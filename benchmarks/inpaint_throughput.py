@@ -18,6 +18,10 @@ processes affects every column alike. Reported per configuration, module and dev
   update takes a fresh batch; the generator update reuses the last one), as in ``benchmarks.gan_throughput``;
 * ``G img/s``: images per second through the generator update (``batch / iteration``);
 * ``vs none ms`` / ``vs none %``: the extra time per iteration over ``none`` in the same run (what the module costs);
+* ``module ms`` / ``module vs none ms`` / ``module vs none %``: the long-range modules timed in place in the same
+  iterations (``benchmarks._module_time``: every call, forward and backward; AN, SA or CA, both for
+  ``contextual+an``; for ``none``, the stand-in convolution), and the difference to ``none``'s: what the module
+  costs an iteration, resolved where the iteration times' difference is noise;
 * ``phase-1 ms`` / ``phase-1 img/s`` / ``phase-1 vs none %``: the same for the phase-1 step.
 
 Configurations: ``paper`` (256x256, DeepFill v1's generator at cnum 32, global and local critics at cnum 64;
@@ -52,8 +56,16 @@ import yaml
 from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator
 from an_inpaint.module import ANInpaint
 from benchmarks._args import add_shared_arguments, apply_shared
-from benchmarks._throughput import OVERHEAD_COLUMNS, add_overheads, markdown_table
+from benchmarks._module_time import ModuleClock
+from benchmarks._throughput import (
+    MODULE_COLUMNS,
+    OVERHEAD_COLUMNS,
+    add_module_overheads,
+    add_overheads,
+    markdown_table,
+)
 from common.data.masks import RandomRectangleMasks
+from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
 from configs import config_path
 
 __all__ = [
@@ -65,6 +77,7 @@ __all__ = [
     "format_table",
     "main",
     "measure",
+    "slot_modules",
 ]
 
 
@@ -134,6 +147,15 @@ def build(
     return model.to(device).train()
 
 
+def slot_modules(model: ANInpaint, attention: str) -> list[torch.nn.Module]:
+    """The layers the module columns time: the generator's AN, SA and CA modules; for ``none``, the convolution that
+    stands in for the module (the first layer of ``attention_post``)."""
+    g = model.generator
+    if attention == "none":
+        return [g.attention_post[0]]
+    return [m for m in g.modules() if isinstance(m, (AttentiveNorm2d, SelfAttention2d, ContextualAttention2d))]
+
+
 def _batch(batch: int, size: int, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, 3, size, size, generator=gen) * 2 - 1
@@ -198,15 +220,22 @@ def measure(
     for lr in long_ranges:
         models[lr] = build(config, lr, device, like=next(iter(models.values()), None))
     runners = {lr: _runners(model, batches) for lr, model in models.items()}
+    clocks = {lr: ModuleClock(slot_modules(model, lr), device) for lr, model in models.items()}
     times: dict[tuple[str, str], list[float]] = {(lr, k): [] for lr in long_ranges for k in ("iteration", "phase1")}
-    for i in range(warmup + repeats):
-        for (lr, kind), seconds in times.items():
-            _sync(device)
-            start = time.perf_counter()
-            runners[lr][kind]()
-            _sync(device)
-            if i >= warmup:
-                seconds.append(time.perf_counter() - start)
+    module: dict[tuple[str, str], list[float]] = {key: [] for key in times}
+    try:
+        for i in range(warmup + repeats):
+            for (lr, kind), seconds in times.items():
+                _sync(device)
+                before, start = clocks[lr].read(), time.perf_counter()
+                runners[lr][kind]()
+                _sync(device)
+                if i >= warmup:
+                    seconds.append(time.perf_counter() - start)
+                    module[lr, kind].append(clocks[lr].read() - before)
+    finally:
+        for clock in clocks.values():
+            clock.close()
     rows = []
     for lr in long_ranges:
         iteration_s = statistics.median(times[lr, "iteration"])
@@ -224,6 +253,9 @@ def measure(
                 "n_critic": n_critic,
                 "seconds_per_iteration": iteration_s,
                 "repeats_seconds": times[lr, "iteration"],
+                "module_seconds": statistics.median(module[lr, "iteration"]),
+                "module_repeats_seconds": module[lr, "iteration"],
+                "phase1_module_seconds": statistics.median(module[lr, "phase1"]),
                 "images_per_second": n_critic * batch / iteration_s,
                 "g_images_per_second": batch / iteration_s,
                 "phase1_seconds": phase1_s,
@@ -249,6 +281,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             ("images/s", lambda r: f"{r['images_per_second']:.2f}"),
             ("G img/s", lambda r: f"{r['g_images_per_second']:.2f}"),
             *OVERHEAD_COLUMNS,
+            *MODULE_COLUMNS,
             ("phase-1 ms", lambda r: f"{r['phase1_seconds'] * 1000:.1f}"),
             ("phase-1 img/s", lambda r: f"{r['phase1_images_per_second']:.2f}"),
             ("phase-1 vs none %", lambda r: "-" if r.get("phase1_vs_none") is None else f"{r['phase1_vs_none']:+.1%}"),
@@ -293,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             rows += measure(name, args.long_range, device, batch, args.repeats, args.warmup, args.n_critic)
     add_overheads(rows, "seconds_per_iteration", SAME_SETTING)
     add_overheads(rows, "phase1_seconds", SAME_SETTING, prefix="phase1_vs_none")
+    add_module_overheads(rows, "seconds_per_iteration", "module_seconds", SAME_SETTING)
     print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed repetitions per row")
     print(format_table(rows))
     path = Path(args.json)

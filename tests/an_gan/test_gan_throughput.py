@@ -47,11 +47,39 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     assert rows[0]["overhead_vs_none"] == rows[0]["seconds_per_iteration"] / rows[2]["seconds_per_iteration"] - 1
     extra_ms = (rows[1]["seconds_per_iteration"] - rows[2]["seconds_per_iteration"]) * 1000
     assert rows[1]["overhead_vs_none_ms"] == pytest.approx(extra_ms)
+    for row in rows:  # the modules timed in place: a part of every iteration
+        assert len(row["module_repeats_seconds"]) == 3
+        assert 0 < row["module_seconds"] == sorted(row["module_repeats_seconds"])[1] < row["seconds_per_iteration"]
+    an, sa, none = rows
+    assert none["module_vs_none_ms"] == 0.0
+    for row in (an, sa):
+        assert row["module_vs_none_ms"] == pytest.approx((row["module_seconds"] - none["module_seconds"]) * 1000)
+        assert row["module_vs_none"] == pytest.approx(row["module_vs_none_ms"] / 1000 / none["seconds_per_iteration"])
     text = capsys.readouterr().out
     assert "| config | long-range | device | precision | batch | ms / iter (G + 2 D) | images/s | vs none ms |" in text
+    cells = f"{an['module_seconds'] * 1000:.1f} | {an['module_vs_none_ms']:+.1f} | {an['module_vs_none']:+.2%}"
+    assert f"| {cells} |" in text
     assert f"| {rows[0]['overhead_vs_none_ms']:+.1f} | {rows[0]['overhead_vs_none']:+.1%} |" in text
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["config"] == "demo" and "torch" in saved["meta"]
+
+
+def test_slot_modules_are_the_long_range_layers_and_the_replaced_cbn():
+    from an_gan.blocks import ConditionalBatchNorm2d
+    from common.layers import AttentiveNorm2d, SelfAttention2d
+
+    demo = gan_throughput.CONFIGS["demo"]
+    for long_range, kinds in (("an", AttentiveNorm2d), ("sa", SelfAttention2d), ("none", ConditionalBatchNorm2d)):
+        g_args, d_args = gan_throughput._networks("demo", long_range)
+        tiny = {"ch": 1, "num_classes": 10, "resolution": demo["resolution"]}
+        model = gan_throughput.ANGAN(
+            generator=gan_throughput.Generator(**{**g_args, **tiny}), discriminator=gan_throughput.Discriminator(
+                **{**d_args, **tiny}))  # fmt: skip
+        slots = gan_throughput.slot_modules(model, long_range, g_args)
+        assert len(slots) == (1 if long_range == "none" else 2) and all(isinstance(m, kinds) for m in slots)
+        if long_range == "none":  # the cBN that AN takes the place of, in the block that holds AN
+            assert slots[0] is model.generator.blocks[model.generator.long_range_block].bn2
+    assert gan_throughput.slot_modules(model, "none", {"an_placement": "before_cbn"}) == []
 
 
 def test_long_range_variants_change_only_the_long_range_module():

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from an_inpaint.generator import ATTENTION_CHOICES
 from benchmarks import inpaint_throughput
@@ -28,6 +29,13 @@ def test_benchmark_runs_side_by_side(tmp_path, capsys):
         assert row["overhead_vs_none_ms"] == pytest.approx(extra * 1000)
         assert row["overhead_vs_none"] == pytest.approx(extra / none["seconds_per_iteration"])
         assert row["phase1_vs_none"] == pytest.approx(row["phase1_seconds"] / none["phase1_seconds"] - 1)
+    for row in rows:  # the modules timed in place: part of the iteration
+        assert 0 < row["module_seconds"] < row["seconds_per_iteration"]
+        assert row["module_seconds"] == pytest.approx(sum(row["module_repeats_seconds"]) / 2)
+        assert 0 < row["phase1_module_seconds"] < row["phase1_seconds"]
+        extra = row["module_seconds"] - none["module_seconds"]
+        assert row["module_vs_none_ms"] == pytest.approx(extra * 1000)
+        assert row["module_vs_none"] == pytest.approx(extra / none["seconds_per_iteration"])
     assert json.loads(out.read_text())["rows"] == rows
     text = capsys.readouterr().out
     assert "| config | long-range | device | res | batch | ms / iter (G + 2 D) | images/s |" in text
@@ -54,6 +62,19 @@ def test_variants_differ_only_in_the_attention_branch():
     assert not (
         alone["generator.refine_decoder.0.0.weight"] == states["an"]["generator.refine_decoder.0.0.weight"]
     ).all()
+
+
+def test_slot_modules():
+    from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
+
+    config = inpaint_throughput.CONFIGS["demo"]
+    expect = {"an": [AttentiveNorm2d], "sa": [SelfAttention2d], "contextual": [ContextualAttention2d],
+              "contextual+an": [AttentiveNorm2d, ContextualAttention2d], "none": [torch.nn.Sequential]}  # fmt: skip
+    for attention, kinds in expect.items():
+        model = inpaint_throughput.build(config, attention, "cpu")
+        slots = inpaint_throughput.slot_modules(model, attention)
+        assert sorted(type(m).__name__ for m in slots) == sorted(k.__name__ for k in kinds), attention
+    assert slots == [model.generator.attention_post[0]]  # none: the convolution standing in for the module
 
 
 def test_bad_settings(capsys):
