@@ -79,6 +79,10 @@ static void load_rows(float *tile, const float *src, int rows, long HW, long q, 
     for (int r = 0; r < rows; r++) {
         const float *sr = src + r * HW + q;
         float *tr = tile + r * BLK, c = shift ? shift[r] : 0.f;
+        if (m == BLK) { /* full block: written with vector operations (not left to the compiler's tuning) */
+            for (int v = 0; v < NV; v++) st(tr + v * VW, ld(sr + v * VW) - c);
+            continue;
+        }
         int j = 0;
         for (; j < m; j++) tr[j] = sr[j] - c;
         for (; j < BLK; j++) tr[j] = 0.f;
@@ -210,6 +214,13 @@ void an_output(const float *x, const float *cx, const float *s, const float *coe
         for (int c = 0; c < C; c++) {
             const float *xr = x + c * HW + q, *ga = go + c * BLK, *of = go + (C + c) * BLK;
             float *orow = out + c * HW + q, cc = cx[c];
+            if (m == BLK) {
+                for (int v = 0; v < NV; v++) {
+                    vf xv = ld(xr + v * VW);
+                    st(orow + v * VW, xv + (xv - cc) * ld(ga + v * VW) + ld(of + v * VW));
+                }
+                continue;
+            }
             for (int j = 0; j < m; j++) orow[j] = xr[j] + (xr[j] - cc) * ga[j] + of[j];
         }
     }
@@ -227,7 +238,7 @@ void an_output_gradient_moments(const float *g, const float *x, const float *cx,
         int m = (int)min_l(BLK, p1 - q);
         load_rows(gu, x, C, HW, q, m, cx);
         load_rows(gu + C * BLK, g, C, HW, q, m, NULL);
-        for (int i = 0; i < C * BLK; i++) gu[i] *= gu[C * BLK + i];
+        for (int i = 0; i < C * BLK; i += VW) st(gu + i, ld(gu + i) * ld(gu + C * BLK + i));
         load_rows(sb, s, n, HW, q, m, NULL);
         mm_nt(acc, gu, 2 * C, sb, n);
     }
@@ -252,7 +263,10 @@ void an_input_gradient(const float *g, const float *x, const float *cx, const fl
         load_rows(xc, x, C, HW, q, m, cx);
         load_rows(gb, g, C, HW, q, m, NULL);
         load_rows(sb, s, n, HW, q, m, NULL);
-        for (int i = 0; i < C * BLK; i++) x2[i] = xc[i] * xc[i], gx[i] = gb[i] * xc[i];
+        for (int i = 0; i < C * BLK; i += VW) {
+            vf xv = ld(xc + i);
+            st(x2 + i, xv * xv), st(gx + i, ld(gb + i) * xv);
+        }
         mm_nn(dl, pu, 1 + 4 * C, u, n, 1 + 4 * C); /* dS */
         for (int v = 0; v < NV; v++) {
             vf dot = {0};
@@ -269,6 +283,13 @@ void an_input_gradient(const float *g, const float *x, const float *cx, const fl
             const float *t1 = t + c * BLK, *t2 = t + (C + c) * BLK, *t3 = t + (2 * C + c) * BLK;
             const float *tw = t + (3 * C + c) * BLK, *xr = xc + c * BLK, *gr = gb + c * BLK;
             float *dr = dx + c * HW + q;
+            if (m == BLK) {
+                for (int v = 0; v < NV; v++) {
+                    int o = v * VW;
+                    st(dr + o, ld(t2 + o) + ld(tw + o) + ld(gr + o) * ld(t1 + o) + ld(xr + o) * ld(t3 + o));
+                }
+                continue;
+            }
             for (int j = 0; j < m; j++) dr[j] = t2[j] + tw[j] + gr[j] * t1[j] + xr[j] * t3[j];
         }
     }
