@@ -36,15 +36,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from an_gan.reference_data import ReferenceData, eval_mode
 from an_gan.samples import class_counts, class_folders, generate_batch, pack_batches, positions, read_batch
 from common.data.images import list_images
 from common.metrics.generation import (
@@ -70,34 +71,6 @@ __all__ = ["GenerationEvaluator", "ReferenceData", "eval_mode"]
 _MAX_CLASSES_IN_MEMORY = 64  # per-class reference features kept in memory (beyond that: read from the cache)
 _MAX_LOGGED_CLASSES = 20  # per-class intra-FID values returned as keys (all are in ``last_intra_fid``)
 _PREFETCH_DEPTH = 2  # batches made ahead when overlapping (uint8 images: 4.9 MB per 100 images at 128 px)
-
-
-class ReferenceData(Protocol):
-    """What the evaluator needs from the real data (``common.data.class_images.ClassImageDataModule`` has it)."""
-
-    num_classes: int
-    class_names: list[str]
-    resolution: int
-
-    def reference_dataloader(self, split: str, classes=None, num_samples=None, seed=0, batch_size=None, shard=None):
-        """Real batches ``{"image": (B, 3, R, R) in [-1, 1], "label": (B,)}`` of ``split`` in a fixed order."""
-
-    def reference_indices(self, split: str, classes=None, num_samples=None, seed=0):
-        """Indices of those images in the split."""
-
-    def reference_key(self, split: str, num_samples=None, seed=0) -> str:
-        """Cache key of those images."""
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode inside the block and restore its previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 def _distributed() -> bool:
