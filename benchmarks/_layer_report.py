@@ -139,6 +139,13 @@ def _paper(layer: str, size: int) -> str:
     return "OOM" if table[size] is None else f"{table[size]:.2f}"
 
 
+def _native_line(info: dict[str, Any]) -> str:
+    return (
+        f" AN's compiled passes: {info['vector_width']} floats per vector, blocks of {info['block']} pixels, "
+        f"{info['tile']} register tile ({info['flags']})."
+    )
+
+
 def markdown_report(record: dict[str, Any]) -> str:
     """Time table, memory table, non-OK cases and target checks for one device record."""
     rows, config = record["results"], record["config"]
@@ -153,6 +160,7 @@ def markdown_report(record: dict[str, Any]) -> str:
         "runs. Times in ms. fwd: eval mode, no grad (AN without self-sampling); train fwd: train mode, no grad "
         "(AN with self-sampling); fwd+bwd: train mode."
         + (f" CPU allocator: {record['cpu_allocator']}." if record.get("cpu_allocator") else "")
+        + (_native_line(record["cpu_native_passes"]) if record.get("cpu_native_passes") else "")
         + (f" Load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}." if load else ""),
         "",
     ]

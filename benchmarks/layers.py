@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,7 @@ def benchmark_device(device: str, args: argparse.Namespace, sizes: Sequence[int]
                 row.setdefault(f"{mode}_status", "ok" if f"{mode}_ms" in row else "not run")
             rows.append(row)
             print(f"[{device}] {name} {size}^2: {_short(row)}", flush=True)
+    cpu = device == "cpu"
     record = {
         "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else _cpu_name(),
@@ -259,6 +261,7 @@ def benchmark_device(device: str, args: argparse.Namespace, sizes: Sequence[int]
         else ("glibc malloc, caching settings " + json.dumps(MALLOC_CACHE_ENV))
         if args.malloc_cache
         else "glibc malloc, default settings",
+        "cpu_native_passes": import_module("common.layers.attentive_norm_native").build_info() if cpu else None,
         "memory_budget_gib": budget / GIB,
         "memory_budget_source": budget_source,
         "results": rows,

@@ -6,7 +6,7 @@
  * are copied into zero-padded local tiles (L1/L2-resident), and every step is one of two small matrix products on
  * tiles, written with vector registers (GCC / Clang vector extensions, VW floats each):
  *   mm_nn:  out (R, BLK) = A (R, K) @ B (K, BLK)                 (4 rows x 2 vectors of accumulators)
- *   mm_nt:  acc (RA, RB) += A (RA, BLK) @ B (RB, BLK)^T          (4 x 4 pairs; per-lane partial sums)
+ *   mm_nt:  acc (RA, RB) += A (RA, BLK) @ B (RB, BLK)^T          (TA x TB pairs; per-lane partial sums)
  * The per-lane partial sums over the pixels are reduced once per call into the caller's double accumulators. Compiled
  * at first use by common/layers/attentive_norm_native.py; called from several threads at once on disjoint outputs.
  *
@@ -28,7 +28,27 @@
 #define FLUSH_END
 #endif
 
+/* VW floats per vector: the machine's native vector width (gcc's wider vector types are split into several
+ * registers; a 16-float type on a 16-register AVX2 machine spilled mm_nt's accumulators to the stack and ran the
+ * passes ~10x slower). TA x TB: mm_nt's register tile, TA * TB accumulators + TA + TB operands within the
+ * register file (32 vector registers with AVX-512, 16 with AVX / SSE). */
+#ifndef VW
+#if defined(__AVX512F__)
 #define VW 16
+#elif defined(__AVX__)
+#define VW 8
+#else
+#define VW 4
+#endif
+#endif
+#ifndef TA
+#if defined(__AVX512F__)
+#define TA 4
+#else
+#define TA 2
+#endif
+#endif
+#define TB 4
 #ifndef BLK /* pixels per block: 128 measured faster than 64 (on a 2-core AMD EPYC VM: the four passes at 512^2,
               * C 32, n 16 in 38-45 ms against 53.5; at (4, 64, 128^2) 18-21 against 24) and than 32 or 256 */
 #define BLK 128
@@ -37,6 +57,9 @@
 typedef float vf __attribute__((vector_size(4 * VW)));
 typedef float vfu __attribute__((vector_size(4 * VW), aligned(4)));
 typedef int vi __attribute__((vector_size(4 * VW)));
+
+/* The build's vector width, block size and mm_nt tile (reported by benchmarks). */
+void an_build_info(int *info) { info[0] = VW, info[1] = BLK, info[2] = TA, info[3] = TB; }
 
 static inline vf ld(const float *p) { return *(const vfu *)p; }
 static inline void st(float *p, vf v) { *(vfu *)p = v; }
@@ -119,21 +142,22 @@ static void mm_nn(float *out, const float *A, int lda, const float *B, int R, in
 /* acc[i * RB + j] += per-lane sums over the block of A[i] * B[j] (A (RA, BLK), B (RB, BLK)). */
 static void mm_nt(vf *acc, const float *A, int RA, const float *B, int RB) {
     int i = 0;
-    for (; i + 4 <= RA; i += 4) {
+    for (; i + TA <= RA; i += TA) {
         int j = 0;
-        for (; j + 4 <= RB; j += 4) {
-            vf c[4][4] = {{{0}}};
+        for (; j + TB <= RB; j += TB) {
+            vf c[TA][TB] = {{{0}}};
             for (int v = 0; v < NV; v++) {
-                vf a[4], b[4];
-                for (int t = 0; t < 4; t++) a[t] = ld(A + (i + t) * BLK + v * VW), b[t] = ld(B + (j + t) * BLK + v * VW);
-                for (int t = 0; t < 4; t++)
-                    for (int u = 0; u < 4; u++) c[t][u] += a[t] * b[u];
+                vf a[TA], b[TB];
+                for (int t = 0; t < TA; t++) a[t] = ld(A + (i + t) * BLK + v * VW);
+                for (int u = 0; u < TB; u++) b[u] = ld(B + (j + u) * BLK + v * VW);
+                for (int t = 0; t < TA; t++)
+                    for (int u = 0; u < TB; u++) c[t][u] += a[t] * b[u];
             }
-            for (int t = 0; t < 4; t++)
-                for (int u = 0; u < 4; u++) acc[(i + t) * RB + j + u] += c[t][u];
+            for (int t = 0; t < TA; t++)
+                for (int u = 0; u < TB; u++) acc[(i + t) * RB + j + u] += c[t][u];
         }
         for (; j < RB; j++)
-            for (int t = 0; t < 4; t++) {
+            for (int t = 0; t < TA; t++) {
                 vf c = {0};
                 for (int v = 0; v < NV; v++) c += ld(A + (i + t) * BLK + v * VW) * ld(B + j * BLK + v * VW);
                 acc[(i + t) * RB + j] += c;

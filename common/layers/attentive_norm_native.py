@@ -15,9 +15,10 @@ fails, where ``AN_NATIVE=0`` is set, or for inputs it does not cover (not CPU fl
 that are not contiguous), every pass falls back to :mod:`common.layers.attentive_norm_chunked`. Passes run on
 ``torch.get_num_threads()`` threads (at most ``MAX_WORKERS``): the C calls release the GIL.
 
-Numerics: float32 arithmetic; sums over pixels are kept per vector lane (16 lanes) over one call's pixel range and
-then added to double accumulators. Tests compare every pass and the layer's values and gradients with the chunked
-backend and the float64 reference.
+Numerics: float32 arithmetic; sums over pixels are kept per vector lane (the machine's vector width: 16 floats
+with AVX-512, 8 with AVX, 4 otherwise; a 16-float type on AVX2 spilled registers and ran the passes ~8x slower)
+over one call's pixel range and then added to double accumulators. Tests compare every pass (every width) and the
+layer's values and gradients with the chunked backend and the float64 reference.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "ENABLED",
     "available",
     "build_error",
+    "build_info",
     "coefficients",
     "input_gradient",
     "layout_and_moments",
@@ -61,6 +63,7 @@ _SIGNATURES = {
     "an_output": [_P] * 5 + [_I, _I, _L, _L, _L],
     "an_output_gradient_moments": [_P] * 5 + [_I, _I, _L, _L, _L],
     "an_input_gradient": [_P] * 9 + [_I, _I, _L, _L, _L],
+    "an_build_info": [_P],
 }
 
 
@@ -110,6 +113,16 @@ def available() -> bool:
 def build_error() -> str | None:
     """Why the C file could not be compiled or loaded (``None`` if it was, or was not tried yet)."""
     return _STATE["error"]  # type: ignore[return-value]
+
+
+def build_info() -> dict[str, object] | None:
+    """How the loaded library was built: floats per vector, pixels per block, register tile, compiler flags
+    (``None`` if the compiled passes are disabled or could not be built)."""
+    if not available():
+        return None
+    info = (ctypes.c_int * 4)()
+    _library().an_build_info(info)
+    return {"vector_width": info[0], "block": info[1], "tile": f"{info[2]}x{info[3]}", "flags": " ".join(_FLAGS)}
 
 
 def supported(*tensors: Tensor | None, wv: Tensor | None = None) -> bool:

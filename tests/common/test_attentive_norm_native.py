@@ -1,7 +1,9 @@
 """The compiled C passes of the fused AttentiveNorm2d (common.layers.attentive_norm_native) against the chunked torch
 passes, pass by pass and for the whole layer; the fallbacks; the build (cache, failure)."""
 
+import platform
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,22 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compile
 def test_builds_here():
     """With a C compiler the compiled passes are built and used (else the CPU speed path would silently be gone)."""
     assert native.available(), native.build_error()
+
+
+def test_vector_width_follows_the_machine():
+    """The default build uses the CPU's own vector width (a wider type spills registers: ~8x slower on AVX2)."""
+    info = native.build_info()
+    assert info is not None and info["flags"] == " ".join(native._FLAGS)
+    if platform.machine() in ("x86_64", "AMD64") and Path("/proc/cpuinfo").exists():
+        flags = {
+            f
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+            for f in line.split()
+        }
+        expected = 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+        assert info["vector_width"] == expected, (info, sorted(f for f in flags if f.startswith("avx")))
+    assert info["block"] % info["vector_width"] == 0
 
 
 def _inputs(b, c, n, hw, seed=0, broadcast=False):
@@ -38,6 +56,30 @@ def _inputs(b, c, n, hw, seed=0, broadcast=False):
 SHAPES = [(3, 8, 4, 91, False), (2, 5, 3, 1, True), (2, 16, 16, 9797, True), (1, 32, 16, 4160, False)]
 
 
+def _compare_passes(b, c, n, hw, broadcast):
+    t = _inputs(b, c, n, hw, broadcast=broadcast)
+    results = {}
+    for mod in (native, chunked):
+        s = torch.empty(b, n, hw)
+        moments = mod.layout_and_moments(t["xf"], t["cx"], t["wlb"], None, s, True)
+        s_only = torch.empty(b, n, hw)
+        assert mod.layout_and_moments(t["xf"], t["cx"], t["wlb"], None, s_only, False) is None
+        out = torch.empty(b, c, hw)
+        mod.output(t["xf"], s, t["cx"], None, t["coeffs"], out)
+        dgo = mod.output_gradient_moments(t["gf"], t["xf"], s, t["cx"], None)
+        dx = torch.empty(b, c, hw)
+        dwlb, dwv, dvsum = mod.input_gradient(t["gf"], t["xf"], s, t["cx"], None, t["pu"], t["h3"], t["wl_t"], dx)
+        assert dwv is None and dvsum is None
+        results[mod.__name__] = (s, s_only, moments, out, dgo, dx, dwlb)
+    names = ["s", "s_only", "moments", "out", "dgo", "dx", "dwlb"]
+    for name, a, e in zip(names, *results.values(), strict=True):
+        atol = 2e-5 * max(e.abs().max().item(), 1.0)
+        assert a.dtype == e.dtype == torch.float32 and a.shape == e.shape, name
+        torch.testing.assert_close(a, e, rtol=0, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+    s = results[native.__name__][0]
+    torch.testing.assert_close(s.sum(1), torch.ones(b, hw))  # a softmax over the entities
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("b", "c", "n", "hw", "broadcast"), SHAPES)
 def test_passes_match_chunked(threads, b, c, n, hw, broadcast):
@@ -45,29 +87,24 @@ def test_passes_match_chunked(threads, b, c, n, hw, broadcast):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        t = _inputs(b, c, n, hw, broadcast=broadcast)
-        results = {}
-        for mod in (native, chunked):
-            s = torch.empty(b, n, hw)
-            moments = mod.layout_and_moments(t["xf"], t["cx"], t["wlb"], None, s, True)
-            s_only = torch.empty(b, n, hw)
-            assert mod.layout_and_moments(t["xf"], t["cx"], t["wlb"], None, s_only, False) is None
-            out = torch.empty(b, c, hw)
-            mod.output(t["xf"], s, t["cx"], None, t["coeffs"], out)
-            dgo = mod.output_gradient_moments(t["gf"], t["xf"], s, t["cx"], None)
-            dx = torch.empty(b, c, hw)
-            dwlb, dwv, dvsum = mod.input_gradient(t["gf"], t["xf"], s, t["cx"], None, t["pu"], t["h3"], t["wl_t"], dx)
-            assert dwv is None and dvsum is None
-            results[mod.__name__] = (s, s_only, moments, out, dgo, dx, dwlb)
-        names = ["s", "s_only", "moments", "out", "dgo", "dx", "dwlb"]
-        for name, a, e in zip(names, *results.values(), strict=True):
-            atol = 2e-5 * max(e.abs().max().item(), 1.0)
-            assert a.dtype == e.dtype == torch.float32 and a.shape == e.shape, name
-            torch.testing.assert_close(a, e, rtol=0, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
-        s = results[native.__name__][0]
-        torch.testing.assert_close(s.sum(1), torch.ones(b, hw))  # a softmax over the entities
+        _compare_passes(b, c, n, hw, broadcast)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize(
+    "defines",
+    [("-DVW=4",), ("-DVW=8", "-DTA=3"), ("-DVW=16", "-DTA=4"), ("-DVW=8", "-DBLK=64"), ("-DVW=4", "-DTA=1")],
+)
+def test_vector_widths_and_tiles(monkeypatch, tmp_path, defines):
+    """Every vector width (SSE 4, AVX 8, AVX-512 16 floats; the default follows the machine), register tile and
+    block size the C file can be built with computes the same passes, whatever this machine's default is."""
+    monkeypatch.setattr(native, "_STATE", {"lib": None, "tried": False, "error": None})
+    monkeypatch.setattr(native, "_FLAGS", [*native._FLAGS, *defines])
+    monkeypatch.setenv("AN_NATIVE_CACHE", str(tmp_path))
+    assert native.available(), native.build_error()
+    for shape in [(3, 8, 4, 91, False), (1, 13, 7, 4160, True)]:
+        _compare_passes(*shape)
 
 
 @pytest.mark.parametrize("scale", [1 / 64, 1.0, 16.0])

@@ -107,6 +107,9 @@ class TestLayerBenchmark:
         assert record["memory_budget_gib"] == pytest.approx(budget_gib)
         assert record["cpu_allocator"] == "glibc malloc, default settings"
         assert len(record["load_average"]) == 3
+        native = record["cpu_native_passes"]  # how AN's C passes were built (None without a compiler)
+        assert native is None or (native["vector_width"] in (4, 8, 16) and native["block"] % 64 == 0)
+        assert native is None or f"{native['vector_width']} floats per vector" in out
         rows = {(r["layer"], r["size"]): r for r in record["results"]}
         assert set(rows) == {(layer, size) for layer in bench.LAYERS for size in (16, 32)}
         for layer in ("in", "an", "an_ref"):
