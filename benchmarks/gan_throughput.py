@@ -54,13 +54,14 @@ from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
 from an_gan.settings import EMASettings, PictureSettings
 from benchmarks._args import add_shared_arguments, apply_shared
-from benchmarks._module_time import ModuleClock
+from benchmarks._module_time import ModuleClock, instance_norm_seconds
 from benchmarks._throughput import (
     MODULE_COLUMNS,
     OVERHEAD_COLUMNS,
     add_module_overheads,
     add_overheads,
     markdown_table,
+    target_lines,
 )
 from configs import config_path
 
@@ -124,6 +125,7 @@ class _Timer(pl.Callback):
         self.warmup, self.n_dis, self.clock = warmup, n_dis, clock
         self.marks: list[float] = []  # the end of iteration ``warmup``, ``warmup + 1``, ...
         self.module_marks: list[float] = []  # the clock's reading at each mark
+        self.call_marks: list[int] = []  # the number of calls the clock had logged at each mark
 
     @property
     def seconds(self) -> list[float]:
@@ -139,6 +141,7 @@ class _Timer(pl.Callback):
         self.marks.append(time.perf_counter())
         if self.clock is not None:
             self.module_marks.append(self.clock.read())
+            self.call_marks.append(len(self.clock.calls))
 
     def _sync(self, module: pl.LightningModule) -> None:
         if module.device.type == "cuda":
@@ -236,6 +239,7 @@ def measure(
     finally:
         clock.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    last = clock.calls[timer.call_marks[-2] : timer.call_marks[-1]]  # the last timed iteration's calls
     seconds = statistics.median(timer.seconds)
     row = {
         "config": config,
@@ -249,6 +253,7 @@ def measure(
         "repeats_seconds": timer.seconds,
         "module_seconds": statistics.median(timer.module_seconds),
         "module_repeats_seconds": timer.module_seconds,
+        "norm_in_place_seconds": instance_norm_seconds(last, device),
         "images_per_second": batch_size * n_dis / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
         "threads": torch.get_num_threads(),
@@ -265,6 +270,7 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row.update(
         module_repeats_seconds=module,
         module_seconds=statistics.median(module),
+        norm_in_place_seconds=_median([run["norm_in_place_seconds"] for run in runs]),
         rounds=len(runs),
         iterations=len(seconds),
         repeats_seconds=seconds,
@@ -274,6 +280,11 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     memory = [run["peak_memory_gib"] for run in runs if run["peak_memory_gib"] is not None]
     row["peak_memory_gib"] = max(memory) if memory else None
     return row
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 #: Rows measured side by side share these keys with their ``none`` row.
@@ -359,6 +370,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rounds = f" in each of {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed iterations{rounds} per row")
     print(format_table(rows))
+    targets = target_lines(rows, SAME_SETTING)
+    if targets:
+        print("\n".join(["", "Targets (module columns, measured side by side in this run):", *targets]))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "platform": platform.platform(), "processor": platform.processor()}

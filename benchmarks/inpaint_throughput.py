@@ -56,13 +56,14 @@ import yaml
 from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator
 from an_inpaint.module import ANInpaint
 from benchmarks._args import add_shared_arguments, apply_shared
-from benchmarks._module_time import ModuleClock
+from benchmarks._module_time import ModuleClock, instance_norm_seconds
 from benchmarks._throughput import (
     MODULE_COLUMNS,
     OVERHEAD_COLUMNS,
     add_module_overheads,
     add_overheads,
     markdown_table,
+    target_lines,
 )
 from common.data.masks import RandomRectangleMasks
 from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
@@ -223,16 +224,18 @@ def measure(
     clocks = {lr: ModuleClock(slot_modules(model, lr), device) for lr, model in models.items()}
     times: dict[tuple[str, str], list[float]] = {(lr, k): [] for lr in long_ranges for k in ("iteration", "phase1")}
     module: dict[tuple[str, str], list[float]] = {key: [] for key in times}
+    calls: dict[tuple[str, str], list] = {}  # the clock's log of each variant's last iteration / phase-1 step
     try:
         for i in range(warmup + repeats):
             for (lr, kind), seconds in times.items():
                 _sync(device)
-                before, start = clocks[lr].read(), time.perf_counter()
+                before, start, logged = clocks[lr].read(), time.perf_counter(), len(clocks[lr].calls)
                 runners[lr][kind]()
                 _sync(device)
                 if i >= warmup:
                     seconds.append(time.perf_counter() - start)
                     module[lr, kind].append(clocks[lr].read() - before)
+                    calls[lr, kind] = clocks[lr].calls[logged:]
     finally:
         for clock in clocks.values():
             clock.close()
@@ -255,6 +258,7 @@ def measure(
                 "repeats_seconds": times[lr, "iteration"],
                 "module_seconds": statistics.median(module[lr, "iteration"]),
                 "module_repeats_seconds": module[lr, "iteration"],
+                "norm_in_place_seconds": instance_norm_seconds(calls[lr, "iteration"], device),
                 "phase1_module_seconds": statistics.median(module[lr, "phase1"]),
                 "images_per_second": n_critic * batch / iteration_s,
                 "g_images_per_second": batch / iteration_s,
@@ -329,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     add_module_overheads(rows, "seconds_per_iteration", "module_seconds", SAME_SETTING)
     print(f"threads: {torch.get_num_threads()}; the median of {args.repeats} timed repetitions per row")
     print(format_table(rows))
+    targets = target_lines(rows, SAME_SETTING)
+    if targets:
+        print("\n".join(["", "Targets (module columns, measured side by side in this run):", *targets]))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "platform": platform.platform(), "processor": platform.processor()}

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks._module_time import ModuleClock
+from benchmarks import _module_time as module_time
+from benchmarks._module_time import ModuleClock, instance_norm_seconds
 
 
 class _SlowBackward(torch.autograd.Function):
@@ -77,3 +78,40 @@ def test_input_without_gradient_and_no_grad_calls():
     with torch.no_grad():
         hooked(torch.ones(2))
     assert 0.03 <= clock.read() - first < 0.03 + 0.03
+
+
+@pytest.mark.timeout(60)
+def test_logs_each_calls_shapes():
+    """Every forward logs its first input's shape, every backward its output gradient's (the replay's input)."""
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    clock = ModuleClock([conv], "cpu")
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    conv(conv.weight.new_ones(1, 3, 5, 5))  # a forward whose output is never differentiated
+    (conv(x).sum() + conv(x[:1]).sum()).backward()
+    assert clock.calls[:3] == [("forward", (1, 3, 5, 5)), ("forward", (2, 3, 8, 8)), ("forward", (1, 3, 8, 8))]
+    assert sorted(clock.calls[3:]) == [("backward", (1, 4, 8, 8)), ("backward", (2, 4, 8, 8))]
+    clock.close()
+
+
+@pytest.mark.timeout(60)
+def test_instance_norm_seconds_counts_every_call(monkeypatch):
+    """With a clock that ticks once per reading, each call costs exactly one tick: forward and backward calls are
+    each counted as often as they were logged; shapes that are not (N, C, H, W) or no calls give None."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(module_time.time, "perf_counter", lambda: next(ticks))
+    calls = [
+        ("forward", (2, 4, 6, 6)),
+        ("forward", (2, 4, 6, 6)),
+        ("backward", (2, 4, 6, 6)),
+        ("forward", (1, 8, 3, 3)),
+    ]
+    assert instance_norm_seconds(calls, "cpu") == 4
+    assert instance_norm_seconds([], "cpu") is None
+    assert instance_norm_seconds([("forward", (2, 4, 6))], "cpu") is None
+
+
+@pytest.mark.timeout(120)
+def test_instance_norm_seconds_grows_with_the_work():
+    small = instance_norm_seconds([("forward", (1, 8, 8, 8)), ("backward", (1, 8, 8, 8))], "cpu", repeats=5)
+    large = instance_norm_seconds([("forward", (4, 64, 128, 128)), ("backward", (4, 64, 128, 128))], "cpu", repeats=5)
+    assert small > 0 and 3 * small < large  # 16384x the elements

@@ -60,6 +60,13 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     cells = f"{an['module_seconds'] * 1000:.1f} | {an['module_vs_none_ms']:+.1f} | {an['module_vs_none']:+.2%}"
     assert f"| {cells} |" in text
     assert f"| {rows[0]['overhead_vs_none_ms']:+.1f} | {rows[0]['overhead_vs_none']:+.1%} |" in text
+    for row in rows:  # an InstanceNorm2d replayed on the slots' calls (G's cBN for none): a real, positive time
+        assert row["norm_in_place_seconds"] > 0
+        assert f"| {row['norm_in_place_seconds'] * 1000:.1f} | - |" in text  # then peak GiB (CPU: none)
+    assert "Targets (module columns, measured side by side in this run):" in text
+    assert f"AN in place {an['module_vs_none_ms']:+.1f} ms per iteration = {an['module_vs_none']:+.2%}" in text
+    ratio = an["module_vs_none_ms"] / sa["module_vs_none_ms"] if sa["module_vs_none_ms"] > 0 else None
+    assert ratio is None or f"AN / SA {ratio:.2f} (target <= 1/3: " in text
     saved = json.loads(out.read_text())
     assert saved["rows"][0]["config"] == "demo" and "torch" in saved["meta"]
 

@@ -36,11 +36,14 @@ def test_benchmark_runs_side_by_side(tmp_path, capsys):
         extra = row["module_seconds"] - none["module_seconds"]
         assert row["module_vs_none_ms"] == pytest.approx(extra * 1000)
         assert row["module_vs_none"] == pytest.approx(extra / none["seconds_per_iteration"])
+    for row in rows:  # an InstanceNorm2d replayed on the slot's calls (the stand-in conv's for none)
+        assert row["norm_in_place_seconds"] > 0
     assert json.loads(out.read_text())["rows"] == rows
     text = capsys.readouterr().out
     assert "| config | long-range | device | res | batch | ms / iter (G + 2 D) | images/s |" in text
     assert f"| demo | sa | cpu | 64 | 1 | {sa['seconds_per_iteration'] * 1000:.1f} |" in text
     assert f"| {an['overhead_vs_none_ms']:+.1f} | {an['overhead_vs_none']:+.1%} |" in text
+    assert f"AN in place {an['module_vs_none_ms']:+.1f} ms per iteration" in text
 
 
 def test_variants_differ_only_in_the_attention_branch():
