@@ -1,9 +1,10 @@
 /* The four full-size passes of the fused Attentive Normalization (float32, v = x) as plain C loops.
  *
  * Wang et al., "Attentive Normalization for Conditional Image Generation", CVPR 2020 (Section 3). The algorithm and
- * the names are those of common/layers/attentive_norm_fused.py and attentive_norm_chunked.py. Each function handles
- * one sample's pixels [p0, p1) in blocks of BLK pixels: the block's rows ([1; x_c; x_c^2; g x_c; g], the layout, ...)
- * are copied into zero-padded local tiles (L1/L2-resident), and every step is one of two small matrix products on
+ * the names are those of common/layers/attentive_norm_fused.py and attentive_norm_chunked.py. Each pass handles
+ * one sample's pixels [p0, p1) in blocks of BLK pixels (the exported an_* functions loop over a run of samples):
+ * the block's rows ([1; x_c; x_c^2; g x_c; g], the layout, ...) are copied into zero-padded local tiles
+ * (L1/L2-resident), and every step is one of two small matrix products on
  * tiles, written with vector registers (GCC / Clang vector extensions, VW floats each):
  *   mm_nn:  out (R, BLK) = A (R, K) @ B (K, BLK)                 (4 rows x 2 vectors of accumulators)
  *   mm_nt:  acc (RA, RB) += A (RA, BLK) @ B (RB, BLK)^T          (TA x TB pairs; per-lane partial sums)
@@ -171,23 +172,40 @@ static void mm_nt(vf *acc, const float *A, int RA, const float *B, int RB) {
         }
 }
 
-static vf *vzeros(size_t count) { /* vector-aligned (calloc only guarantees 16 bytes) */
-    vf *p = aligned_alloc(sizeof(vf), count * sizeof(vf));
+/* Per-thread scratch buffers, kept from call to call (the callers' worker threads persist) and grown when a call
+ * needs more: a fresh malloc of a tile above glibc's mmap threshold maps fresh pages on every call (~1 us per 4 KiB
+ * page on a VM: ~40 us per call of the input-gradient pass at C 32, more than the work for a few hundred pixels).
+ * Slots are shared by the four passes (one pass runs at a time on a thread). */
+#define SLOTS 5
+static _Thread_local void *scratch_buf[SLOTS];
+static _Thread_local size_t scratch_cap[SLOTS];
+
+static void *scratch(int slot, size_t bytes) {
+    if (scratch_cap[slot] < bytes) {
+        free(scratch_buf[slot]);
+        bytes = (bytes + 63) / 64 * 64; /* aligned_alloc: a multiple of the alignment */
+        scratch_buf[slot] = aligned_alloc(64, bytes);
+        scratch_cap[slot] = scratch_buf[slot] ? bytes : 0;
+    }
+    return scratch_buf[slot];
+}
+
+static vf *vzeros(int slot, size_t count) { /* vector-aligned, zeroed */
+    vf *p = scratch(slot, count * sizeof(vf));
     if (p) memset(p, 0, count * sizeof(vf));
     return p;
 }
 
-static void reduce_into(double *out, vf *acc, size_t count) {
+static void reduce_into(double *out, const vf *acc, size_t count) {
     for (size_t i = 0; i < count; i++) out[i] += hsum(acc[i]);
-    free(acc);
 }
 
 /* Pass 1: s = softmax([b | w] @ [1; x_c]); mom (1 + 2C, n) += [1; x_c; x_c^2] @ s^T (if mom is not NULL). */
-void an_layout_moments(const float *x, const float *cx, const float *wlb, float *s, double *mom, int C, int n,
-                       long HW, long p0, long p1) {
+static void layout_moments(const float *x, const float *cx, const float *wlb, float *s, double *mom, int C, int n,
+                           long HW, long p0, long p1) {
     FLUSH_BEGIN
-    float *u = malloc(sizeof(float) * (1 + 2 * C) * BLK), *L = malloc(sizeof(float) * n * BLK);
-    vf *acc = mom ? vzeros((size_t)(1 + 2 * C) * n) : NULL;
+    float *u = scratch(0, sizeof(float) * (1 + 2 * C) * BLK), *L = scratch(1, sizeof(float) * n * BLK);
+    vf *acc = mom ? vzeros(2, (size_t)(1 + 2 * C) * n) : NULL;
     for (int j = 0; j < BLK; j++) u[j] = 1.f;
     for (long q = p0; q < p1; q += BLK) {
         int m = (int)min_l(BLK, p1 - q);
@@ -222,15 +240,14 @@ void an_layout_moments(const float *x, const float *cx, const float *wlb, float 
         mm_nt(acc, u, 1 + 2 * C, L, n);
     }
     if (mom) reduce_into(mom, acc, (size_t)(1 + 2 * C) * n);
-    free(u), free(L);
     FLUSH_END
 }
 
 /* Pass 2: out = x + x_c * (gain @ s) + offset @ s. */
-void an_output(const float *x, const float *cx, const float *s, const float *coeffs, float *out, int C, int n,
-               long HW, long p0, long p1) {
+static void output(const float *x, const float *cx, const float *s, const float *coeffs, float *out, int C, int n,
+                   long HW, long p0, long p1) {
     FLUSH_BEGIN
-    float *sb = malloc(sizeof(float) * n * BLK), *go = malloc(sizeof(float) * 2 * C * BLK);
+    float *sb = scratch(0, sizeof(float) * n * BLK), *go = scratch(1, sizeof(float) * 2 * C * BLK);
     for (long q = p0; q < p1; q += BLK) {
         int m = (int)min_l(BLK, p1 - q);
         load_rows(sb, s, n, HW, q, m, NULL);
@@ -248,16 +265,15 @@ void an_output(const float *x, const float *cx, const float *s, const float *coe
             for (int j = 0; j < m; j++) orow[j] = xr[j] + (xr[j] - cc) * ga[j] + of[j];
         }
     }
-    free(sb), free(go);
     FLUSH_END
 }
 
 /* Backward pass 1: dgo (2C, n) += [g x_c; g] @ s^T. */
-void an_output_gradient_moments(const float *g, const float *x, const float *cx, const float *s, double *dgo, int C,
-                                int n, long HW, long p0, long p1) {
+static void output_gradient_moments(const float *g, const float *x, const float *cx, const float *s, double *dgo,
+                                    int C, int n, long HW, long p0, long p1) {
     FLUSH_BEGIN
-    float *gu = malloc(sizeof(float) * 2 * C * BLK), *sb = malloc(sizeof(float) * n * BLK);
-    vf *acc = vzeros((size_t)2 * C * n);
+    float *gu = scratch(0, sizeof(float) * 2 * C * BLK), *sb = scratch(1, sizeof(float) * n * BLK);
+    vf *acc = vzeros(2, (size_t)2 * C * n);
     for (long q = p0; q < p1; q += BLK) {
         int m = (int)min_l(BLK, p1 - q);
         load_rows(gu, x, C, HW, q, m, cx);
@@ -267,19 +283,18 @@ void an_output_gradient_moments(const float *g, const float *x, const float *cx,
         mm_nt(acc, gu, 2 * C, sb, n);
     }
     reduce_into(dgo, acc, (size_t)2 * C * n);
-    free(gu), free(sb);
     FLUSH_END
 }
 
 /* Backward pass 2 (v = x): dS = pu @ [1; x_c; x_c^2; g x_c; g]; dl = s (dS - sum_k s dS);
  * dx = h_2 @ s + g (h_1 @ s) + x_c (h_3 @ s) + wlt @ dl; dwlb (n, 1 + C) += dl @ [1; x_c]^T. */
-void an_input_gradient(const float *g, const float *x, const float *cx, const float *s, const float *pu,
-                       const float *h3, const float *wlt, float *dx, double *dwlb, int C, int n, long HW, long p0,
-                       long p1) {
+static void input_gradient(const float *g, const float *x, const float *cx, const float *s, const float *pu,
+                           const float *h3, const float *wlt, float *dx, double *dwlb, int C, int n, long HW, long p0,
+                           long p1) {
     FLUSH_BEGIN
-    float *u = malloc(sizeof(float) * (1 + 4 * C) * BLK), *sb = malloc(sizeof(float) * n * BLK);
-    float *dl = malloc(sizeof(float) * n * BLK), *t = malloc(sizeof(float) * 4 * C * BLK);
-    vf *acc = vzeros((size_t)n * (1 + C));
+    float *u = scratch(0, sizeof(float) * (1 + 4 * C) * BLK), *sb = scratch(1, sizeof(float) * n * BLK);
+    float *dl = scratch(2, sizeof(float) * n * BLK), *t = scratch(3, sizeof(float) * 4 * C * BLK);
+    vf *acc = vzeros(4, (size_t)n * (1 + C));
     for (int j = 0; j < BLK; j++) u[j] = 1.f;
     float *xc = u + BLK, *x2 = u + (1 + C) * BLK, *gx = u + (1 + 2 * C) * BLK, *gb = u + (1 + 3 * C) * BLK;
     for (long q = p0; q < p1; q += BLK) {
@@ -318,6 +333,37 @@ void an_input_gradient(const float *g, const float *x, const float *cx, const fl
         }
     }
     reduce_into(dwlb, acc, (size_t)n * (1 + C));
-    free(u), free(sb), free(dl), free(t);
     FLUSH_END
+}
+
+/* The exported passes: samples [i0, i1) of a batch, pixels [p0, p1) of each (one call covers several samples when
+ * their maps are small: a call from Python costs a few microseconds, the work for 64 pixels about as much). Every
+ * pointer is the batch's first element of a contiguous (B, ...) array with the per-sample shapes above. */
+void an_layout_moments(const float *x, const float *cx, const float *wlb, float *s, double *mom, int C, int n,
+                       long HW, long i0, long i1, long p0, long p1) {
+    for (long i = i0; i < i1; i++)
+        layout_moments(x + i * C * HW, cx + i * C, wlb + i * n * (1 + C), s + i * n * HW,
+                       mom ? mom + i * (1 + 2 * C) * n : NULL, C, n, HW, p0, p1);
+}
+
+void an_output(const float *x, const float *cx, const float *s, const float *coeffs, float *out, int C, int n,
+               long HW, long i0, long i1, long p0, long p1) {
+    for (long i = i0; i < i1; i++)
+        output(x + i * C * HW, cx + i * C, s + i * n * HW, coeffs + i * 2 * C * n, out + i * C * HW, C, n, HW, p0,
+               p1);
+}
+
+void an_output_gradient_moments(const float *g, const float *x, const float *cx, const float *s, double *dgo, int C,
+                                int n, long HW, long i0, long i1, long p0, long p1) {
+    for (long i = i0; i < i1; i++)
+        output_gradient_moments(g + i * C * HW, x + i * C * HW, cx + i * C, s + i * n * HW, dgo + i * 2 * C * n, C, n,
+                                HW, p0, p1);
+}
+
+void an_input_gradient(const float *g, const float *x, const float *cx, const float *s, const float *pu,
+                       const float *h3, const float *wlt, float *dx, double *dwlb, int C, int n, long HW, long i0,
+                       long i1, long p0, long p1) {
+    for (long i = i0; i < i1; i++)
+        input_gradient(g + i * C * HW, x + i * C * HW, cx + i * C, s + i * n * HW, pu + i * n * (1 + 4 * C),
+                       h3 + i * 3 * C * n, wlt + i * C * n, dx + i * C * HW, dwlb + i * n * (1 + C), C, n, HW, p0, p1);
 }

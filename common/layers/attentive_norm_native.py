@@ -59,10 +59,10 @@ _STATE: dict[str, object] = {"lib": None, "tried": False, "error": None}
 _LOCK = threading.Lock()
 _P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 _SIGNATURES = {
-    "an_layout_moments": [_P] * 5 + [_I, _I, _L, _L, _L],
-    "an_output": [_P] * 5 + [_I, _I, _L, _L, _L],
-    "an_output_gradient_moments": [_P] * 5 + [_I, _I, _L, _L, _L],
-    "an_input_gradient": [_P] * 9 + [_I, _I, _L, _L, _L],
+    "an_layout_moments": [_P] * 5 + [_I, _I, _L, _L, _L, _L, _L],
+    "an_output": [_P] * 5 + [_I, _I, _L, _L, _L, _L, _L],
+    "an_output_gradient_moments": [_P] * 5 + [_I, _I, _L, _L, _L, _L, _L],
+    "an_input_gradient": [_P] * 9 + [_I, _I, _L, _L, _L, _L, _L],
     "an_build_info": [_P],
 }
 
@@ -140,21 +140,28 @@ def _small(t: Tensor, b: int) -> Tensor:
 
 
 def _run(b: int, hw: int, call) -> None:
-    """``call(worker, sample, p0, p1)`` over pixel ranges of every sample, on up to ``MAX_WORKERS`` threads."""
+    """``call(worker, i0, i1, p0, p1)`` (samples ``[i0, i1)``, pixels ``[p0, p1)`` of each) over the whole batch, on up
+    to ``MAX_WORKERS`` threads: large maps are split into pixel ranges, small ones grouped into runs of samples
+    (one C call each: a call from Python costs more than the work for a few hundred pixels)."""
     workers = max(1, min(torch.get_num_threads(), MAX_WORKERS))
     pieces = max(1, min(4 * workers, hw // 4096)) if workers > 1 else 1
-    step = -(-hw // pieces)
-    step = -(-step // 64) * 64
-    ranges = [(i, p0, min(p0 + step, hw)) for i in range(b) for p0 in range(0, hw, step)]
-    workers = min(workers, len(ranges))
+    if pieces > 1:
+        step = -(-hw // pieces)
+        step = -(-step // 64) * 64
+        items = [(i, i + 1, p0, min(p0 + step, hw)) for i in range(b) for p0 in range(0, hw, step)]
+    else:
+        groups = min(b, 4 * workers) if workers > 1 else 1
+        size = -(-b // groups)
+        items = [(i, min(i + size, b), 0, hw) for i in range(0, b, size)]
+    workers = min(workers, len(items))
     if workers == 1:
-        for i, p0, p1 in ranges:
-            call(0, i, p0, p1)
+        for item in items:
+            call(0, *item)
         return
 
     def task(w: int) -> None:
-        for i, p0, p1 in ranges[w::workers]:
-            call(w, i, p0, p1)
+        for item in items[w::workers]:
+            call(w, *item)
 
     futures = [chunked._executor(workers).submit(task, w) for w in range(workers)]
     for future in futures:
@@ -165,6 +172,12 @@ def _ptr(t: Tensor) -> int:
     return t.data_ptr()
 
 
+def _accumulators(*shape: int) -> tuple[Tensor, list[int]]:
+    """Zeroed float64 ``(workers, B, ...)`` partial sums, one slab per worker thread, and each slab's address."""
+    acc = torch.zeros(min(MAX_WORKERS, torch.get_num_threads()), *shape, dtype=torch.float64)
+    return acc, [_ptr(a) for a in acc]
+
+
 def layout_and_moments(
     xf: Tensor, cx: Tensor, wlb: Tensor, wv: Tensor | None, s: Tensor, need_moments: bool
 ) -> Tensor | None:
@@ -173,11 +186,12 @@ def layout_and_moments(
         return chunked.layout_and_moments(xf, cx, wlb, wv, s, need_moments)
     lib, (b, c, hw), n = _library(), xf.shape, s.shape[1]
     cxs, wls = _small(cx, b), _small(wlb, b)
-    acc = torch.zeros(min(MAX_WORKERS, torch.get_num_threads()), b, 1 + 2 * c, n, dtype=torch.float64)
+    acc, slabs = _accumulators(b, 1 + 2 * c, n)
+    ptrs = [_ptr(t) for t in (xf, cxs, wls, s)]
 
-    def call(w: int, i: int, p0: int, p1: int) -> None:
-        mom = _ptr(acc[w, i]) if need_moments else None
-        lib.an_layout_moments(_ptr(xf[i]), _ptr(cxs[i]), _ptr(wls[i]), _ptr(s[i]), mom, c, n, hw, p0, p1)
+    def call(w: int, i0: int, i1: int, p0: int, p1: int) -> None:
+        mom = slabs[w] if need_moments else None
+        lib.an_layout_moments(*ptrs, mom, c, n, hw, i0, i1, p0, p1)
 
     _run(b, hw, call)
     return acc.sum(0).to(torch.float32) if need_moments else None
@@ -192,9 +206,10 @@ def output(xf: Tensor, s: Tensor, cx: Tensor, wv: Tensor | None, coeffs: Tensor,
         return chunked.output(xf, s, cx, wv, coeffs, of)
     lib, (b, c, hw), n = _library(), xf.shape, s.shape[1]
     cxs, cos = _small(cx, b), _small(coeffs, b)
+    ptrs = [_ptr(t) for t in (xf, cxs, s, cos, of)]
 
-    def call(w: int, i: int, p0: int, p1: int) -> None:
-        lib.an_output(_ptr(xf[i]), _ptr(cxs[i]), _ptr(s[i]), _ptr(cos[i]), _ptr(of[i]), c, n, hw, p0, p1)
+    def call(w: int, i0: int, i1: int, p0: int, p1: int) -> None:
+        lib.an_output(*ptrs, c, n, hw, i0, i1, p0, p1)
 
     _run(b, hw, call)
     return None
@@ -206,11 +221,11 @@ def output_gradient_moments(gf: Tensor, xf: Tensor, s: Tensor, cx: Tensor, wv: T
         return chunked.output_gradient_moments(gf, xf, s, cx, wv)
     lib, (b, c, hw), n = _library(), xf.shape, s.shape[1]
     cxs = _small(cx, b)
-    acc = torch.zeros(min(MAX_WORKERS, torch.get_num_threads()), b, 2 * c, n, dtype=torch.float64)
+    acc, slabs = _accumulators(b, 2 * c, n)
+    ptrs = [_ptr(t) for t in (gf, xf, cxs, s)]
 
-    def call(w: int, i: int, p0: int, p1: int) -> None:
-        lib.an_output_gradient_moments(_ptr(gf[i]), _ptr(xf[i]), _ptr(cxs[i]), _ptr(s[i]), _ptr(acc[w, i]), c, n,
-                                       hw, p0, p1)  # fmt: skip
+    def call(w: int, i0: int, i1: int, p0: int, p1: int) -> None:
+        lib.an_output_gradient_moments(*ptrs, slabs[w], c, n, hw, i0, i1, p0, p1)
 
     _run(b, hw, call)
     return acc.sum(0).to(torch.float32)
@@ -232,12 +247,11 @@ def input_gradient(
         return chunked.input_gradient(gf, xf, s, cx, wv, pu, h3, wl_t, dxf)
     lib, (b, c, hw), n = _library(), xf.shape, s.shape[1]
     cxs, wlt, pus, h3s = _small(cx, b), _small(wl_t, b), _small(pu, b), _small(h3, b)
-    acc = torch.zeros(min(MAX_WORKERS, torch.get_num_threads()), b, n, 1 + c, dtype=torch.float64)
+    acc, slabs = _accumulators(b, n, 1 + c)
+    ptrs = [_ptr(t) for t in (gf, xf, cxs, s, pus, h3s, wlt, dxf)]
 
-    def call(w: int, i: int, p0: int, p1: int) -> None:
-        small = [_ptr(t[i]) for t in (pus, h3s, wlt)]
-        lib.an_input_gradient(_ptr(gf[i]), _ptr(xf[i]), _ptr(cxs[i]), _ptr(s[i]), *small, _ptr(dxf[i]),
-                              _ptr(acc[w, i]), c, n, hw, p0, p1)  # fmt: skip
+    def call(w: int, i0: int, i1: int, p0: int, p1: int) -> None:
+        lib.an_input_gradient(*ptrs, slabs[w], c, n, hw, i0, i1, p0, p1)
 
     _run(b, hw, call)
     return acc.sum(0).to(torch.float32), None, None

@@ -53,7 +53,15 @@ def _inputs(b, c, n, hw, seed=0, broadcast=False):
     }
 
 
-SHAPES = [(3, 8, 4, 91, False), (2, 5, 3, 1, True), (2, 16, 16, 9797, True), (1, 32, 16, 4160, False)]
+# (20, ..., 37): small maps, several samples per C call (runs of 3 and a last run of 2 on 2 threads, all 20 on 1)
+SHAPES = [
+    (3, 8, 4, 91, False),
+    (2, 5, 3, 1, True),
+    (2, 16, 16, 9797, True),
+    (1, 32, 16, 4160, False),
+    (20, 6, 5, 37, False),
+    (20, 6, 5, 37, True),
+]
 
 
 def _compare_passes(b, c, n, hw, broadcast):
