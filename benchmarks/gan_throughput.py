@@ -254,6 +254,7 @@ def measure(
         "module_seconds": statistics.median(timer.module_seconds),
         "module_repeats_seconds": timer.module_seconds,
         "norm_in_place_seconds": instance_norm_seconds(last, device),
+        "slot_calls": [f"{phase} {list(shape)}" for phase, shape in last],  # the last timed iteration's
         "images_per_second": batch_size * n_dis / seconds,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
         "threads": torch.get_num_threads(),

@@ -259,6 +259,7 @@ def measure(
                 "module_seconds": statistics.median(module[lr, "iteration"]),
                 "module_repeats_seconds": module[lr, "iteration"],
                 "norm_in_place_seconds": instance_norm_seconds(calls[lr, "iteration"], device),
+                "slot_calls": [f"{phase} {list(shape)}" for phase, shape in calls[lr, "iteration"]],
                 "phase1_module_seconds": statistics.median(module[lr, "phase1"]),
                 "images_per_second": n_critic * batch / iteration_s,
                 "g_images_per_second": batch / iteration_s,

@@ -62,6 +62,7 @@ def test_benchmark_runs_and_writes_json(tmp_path, monkeypatch, capsys):
     assert f"| {rows[0]['overhead_vs_none_ms']:+.1f} | {rows[0]['overhead_vs_none']:+.1%} |" in text
     for row in rows:  # an InstanceNorm2d replayed on the slots' calls (G's cBN for none): a real, positive time
         assert row["norm_in_place_seconds"] > 0
+        assert any(c.startswith("forward [") for c in row["slot_calls"]), row["slot_calls"]
         assert f"| {row['norm_in_place_seconds'] * 1000:.1f} | - |" in text  # then peak GiB (CPU: none)
     assert "Targets (module columns, measured side by side in this run):" in text
     assert f"AN in place {an['module_vs_none_ms']:+.1f} ms per iteration = {an['module_vs_none']:+.2%}" in text
