@@ -1,10 +1,14 @@
 """The benchmarks' command lines cannot drift apart: the three speed benchmarks take the shared flags with the same
 names, destinations, defaults, types and help texts; eval_speed and loader take the ones they share; every option
-is spelt with hyphens; every ``python -m benchmarks.*`` command in the README and the Makefile parses."""
+is spelt with hyphens; every ``python -m benchmarks.*`` command in the README, the Makefile and
+``benchmarks/gpu_check.sh`` parses; the GPU script runs nothing, cleanly, without a GPU."""
 
 import argparse
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,11 +95,15 @@ def test_apply_shared_sets_threads_and_checks_values(capsys):
     assert _args.devices("all") == (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
 
 
-def _benchmark_commands() -> list[tuple[str, list[str]]]:
-    """``(module, argv)`` of every ``python -m benchmarks.NAME ...`` in the README and the Makefile."""
+GPU_SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def _benchmark_commands(paths=(ROOT / "README.md", ROOT / "Makefile", GPU_SCRIPT)) -> list[tuple[str, list[str]]]:
+    """``(module, argv)`` of every ``python -m benchmarks.NAME ...`` in the README, the Makefile and the GPU script
+    (its continued lines joined)."""
     found = []
-    for path in (ROOT / "README.md", ROOT / "Makefile"):
-        for line in path.read_text().splitlines():
+    for path in paths:
+        for line in path.read_text().replace("\\\n", " ").splitlines():
             for match in re.finditer(r"-m benchmarks\.(\w+)([^`#\n]*)", line):
                 found.append((match.group(1), shlex.split(match.group(2))))
     return found
@@ -114,3 +122,23 @@ def test_readme_benchmark_command_parses(module, argv):
         assert module == "inpaint_protocol"
         return
     PARSERS[module].parse_args(argv)  # exits (SystemExit) on an unknown or misspelt flag
+
+
+def test_gpu_script_covers_the_cuda_checks():
+    script = {m for m, a in _benchmark_commands([GPU_SCRIPT]) if a[a.index("--device") + 1] == "cuda"}
+    assert script >= {"layers", "gan_throughput", "inpaint_throughput", "eval_speed"}
+    assert "tests/common/test_attentive_norm_triton.py" in GPU_SCRIPT.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_gpu_script_without_a_gpu_runs_nothing(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: the script would run the GPU checks")
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(GPU_SCRIPT), str(tmp_path / "gpu")], env=env,
+                          capture_output=True, text=True, timeout=100, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "gpu" / "summary.txt").read_text()
+    assert "sees no CUDA device; nothing run" in summary and "exit" not in summary
