@@ -1,6 +1,6 @@
 """Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate|prepare``.
 
-LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` and any
+LightningCLI (``common.training.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` and any
 ``common.data.class_images.ClassImageDataModule`` subclass (``--data`` takes a ``class_path``).
 
 * ``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo, ``configs/an_gan/demo.yaml`` (scikit-learn
@@ -11,7 +11,7 @@ LightningCLI (``common.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` a
 * The data's ``num_classes`` and ``resolution`` are linked into both networks (``apply_on="instantiate"``).
 * Checkpoints: ``last.ckpt`` and ``best-fid.ckpt`` (lowest ``val/fid``: the validation evaluator's split and seed,
   never the test evaluator's).
-* ``predict`` reads no images: :class:`an_gan.sampling.ClassFolderWriter` (``--predict_writer.*``) generates images
+* ``predict`` reads no images: :class:`an_gan.predict.ClassFolderWriter` (``--predict_writer.*``) generates images
   per class and writes ``<class:04d>/<index:06d>.png``. Pass the run's ``config.yaml`` so the networks match::
 
       python -m an_gan predict --config RUN/config.yaml --ckpt_path RUN/checkpoints/last.ckpt \\
@@ -45,9 +45,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from an_gan.evaluation import GenerationEvaluator
 from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
-from an_gan.sampling import ClassFolderWriter
-from common.cli import ANLightningCLI
+from an_gan.predict import ClassFolderWriter
 from common.data.class_images import ClassFolderDataModule, ClassImageDataModule, DigitsDataModule
+from common.training.cli import ANLightningCLI
 
 __all__ = ["ANGANCLI", "MODEL_DEFAULTS", "cli_main", "evaluate_main", "format_scores"]
 
@@ -124,7 +124,7 @@ class ANGANCLI(ANLightningCLI):
         super().after_fit()
         if isinstance(self.datamodule, DigitsDataModule) and self.trainer.is_global_zero:
             from an_gan.demo_quality import demo_quality, format_demo_quality
-            from common.runs import results_dir
+            from common.training.runs import results_dir
 
             report = demo_quality(self.model.evaluation_generator(), self.datamodule)
             path = results_dir(self.trainer) / "demo_quality.json"

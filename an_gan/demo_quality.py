@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from an_gan.evaluation import eval_mode
-from an_gan.samples import class_noise
+from an_gan.noise import class_noise
 from common.data.class_datasets import dataset_labels
 from common.data.class_images import DigitsDataModule
 from common.data.images import list_images
@@ -91,7 +91,7 @@ def demo_quality(
 ) -> dict[str, Any]:
     """Judge ``generator`` (eval mode) on as many samples per class as the real training split has.
 
-    The samples are images ``0 .. n_c - 1`` of each class's noise stream for ``seed`` (:mod:`an_gan.samples`).
+    The samples are images ``0 .. n_c - 1`` of each class's noise stream for ``seed`` (:mod:`an_gan.noise`).
     """
     data = data or DigitsDataModule(resolution=generator.resolution)
     counts = np.bincount(dataset_labels(data.dataset("train")), minlength=generator.num_classes)

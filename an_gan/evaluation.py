@@ -4,7 +4,7 @@ What is computed (Wang et al., CVPR 2020, Section 5, "Evaluation Metrics": "FID,
 50k randomly generated images"; the protocols of the works its Table 1 cites are named per item):
 
 * **Generated set**: ``num_samples`` images, class-balanced, image ``j`` of class ``c`` from that class's noise
-  stream for ``seed`` (:mod:`an_gan.samples`), from the generator the caller hands over, in eval mode.
+  stream for ``seed`` (:mod:`an_gan.noise`), from the generator the caller hands over, in eval mode.
 * **FID** (Heusel et al. 2017) against ``reference_num_samples`` images (None: all) of the datamodule's
   ``reference_split``: the default ``"train"`` follows the documented ImageNet protocols of the baselines
   (BigGAN-PyTorch's ``I128_inception_moments`` and StudioGAN's ImageNet protocol use the training set).
@@ -23,8 +23,9 @@ Reference statistics are cached on disk (``reference_cache_dir``, :mod:`common.m
 memory, so only the first evaluation of a run pays for them. Under DDP each process generates the classes
 ``rank, rank + world, ...`` and computes its share of the references; statistics are summed across processes and
 every sample counts exactly once, so scores do not depend on the number of processes. The generated set is walked
-class by class in full batches of ``batch_size`` (:func:`an_gan.samples.pack_batches`); with ``overlap`` the next
-batch is made in a background thread while Inception (float32) extracts the current one (:mod:`common.prefetch`).
+class by class in full batches of ``batch_size`` (:func:`an_gan.noise.pack_batches`); with ``overlap`` the next
+batch is made in a background thread while Inception (float32) extracts the current one
+(:mod:`common.training.prefetch`).
 
 :meth:`GenerationEvaluator.evaluate` scores a generator, :meth:`GenerationEvaluator.score_folder` a folder of images
 in class sub-folders (``predict``'s output or any other method's), with the same code: the same images give the
@@ -45,8 +46,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from an_gan.noise import class_counts, class_folders, generate_batch, pack_batches, positions, read_batch
 from an_gan.reference_data import ReferenceData, eval_mode
-from an_gan.samples import class_counts, class_folders, generate_batch, pack_batches, positions, read_batch
 from common.data.images import list_images
 from common.metrics.generation import (
     ClassStatistics,
@@ -63,7 +64,7 @@ from common.metrics.generation import (
     save_payload,
     strict_float32,
 )
-from common.prefetch import prefetch
+from common.training.prefetch import prefetch
 from common.visualization import to_unit
 
 __all__ = ["GenerationEvaluator", "ReferenceData", "eval_mode"]
@@ -96,7 +97,8 @@ class GenerationEvaluator:
         inception_weights: local Inception weights file (offline machines); None: torch-fidelity's cache/download.
         reference_cache_dir: folder for cached reference statistics; None: keep them in memory only.
         overlap: make the next batch (generate it, or read its files) in a background thread, on CUDA on its own
-            stream, while the extractor processes the current one (:mod:`common.prefetch`); False: one after the
+            stream, while the extractor processes the current one (:mod:`common.training.prefetch`); False: one after
+            the
             other. The same batches in the same order either way: identical images and scores (tested).
     """
 
@@ -253,8 +255,9 @@ class GenerationEvaluator:
         """Feature-extract the batches that ``produce`` makes and route them to the metrics; per-class intra-FID.
 
         Args:
-            batches: :func:`an_gan.samples.pack_batches` output; ``produce(segments)`` makes the batch's images,
-                uint8 (B, 3, R, R) on ``device`` (in a background thread when overlapping, :mod:`common.prefetch`).
+            batches: :func:`an_gan.noise.pack_batches` output; ``produce(segments)`` makes the batch's images,
+                uint8 (B, 3, R, R) on ``device`` (in a background thread when overlapping,
+                :mod:`common.training.prefetch`).
             counts: ``{class: (FID-set images, intra-FID images)}`` of the classes in ``batches``.
 
         Returns:

@@ -6,9 +6,10 @@ AN's orthogonal regularisation (eq. 1). The networks, optimisers and evaluation 
 (``class_path`` in a config); the defaults are the paper's.
 
 Training step: every batch makes one discriminator step on a fresh real batch; every ``n_dis``-th batch is followed
-by one generator step (so ``n_dis`` D steps per G step). Each update is ``common.optimization.manual_step`` around a
+by one generator step (so ``n_dis`` D steps per G step). Each update is ``common.training.optimization.manual_step``
+around a
 loss from :mod:`an_gan.losses`. Fake labels are the real batch's labels (``y ~ P_data``, eq. 7-8) or uniform
-(SN-GAN's updater). The EMA of G (``common.ema``) follows every G step. Step counters are plain Python integers
+(SN-GAN's updater). The EMA of G (``common.training.ema``) follows every G step. Step counters are plain Python integers
 saved in checkpoints (no device-to-host copy per step); ``trainer.global_step`` counts the optimiser steps of both
 networks (2 per iteration with ``n_dis = 1``).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -36,17 +38,19 @@ from torch.utils.data import DataLoader
 from an_gan.evaluation import GenerationEvaluator, eval_mode
 from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regulariser
 from an_gan.networks import Discriminator, Generator, is_attentive
+from an_gan.predict import ClassFolderWriter
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
-from common.callbacks.images import log_image
-from common.checkpoint_compat import stamp_checkpoint
-from common.ddp import allow_unused_parameters
-from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
 from common.layers import collect_layouts
-from common.optimization import manual_step
-from common.step_logging import is_logging_step
+from common.training.callbacks.images import log_image
+from common.training.checkpoints import stamp_checkpoint
+from common.training.ddp import allow_unused_parameters
+from common.training.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
+from common.training.optimization import manual_step
+from common.training.runs import load_run
+from common.training.step_logging import is_logging_step
 from common.visualization import image_grid, layout_panel, to_unit
 
-__all__ = ["D_BATCHES", "EVAL_GENERATORS", "FAKE_LABELS", "ANGAN"]
+__all__ = ["D_BATCHES", "EVAL_GENERATORS", "FAKE_LABELS", "ANGAN", "load_generator"]
 
 #: Which generator pictures and evaluation use.
 EVAL_GENERATORS: tuple[str, ...] = ("raw", "ema")
@@ -264,7 +268,8 @@ class ANGAN(pl.LightningModule):
         return loss + orth, {"g_loss": (loss + orth).detach(), **logs, **orth_logs}
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """One D step (hinge loss, via :func:`common.optimization.manual_step`) per batch and one G step every ``n_dis``
+        """One D step (hinge loss, via :func:`common.training.optimization.manual_step`) per batch and one G step
+        every ``n_dis``
         batches, then the LR schedule, the EMA update and the periodic pictures.
 
         ``batch``: ``{'image': (B, 3, R, R) in [-1, 1], 'label': (B,) int64}``.
@@ -351,12 +356,10 @@ class ANGAN(pl.LightningModule):
         self._evaluate("test", self.test_evaluator)
 
     # ---------------------------------------------------------------------------------------------- predict
-    def _writer(self):
-        from an_gan.sampling import ClassFolderWriter
-
+    def _writer(self) -> ClassFolderWriter:
         writers = [cb for cb in self.trainer.callbacks if isinstance(cb, ClassFolderWriter)]
         if not writers:
-            raise ValueError("predict needs an an_gan.sampling.ClassFolderWriter callback (the CLI adds one)")
+            raise ValueError("predict needs an an_gan.predict.ClassFolderWriter callback (the CLI adds one)")
         return writers[0]
 
     def predict_dataloader(self) -> DataLoader:
@@ -374,7 +377,7 @@ class ANGAN(pl.LightningModule):
         """Stamp the checkpoint (networks and settings), store the D / G step counts, and store the EMA generator's own
         standing normalisation statistics.
         """
-        settings = {  # also without the CLI, common.runs.load_run can rebuild the module
+        settings = {  # also without the CLI, common.training.runs.load_run can rebuild the module
             "ema": dataclasses.asdict(self.ema_settings) if self.ema is not None else None,
             "pictures": dataclasses.asdict(self.pictures),
             "eval_generator": self.eval_generator,
@@ -397,3 +400,26 @@ class ANGAN(pl.LightningModule):
         steps = checkpoint.get("an_gan_steps", {})
         self.num_d_steps, self.num_g_steps = int(steps.get("d", 0)), int(steps.get("g", 0))
         self._ema_stale = True
+
+
+def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The generator of an ``an_gan`` checkpoint, rebuilt by :func:`common.training.runs.load_run` (the one reload
+    path of
+    both tasks: module class and configuration from the checkpoint, weights checked against it).
+
+    Args:
+        ckpt_path: a Lightning checkpoint written while training ``an_gan.module.ANGAN``.
+        ema: the EMA weights, with the standing batch-norm statistics stored in the checkpoint, when the run kept
+            an EMA; otherwise the raw ones.
+        map_location: device for the weights.
+
+    Returns:
+        The generator (:class:`an_gan.networks.Generator`), in eval mode (deterministic AN, running BN statistics).
+
+    Raises:
+        FileNotFoundError: no file at ``ckpt_path``.
+        common.training.checkpoints.CheckpointMismatchError: not an ``an_gan`` checkpoint (e.g. an inpainting one).
+    """
+    module = load_run(ckpt_path, module_class=ANGAN)
+    generator = module.ema.averaged if ema and module.ema is not None else module.generator
+    return generator.to(map_location).eval()

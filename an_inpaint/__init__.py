@@ -5,7 +5,6 @@ branch, WGAN-GP critics and the paper's two-phase schedule; OpenCV's classical i
 ``python -m an_inpaint``.
 """
 
-import common  # noqa: F401  (first: sets OpenMP's wait policy before torch loads; see common/__init__.py)
 from an_inpaint.baselines import classical_inpaint, classical_inpaint_batch
 from an_inpaint.critics import GlobalCritic, LocalCritic, MaskedPatchCritic
 from an_inpaint.evaluation import score_folders

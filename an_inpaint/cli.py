@@ -23,7 +23,7 @@ from pytorch_lightning.cli import SaveConfigCallback
 
 from an_inpaint.module import ANInpaint
 from an_inpaint.predict import InpaintingPredictionWriter
-from common.cli import ANLightningCLI
+from common.training.cli import ANLightningCLI
 
 __all__ = ["ANInpaintCLI", "baseline_main", "cli_main", "evaluate_main"]
 

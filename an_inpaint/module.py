@@ -13,7 +13,7 @@ used nor updated) until ``adversarial_start_step`` generator updates (during pha
 reconstruction loss improving; phase 2 adds the adversarial term. The phase is a buffer (saved in checkpoints) and
 is derived only from quantities identical on every DDP rank. In phase 2 every batch updates the critics and every
 ``n_critic``-th batch also updates the generator; on those batches the generator runs once, its output serving the
-critic update (detached) and the generator update. Each update is :func:`common.optimization.manual_step`.
+critic update (detached) and the generator update. Each update is :func:`common.training.optimization.manual_step`.
 
 Validation and test report PSNR / SSIM / MAE and their hole-only variants on the composited output
 (:class:`common.metrics.InpaintingMetrics`; per image, then averaged), optionally per mask-area bin, LPIPS and FID,
@@ -35,11 +35,11 @@ from an_inpaint.critics import GlobalCritic, LocalCritic
 from an_inpaint.generator import InpaintGenerator, pad_to_multiple
 from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
 from an_inpaint.panels import log_panels
-from common.ddp import allow_unused_parameters
 from common.layers import orthogonal_loss
 from common.metrics.inpainting import InpaintingMetrics
 from common.metrics.perceptual import FIDMetric, LPIPSMetric
-from common.optimization import manual_step
+from common.training.ddp import allow_unused_parameters
+from common.training.optimization import manual_step
 from common.visualization import to_unit
 
 __all__ = ["ANInpaint"]

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from an_inpaint.baselines import METHODS
-from common.callbacks.images import log_image
 from common.layers.contextual_attention import offsets_to_image
+from common.training.callbacks.images import log_image
 from common.visualization import image_grid, layout_panel, to_unit
 
 __all__ = ["log_panels", "result_panel"]

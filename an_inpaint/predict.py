@@ -15,7 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from common.runs import load_run, results_dir
+from common.training.runs import load_run, results_dir
 from common.visualization import save_png
 
 __all__ = ["InpaintingPredictionWriter", "load_inpainter"]
@@ -54,7 +54,8 @@ class InpaintingPredictionWriter(BasePredictionWriter):
 
 
 def load_inpainter(checkpoint: str | Path, config: str | Path | None = None):
-    """Rebuild a trained :class:`an_inpaint.module.ANInpaint` from a checkpoint, by :func:`common.runs.load_run`
+    """Rebuild a trained :class:`an_inpaint.module.ANInpaint` from a checkpoint, by
+    :func:`common.training.runs.load_run`
     (the one reload path of both tasks).
 
     Args:
@@ -67,7 +68,7 @@ def load_inpainter(checkpoint: str | Path, config: str | Path | None = None):
 
     Raises:
         FileNotFoundError: If the checkpoint (or, when needed, the config) is missing.
-        common.checkpoint_compat.CheckpointMismatchError: Another task's checkpoint or another architecture.
+        common.training.checkpoints.CheckpointMismatchError: Another task's checkpoint or another architecture.
     """
     from an_inpaint.module import ANInpaint
 

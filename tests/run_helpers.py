@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import Logger
 
-from common.callbacks.checkpointing import InterruptCheckpoint
+from common.training.callbacks.checkpointing import InterruptCheckpoint
 
 
 class StepRecorder(pl.Callback):

@@ -13,7 +13,7 @@ evaluated on images it generates, and the reference statistics are computed once
 (``an_gan.evaluation``) runs as one step and asks for the reference images only when its cache misses. Iterating
 tens of thousands of real images at every validation only to ignore them would cost minutes.
 
-ImageNet lives in :mod:`common.data.imagenet` (``common.data.class_images.ImageNetDataModule`` still resolves to it).
+ImageNet lives in :mod:`common.data.imagenet`.
 The bundled demo, :class:`DigitsDataModule`, uses ``sklearn.datasets.load_digits()``, which ships inside
 scikit-learn (no download): 1,797 real 8x8 grey-level scans of handwritten digits (UCI "Optical Recognition of
 Handwritten Digits", 10 classes, pixel values 0..16), scaled to [0, 1], upsampled bilinearly to the demo resolution,
@@ -27,7 +27,6 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -60,16 +59,6 @@ __all__ = [
 
 #: The splits of every class-conditional DataModule.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-
-def __getattr__(name: str) -> Any:
-    # ``common.data.class_images.ImageNetDataModule`` (older configs, the issue's commands) resolves to the class in
-    # common.data.imagenet, imported lazily because that module builds on the base class defined here.
-    if name == "ImageNetDataModule":
-        from common.data.imagenet import ImageNetDataModule
-
-        return ImageNetDataModule
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ClassImageDataModule(pl.LightningDataModule, ABC):

@@ -13,7 +13,7 @@ of DataLoader workers and DDP ranks:
 * Random augmentation never touches the global RNG: the sampler yields :class:`SampleIndex` values (plain ints that
   also carry their epoch) and datasets draw each sample's randomness from :func:`sample_generator`, seeded by
   ``(seed, epoch, index)``. The global RNG (the models' noise, AN's self-sampling) is then consumed by the training
-  step alone, and :class:`common.callbacks.resume.ExactResume` saves and restores it per rank.
+  step alone, and :class:`common.training.callbacks.resume.ExactResume` saves and restores it per rank.
 
 :func:`resumable_train_loader` builds the training ``DataLoader`` of a DataModule this way.
 """

@@ -26,7 +26,7 @@ def _print_config(args: list[str], capsys) -> dict:
 
 def test_paper_defaults_when_a_run_names_its_data(capsys, tmp_path):
     """A run with its own --data starts from the constructors' defaults: the paper's model, recipe and protocol."""
-    cfg = _print_config(["fit", "--data", "common.data.class_images.ImageNetDataModule",
+    cfg = _print_config(["fit", "--data", "common.data.imagenet.ImageNetDataModule",
                          "--data.init_args.root", str(tmp_path)], capsys)  # fmt: skip
     g, d = cfg["model"]["generator"]["init_args"], cfg["model"]["discriminator"]["init_args"]
     assert (g["ch"], g["z_dim"], g["long_range"], g["long_range_block"], g["num_entities"]) == (64, 128, "an", 2, 16)

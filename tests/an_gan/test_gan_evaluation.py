@@ -1,4 +1,4 @@
-"""Tests of the evaluation protocol (an_gan.evaluation, an_gan.samples) on a synthetic class tree of real files."""
+"""Tests of the evaluation protocol (an_gan.evaluation, an_gan.noise) on a synthetic class tree of real files."""
 
 import functools
 import threading
@@ -12,7 +12,7 @@ from torch import nn
 
 from an_gan.evaluation import GenerationEvaluator
 from an_gan.networks import Generator
-from an_gan.samples import (
+from an_gan.noise import (
     NOISE_CHUNK,
     ClassSampleDataset,
     batch_inputs,

@@ -9,13 +9,13 @@ from torch.utils.data import DataLoader
 
 from an_gan.evaluation import GenerationEvaluator
 from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regulariser
-from an_gan.module import ANGAN
+from an_gan.module import ANGAN, load_generator
 from an_gan.networks import Discriminator, Generator
-from an_gan.sampling import ClassFolderWriter, load_generator
+from an_gan.predict import ClassFolderWriter
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
 from common.data.class_images import DigitsDataModule
-from common.ema import normalization_layers
 from common.metrics.generation import RandomProjectionExtractor
+from common.training.ema import normalization_layers
 
 K = 4
 
@@ -133,7 +133,8 @@ class TestTrainingStep:
             torch.testing.assert_close(losses["joint"][1][key], losses["separate"][1][key])
 
     def test_loggers_get_every_step_values_with_n_dis(self, tmp_path, monkeypatch):
-        """Logging only near the logging steps (``common.step_logging``) writes the same rows as logging every batch,
+        """Logging only near the logging steps (``common.training.step_logging``) writes the same rows as logging
+        every batch,
         also for the G values, which exist on one batch in ``n_dis``."""
         rows = {}
         for mode in ("guarded", "every batch"):

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 from an_gan.blocks import ConditionalBatchNorm2d, GBlock
 from an_gan.networks import LONG_RANGE_CHOICES, Discriminator, Generator, count_parameters
-from an_gan.sampling import class_weights, interpolate_classes
+from an_gan.predict import class_weights, interpolate_classes
 from common.layers import AttentiveNorm2d, SelfAttention2d
 
 K = 5

@@ -12,7 +12,7 @@ from PIL import Image
 
 from an_gan.cli import cli_main as gan_cli
 from an_inpaint.cli import cli_main as inpaint_cli
-from common.data.class_images import ImageNetDataModule
+from common.data.imagenet import ImageNetDataModule
 from common.data.images import CorruptImageError, load_rgb, to_rgb
 from common.data.inpainting import ImageFolderInpaintingDataModule
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from an_gan.cli import cli_main as gan_cli
 from an_inpaint.cli import cli_main as inpaint_cli
-from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, check_checkpoint, describe_networks
+from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, check_checkpoint, describe_networks
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor", "init_args": {"feature_dim": 8}}
@@ -102,11 +102,10 @@ def test_unstamped_checkpoints_are_checked_by_their_weights():
 def test_one_reload_path_for_both_tasks(checkpoints, tmp_path):
     import shutil
 
-    from an_gan.module import ANGAN
-    from an_gan.sampling import load_generator
+    from an_gan.module import ANGAN, load_generator
     from an_inpaint.module import ANInpaint
     from an_inpaint.predict import load_inpainter
-    from common.runs import RunFolder, load_run
+    from common.training.runs import RunFolder, load_run
 
     for task, cls in (("gan", ANGAN), ("inpaint", ANInpaint)):
         alone = tmp_path / f"{task}.ckpt"  # the checkpoint file alone, no config.yaml next to it

@@ -7,8 +7,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.demos.boring_classes import BoringModel
 
-from common import checkpoint_io
-from common.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
+from common.training import checkpoints as checkpoint_io
+from common.training.checkpoints import AtomicCheckpointIO, CheckpointWriteError
 
 
 def test_roundtrip_and_no_temporary_left(tmp_path):

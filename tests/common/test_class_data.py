@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from common.data.class_images import ClassFolderDataModule, DigitsDataModule, ImageNetDataModule
+from common.data.class_images import ClassFolderDataModule, DigitsDataModule
+from common.data.imagenet import ImageNetDataModule
 from common.data.images import CorruptImageError
 
 # Deliberately not alphabetical in ILSVRC2012_ID order (like the real devkit).

@@ -4,9 +4,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from common.callbacks import log_image, stored_wandb_run_id
-from common.cli import ANLightningCLI
-from common.tracking import ANWandbLogger, wandb_offline_reason
+from common.training.callbacks import log_image, stored_wandb_run_id
+from common.training.cli import ANLightningCLI
+from common.training.tracking import ANWandbLogger, wandb_offline_reason
 
 
 class TinyModule(pl.LightningModule):
@@ -139,7 +139,7 @@ def test_unwritable_output_folder_fails_at_start(in_tmp):
 
 
 def test_checkpoints_are_atomic_and_carry_rng_states(in_tmp):
-    from common.checkpoint_io import AtomicCheckpointIO
+    from common.training.checkpoints import AtomicCheckpointIO
 
     cli = run("--trainer.max_epochs=1", "--trainer.logger=false")
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)

@@ -1,7 +1,7 @@
 import pytorch_lightning as pl
 from pytorch_lightning.strategies import DDPStrategy
 
-from common.ddp import allow_unused_parameters
+from common.training.ddp import allow_unused_parameters
 
 
 def test_turns_on_find_unused_parameters_for_ddp():

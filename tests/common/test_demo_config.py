@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import with_demo_config
+from common.training.cli import with_demo_config
 from configs import CONFIG_ROOT, config_path, list_configs
 
 DEMO = Path("/pkg/configs/task/demo.yaml")
@@ -29,7 +29,7 @@ def test_bare_fit_gets_the_demo(args, expected):
         ["fit", "--config", "mine.yaml"],
         ["fit", "--config=mine.yaml"],
         ["fit", "-c", "mine.yaml"],
-        ["fit", "--data", "common.data.class_images.ImageNetDataModule"],
+        ["fit", "--data", "common.data.imagenet.ImageNetDataModule"],
         ["fit", "--data.init_args.root", "/data"],
         ["fit", "--data.root=/data"],
         ["validate"],

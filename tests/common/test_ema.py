@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
+from common.training.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
 
 
 def _net() -> nn.Module:

@@ -13,9 +13,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from common.callbacks import InterruptCheckpoint
-from common.callbacks.resume import ExactResume, capture_rng_state, restore_rng_state
 from common.data.resumable import ResumableSampler, SampleIndex, resumable_train_loader, sample_generator
+from common.training.callbacks import InterruptCheckpoint
+from common.training.callbacks.resume import ExactResume, capture_rng_state, restore_rng_state
 
 
 class NoisyDataset(torch.utils.data.Dataset):

@@ -5,9 +5,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from common.callbacks import InterruptCheckpoint
-from common.callbacks.nonfinite import NonFiniteGuard, NonFiniteLossError
-from common.optimization import manual_step
+from common.training.callbacks import InterruptCheckpoint
+from common.training.callbacks.nonfinite import NonFiniteGuard, NonFiniteLossError
+from common.training.optimization import manual_step
 
 
 class Model(pl.LightningModule):

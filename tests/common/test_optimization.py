@@ -1,10 +1,10 @@
-"""``common.optimization.manual_step``: one toggled update of one optimiser, the other network untouched."""
+"""``common.training.optimization.manual_step``: one toggled update of one optimiser, the other network untouched."""
 
 import pytest
 import pytorch_lightning as pl
 import torch
 
-from common.optimization import manual_step
+from common.training.optimization import manual_step
 
 
 class TwoNets(pl.LightningModule):

@@ -1,4 +1,5 @@
-"""Tests of common.prefetch: the overlapped path returns what the sequential one does, runs ahead, stays bounded,
+"""Tests of common.training.prefetch: the overlapped path returns what the sequential one does, runs ahead, stays
+bounded,
 hands exceptions over and carries the caller's torch state into its thread."""
 
 import threading
@@ -7,7 +8,7 @@ import time
 import pytest
 import torch
 
-from common.prefetch import prefetch
+from common.training.prefetch import prefetch
 
 
 def _make(item):

@@ -9,7 +9,7 @@ import torch
 from run_helpers import fit_recorded
 
 from an_gan.cli import cli_main as gan_cli
-from common.callbacks.speed import SpeedOptions
+from common.training.callbacks.speed import SpeedOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 

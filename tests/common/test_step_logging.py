@@ -1,4 +1,5 @@
-"""``common.step_logging.is_logging_step``: training values are logged only on the steps the loggers receive, and
+"""``common.training.step_logging.is_logging_step``: training values are logged only on the steps the loggers
+receive, and
 the loggers receive exactly what they received when every step logged."""
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from run_helpers import MetricsRecorder
 from torch.utils.data import DataLoader, TensorDataset
 
-from common.step_logging import is_logging_step
+from common.training.step_logging import is_logging_step
 
 
 class _Module(pl.LightningModule):

@@ -1,5 +1,15 @@
-"""Which task and which architecture wrote a checkpoint, and a clear error when they are not this run's.
+"""Checkpoints: written atomically, and stamped with the task and architecture that wrote them.
 
+**Atomic writes.** Checkpoints written atomically: a crash or a full disk while saving never leaves a corrupt
+``last.ckpt``.
+:class:`AtomicCheckpointIO` serialises the checkpoint in memory, writes it to a temporary file next to the target,
+flushes it to disk (``fsync``) and only then renames it over the target (``os.replace``, atomic on POSIX file
+systems), so a reader sees either the previous complete checkpoint or the new complete one. A failed write (no
+space left, no permission, ...) removes the temporary file, leaves the previous checkpoint in place and raises an
+``OSError`` that names the file and the cause. Remote paths (``s3://`` ...) go through Lightning's own
+``TorchCheckpointIO``. The task CLIs install it as the trainer's checkpoint plugin.
+
+**Stamps.** Which task and which architecture wrote a checkpoint, and a clear error when they are not this run's.
 Every checkpoint of the package carries a small stamp (:data:`STAMP_KEY`, written by :class:`CheckpointStamp`):
 the LightningModule class that wrote it and a one-line description of each of its networks. Before ``fit``,
 ``validate``, ``test`` or ``predict`` loads a checkpoint, :func:`check_checkpoint` compares it with the model the
@@ -15,21 +25,90 @@ Checkpoints without a stamp (written before it existed) are checked by their wei
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 __all__ = [
     "STAMP_KEY",
+    "AtomicCheckpointIO",
     "CheckpointMismatchError",
     "CheckpointStamp",
+    "CheckpointWriteError",
     "check_checkpoint",
     "describe_networks",
     "stamp_checkpoint",
 ]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous file at that path (if any) is unchanged."""
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` whose local saves are write-to-temporary, fsync, rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        """Save atomically to a local path (temporary file, fsync, rename); remote URLs go through
+        ``TorchCheckpointIO``.
+
+        Raises:
+            CheckpointWriteError: the write failed; the previous file at ``path`` (if any) is unchanged.
+            TypeError: ``storage_options`` given for a local path.
+        """
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options for local checkpoints")
+        target = Path(str(path).removeprefix("file://"))
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_bytes(tmp, buffer.getvalue())
+            os.replace(tmp, target)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            previous = "the previous checkpoint there is unchanged" if target.is_file() else "no file was written"
+            raise CheckpointWriteError(
+                err.errno, f"could not write checkpoint {target}: {err.strerror or err}; {previous}"
+            ) from err
+        with contextlib.suppress(OSError):  # make the rename itself durable (best effort)
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def __eq__(self, other: object) -> bool:  # stateless: every instance behaves the same (configs compare equal)
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stamps
 
 #: Key of the stamp in a checkpoint dict.
 STAMP_KEY = "an_run"
@@ -61,7 +140,7 @@ def describe_networks(module: nn.Module) -> dict[str, str]:
 class CheckpointStamp(pl.Callback):
     """Writes the stamp into every checkpoint: the module class, a description of each network and, when the CLI
     set :attr:`model_config`, the resolved ``model`` section of the run's config (what
-    :func:`common.runs.load_run` rebuilds the module from)."""
+    :func:`common.training.runs.load_run` rebuilds the module from)."""
 
     def __init__(self) -> None:
         self.model_config: dict[str, Any] | None = None
@@ -81,7 +160,8 @@ def stamp_checkpoint(
 
     Besides the module class and the network descriptions it records ``network_configs``: ``{name: {"class_path",
     "init_args"}}`` of the networks that expose their constructor arguments as a ``config`` dict, so that a module
-    trained through the plain ``Trainer`` API can be rebuilt too (:func:`common.runs.load_run`), with ``settings``:
+    trained through the plain ``Trainer`` API can be rebuilt too (:func:`common.training.runs.load_run`), with
+    ``settings``:
     other constructor arguments that are not hyperparameters (plain values, e.g. a settings dataclass as a dict).
     """
     if checkpoint.get(STAMP_KEY):

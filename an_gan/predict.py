@@ -1,4 +1,4 @@
-"""Sampling helpers for trained AN GANs: load a generator, draw class grids, interpolate classes, write PNGs.
+"""``predict`` for trained AN GANs: the PNG writer of ``python -m an_gan predict``, class grids, class interpolation.
 
 Categorical interpolation follows Wang et al., "Attentive Normalization for Conditional Image Generation",
 CVPR 2020, Section 5.2 and Figure 8: with a fixed noise ``z``, the conditional batch-norm statistics (gain and
@@ -7,12 +7,13 @@ mixture as soft class weights ``(B, num_classes)``.
 
 ``python -m an_gan predict`` uses :class:`ClassFolderWriter`: it owns the prediction settings (classes, images per
 class, seed, which generator, output folder) and writes ``<output>/<class:04d>/<index:06d>.png``, image ``index`` of
-class ``class``'s noise stream (:mod:`an_gan.samples`), so ``python -m an_gan evaluate --samples <output>`` with the
+class ``class``'s noise stream (:mod:`an_gan.noise`), so ``python -m an_gan evaluate --samples <output>`` with the
 same seed scores exactly the images an in-training evaluation would generate.
 
 Example (notebook)::
 
-    from an_gan.sampling import load_generator, sample_grid, interpolate_classes
+    from an_gan.module import load_generator
+    from an_gan.predict import sample_grid, interpolate_classes
     generator = load_generator("runs/an_gan/.../checkpoints/last.ckpt")   # EMA weights (standing stats), eval, CPU
     grid = sample_grid(generator, classes=[0, 1, 2], per_class=8)          # (3, H, W) in [0, 1]
 """
@@ -30,35 +31,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from an_gan.networks import Generator
-from an_gan.samples import ClassSampleDataset
-from common.runs import load_run, results_dir
+from an_gan.noise import ClassSampleDataset
+from common.training.runs import results_dir
 from common.visualization import image_grid, save_png, to_unit
 
-__all__ = ["ClassFolderWriter", "class_weights", "interpolate_classes", "load_generator", "sample_grid"]
-
-
-def load_generator(ckpt_path: str | Path, ema: bool = True, map_location: str | torch.device = "cpu") -> Generator:
-    """The generator of an ``an_gan`` checkpoint, rebuilt by :func:`common.runs.load_run` (the one reload path of
-    both tasks: module class and configuration from the checkpoint, weights checked against it).
-
-    Args:
-        ckpt_path: a Lightning checkpoint written while training ``an_gan.module.ANGAN``.
-        ema: the EMA weights, with the standing batch-norm statistics stored in the checkpoint, when the run kept
-            an EMA; otherwise the raw ones.
-        map_location: device for the weights.
-
-    Returns:
-        The :class:`Generator`, in eval mode (deterministic AN, running BN statistics).
-
-    Raises:
-        FileNotFoundError: no file at ``ckpt_path``.
-        common.checkpoint_compat.CheckpointMismatchError: not an ``an_gan`` checkpoint (e.g. an inpainting one).
-    """
-    from an_gan.module import ANGAN
-
-    module = load_run(ckpt_path, module_class=ANGAN)
-    generator = module.ema.averaged if ema and module.ema is not None else module.generator
-    return generator.to(map_location).eval()
+__all__ = ["ClassFolderWriter", "class_weights", "interpolate_classes", "sample_grid"]
 
 
 def class_weights(labels: Tensor, num_classes: int) -> Tensor:
@@ -122,7 +99,7 @@ class ClassFolderWriter(BasePredictionWriter):
     """``predict``: generate images per class and write ``<output_dir>/<class:04d>/<index:06d>.png``.
 
     Image ``index`` of a class is image ``index`` of that class's noise stream for ``seed``
-    (:mod:`an_gan.samples`), the same image an evaluation with that seed generates.
+    (:mod:`an_gan.noise`), the same image an evaluation with that seed generates.
 
     Args:
         output_dir: output folder (one sub-folder per class); None: ``<results dir>/samples``.

@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_warn
 
-from common.callbacks.nonfinite import NonFiniteLossError
-from common.checkpoint_io import CheckpointWriteError
-from common.runs import results_dir
+from common.training.callbacks.nonfinite import NonFiniteLossError
+from common.training.checkpoints import CheckpointWriteError
+from common.training.runs import results_dir
 
 __all__ = ["InterruptCheckpoint", "WandbRunId"]
 
@@ -20,7 +20,7 @@ class InterruptCheckpoint(Callback):
     """Save ``on_exception.ckpt`` next to the run's other checkpoints when training stops on an exception
     (Ctrl-C and SIGTERM included: Lightning turns SIGTERM into an exception at the end of the running step), and
     remove it when training ends normally. Nothing is written after a non-finite loss
-    (:class:`~common.callbacks.nonfinite.NonFiniteLossError`) or a failed checkpoint write.
+    (:class:`~common.training.callbacks.nonfinite.NonFiniteLossError`) or a failed checkpoint write.
 
     Unlike Lightning's ``OnExceptionCheckpoint`` it does not turn every ``fit()`` into ``fit(ckpt_path="last")``
     (which silently resumes an old run that shares the folder); resuming is explicit, through the CLI's

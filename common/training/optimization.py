@@ -5,7 +5,8 @@ GAN training (both tasks) alternates the optimisers of two networks. Each update
 pass and loss, ``zero_grad``, ``manual_backward``, ``step`` and ``untoggle_optimizer``. :func:`manual_step` does
 exactly that around a loss function that returns ``(loss, logs)`` (the house style of the loss objects), so the
 modules' ``training_step`` reads as the sequence of updates and nothing else. It is also where a non-finite loss is
-caught: the trainer's :class:`common.callbacks.nonfinite.NonFiniteGuard` (when present) sees every loss before the
+caught: the trainer's :class:`common.training.callbacks.nonfinite.NonFiniteGuard` (when present) sees every loss
+before the
 update and either records it for a clear error or has the update skipped.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import Tensor
 
-from common.callbacks.nonfinite import find_guard
+from common.training.callbacks.nonfinite import find_guard
 
 __all__ = ["manual_step"]
 

@@ -2,13 +2,14 @@
 
 What every task gets from :class:`ANLightningCLI`:
 
-* W&B logging by default (:class:`common.tracking.ANWandbLogger`, offline without credentials or network);
+* W&B logging by default (:class:`common.training.tracking.ANWandbLogger`, offline without credentials or network);
   ``--trainer.logger=false`` turns logging off (pictures are still written as PNG files).
 * ``last.ckpt`` after every checkpoint, an ``on_exception.ckpt`` on a crash, Ctrl-C or SIGTERM (removed after a
   normal end), the W&B run id stored in each checkpoint, learning rates logged. Checkpoints are written atomically
-  (:class:`common.checkpoint_io.AtomicCheckpointIO`) and carry every rank's RNG states
-  (:class:`common.callbacks.resume.ExactResume`); a non-finite loss stops the run with a clear error or is skipped
-  (``--nonfinite.policy``, :class:`common.callbacks.nonfinite.NonFiniteGuard`). An output folder that cannot be
+  (:class:`common.training.checkpoints.AtomicCheckpointIO`) and carry every rank's RNG states
+  (:class:`common.training.callbacks.resume.ExactResume`); a non-finite loss stops the run with a clear error or is
+  skipped
+  (``--nonfinite.policy``, :class:`common.training.callbacks.nonfinite.NonFiniteGuard`). An output folder that cannot be
   written is an error at start-up.
 * The resolved config saved as ``config.yaml`` in the run folder (``<save_dir>/<project>/<run id>``) and in the
   W&B run config.
@@ -39,13 +40,13 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
 
-from common.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
-from common.callbacks.nonfinite import NonFiniteGuard
-from common.callbacks.resume import ExactResume
-from common.callbacks.speed import SpeedOptions
-from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
-from common.runs import results_dir
-from common.tracking import ANWandbLogger
+from common.training.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
+from common.training.callbacks.nonfinite import NonFiniteGuard
+from common.training.callbacks.resume import ExactResume
+from common.training.callbacks.speed import SpeedOptions
+from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
+from common.training.runs import results_dir
+from common.training.tracking import ANWandbLogger
 from configs import config_path
 
 __all__ = ["ANLightningCLI", "OptionalLearningRateMonitor", "RunConfigCallback", "with_demo_config"]
@@ -150,7 +151,7 @@ class ANLightningCLI(LightningCLI):
         defaults: dict[str, Any] = {
             "default_root_dir": f"runs/{self.task_name}",
             "logger": {
-                "class_path": "common.tracking.ANWandbLogger",
+                "class_path": "common.training.tracking.ANWandbLogger",
                 "init_args": {"project": "attentive-norm", "save_dir": f"runs/{self.task_name}"},
             },
             "callbacks": [
@@ -164,7 +165,7 @@ class ANLightningCLI(LightningCLI):
             ],
         }
         # a crash or full disk never leaves a torn last.ckpt
-        defaults["plugins"] = [{"class_path": "common.checkpoint_io.AtomicCheckpointIO"}]
+        defaults["plugins"] = [{"class_path": "common.training.checkpoints.AtomicCheckpointIO"}]
         defaults.update(task)
         defaults.update(trainer_defaults or {})
         kwargs.setdefault("save_config_callback", RunConfigCallback)
@@ -189,8 +190,8 @@ class ANLightningCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         """Shared options: ``--nonfinite.policy raise|skip`` (what a NaN/inf loss does, see
-        :class:`common.callbacks.nonfinite.NonFiniteGuard`) and ``--speed.channels_last`` / ``--speed.compile``
-        (:class:`common.callbacks.speed.SpeedOptions`). Tasks extend this (call ``super()``)."""
+        :class:`common.training.callbacks.nonfinite.NonFiniteGuard`) and ``--speed.channels_last`` / ``--speed.compile``
+        (:class:`common.training.callbacks.speed.SpeedOptions`). Tasks extend this (call ``super()``)."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
         parser.add_lightning_class_args(SpeedOptions, "speed")
@@ -246,7 +247,7 @@ class ANLightningCLI(LightningCLI):
         rank_zero_info(f"Resuming from {ckpt_path}" + (f" (W&B run {run_id})" if run_id else ""))
 
     def instantiate_classes(self) -> None:
-        """Lightning's, then the resolved model config goes into every checkpoint (:func:`common.runs.load_run`
+        """Lightning's, then the resolved model config goes into every checkpoint (:func:`common.training.runs.load_run`
         rebuilds the module from the checkpoint alone); networks with a ``config`` dict contribute their full
         constructor arguments, the values linked from the data included."""
         super().instantiate_classes()

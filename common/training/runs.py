@@ -11,7 +11,7 @@ Layout of a run (``python -m an_gan fit`` / ``python -m an_inpaint fit``)::
         demo_quality.json       the GAN demo's judge
 
 :func:`load_run` rebuilds the LightningModule of a checkpoint: its class comes from the checkpoint's stamp
-(:mod:`common.checkpoint_compat`), its configuration (networks included) from the model config stored in the
+(:mod:`common.training.checkpoints`), its configuration (networks included) from the model config stored in the
 checkpoint by the CLI, else the run's ``config.yaml``, else (a module trained through the plain ``Trainer``) its
 hyperparameters and the constructor arguments its networks expose; a config file given explicitly wins. The
 weights are checked against it (another architecture is a clear error naming both) and loaded.
@@ -29,7 +29,7 @@ import torch
 import yaml
 from pytorch_lightning.loggers import WandbLogger
 
-from common.checkpoint_compat import STAMP_KEY, CheckpointMismatchError, check_checkpoint
+from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, check_checkpoint
 
 __all__ = ["RunFolder", "load_run", "results_dir"]
 

@@ -60,7 +60,7 @@ class ANWandbLogger(WandbLogger):
     * ``offline=None`` (default) decides by itself: online only with credentials and network, otherwise
       offline without prompting, and it prints how to upload the run later with ``wandb sync``.
     * A run id is generated up front, so the run folder ``<save_dir>/<project>/<id>`` (checkpoints, images,
-      config) is known before the first step, and :class:`common.callbacks.WandbResume` can store it in
+      config) is known before the first step, and :class:`common.training.callbacks.WandbResume` can store it in
       checkpoints so that ``fit --ckpt_path ...`` continues the same W&B run.
 
     Args:

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
-from common.runs import RunFolder
+from common.training.runs import RunFolder
 from common.visualization import save_png
 
 __all__ = ["log_image"]

@@ -1,6 +1,6 @@
 """What a non-finite (NaN or inf) loss does to a run: stop with a clear error, or skip the update.
 
-:func:`common.optimization.manual_step` hands every loss (and its logged terms) to the trainer's
+:func:`common.training.optimization.manual_step` hands every loss (and its logged terms) to the trainer's
 :class:`NonFiniteGuard` before the optimiser steps. Two policies:
 
 * ``"raise"`` (default): the loss is checked on the device with no host synchronisation; the flags are read every
