@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from benchmarks._layer_cases import build_layer, case_function
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -95,8 +97,6 @@ def run_memory_case(case: dict[str, Any]) -> dict[str, float]:
     ``case``: layer, size, device, backward, threads, batch, channels, entities. Returns ``fwd_peak_mib`` and
     ``fwdbwd_peak_mib`` (MiB above what the input, the layer and the warm-up already hold).
     """
-    from benchmarks.layers import build_layer, case_function
-
     if case.get("threads"):
         torch.set_num_threads(case["threads"])
     dev = torch.device(case["device"])

@@ -3,7 +3,8 @@
 Reproduces the measurement of the AN paper's Table 5 (Wang et al., "Attentive Normalization for Conditional
 Image Generation", CVPR 2020, Section 5.4: batch 1, C = 32, n = 16) on this package's layers, at square maps of
 64^2 ... 1024^2: ``nn.InstanceNorm2d(affine=True)`` (the module, as users compare), ``AttentiveNorm2d`` (n = 16,
-self-sampling on; optionally also its plain ``implementation="reference"`` as ``an_ref``) and ``SelfAttention2d``.
+self-sampling on, ``implementation="auto"``; optionally each implementation forced: ``an_ref``, ``an_fused``,
+``an_triton``) and ``SelfAttention2d``.
 
 Times, per size, all measured in one process with the repeats of every case interleaved (IN, AN, SA, IN, AN, SA,
 ...), each the median of its repeats, so that load from other processes affects every column alike:
@@ -44,14 +45,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from benchmarks._args import add_shared_arguments, apply_shared
+from benchmarks._layer_cases import LAYERS, MODES, build_layer, case_function
 from benchmarks._layer_memory import (
     GIB,
     MALLOC_CACHE_ENV,
@@ -64,73 +64,10 @@ from benchmarks._layer_report import check_targets, markdown_report
 
 __all__ = ["LAYERS", "build_layer", "main", "time_size"]
 
-LAYERS: tuple[str, ...] = ("in", "an", "an_torch", "an_ref", "sa")
 DEFAULT_LAYERS: tuple[str, ...] = ("in", "an", "sa")
-MODES: dict[str, tuple[str, ...]] = {
-    "in": ("fwd", "fwdbwd"),
-    "an": ("fwd", "train_fwd", "fwdbwd"),
-    "an_torch": ("fwd", "train_fwd", "fwdbwd"),
-    "an_ref": ("fwd", "train_fwd", "fwdbwd"),
-    "sa": ("fwd", "fwdbwd"),
-}
 DEFAULT_SIZES: tuple[int, ...] = (64, 128, 256, 512, 1024)
 QUICK_SIZES: tuple[int, ...] = (32, 64)
 DEFAULT_JSON = "runs/benchmarks/layers_{device}.json"
-
-
-def _torch_passes_an(channels: int, entities: int) -> nn.Module:
-    """``AttentiveNorm2d`` whose fused path runs the chunked torch passes, not the compiled C ones (the layer
-    before :mod:`common.layers.attentive_norm_native`; the choice is made per forward and kept for its backward)."""
-    from common.layers import attentive_norm_native
-    from common.layers.attentive_norm import AttentiveNorm2d
-
-    class TorchPassesAttentiveNorm2d(AttentiveNorm2d):
-        """AttentiveNorm2d with the compiled passes switched off during its forward."""
-
-        def forward(self, x: Tensor) -> Tensor:
-            """The layer's forward with ``attentive_norm_native.ENABLED`` off."""
-            previous = attentive_norm_native.ENABLED
-            attentive_norm_native.ENABLED = False
-            try:
-                return super().forward(x)
-            finally:
-                attentive_norm_native.ENABLED = previous
-
-    return TorchPassesAttentiveNorm2d(channels, num_entities=entities)
-
-
-def build_layer(name: str, channels: int, entities: int) -> nn.Module:
-    """The benchmarked module for ``name`` in :data:`LAYERS`."""
-    from common.layers.attentive_norm import AttentiveNorm2d
-    from common.layers.self_attention import SelfAttention2d
-
-    builders = {
-        "in": lambda: nn.InstanceNorm2d(channels, affine=True),
-        "an": lambda: AttentiveNorm2d(channels, num_entities=entities),
-        "an_torch": lambda: _torch_passes_an(channels, entities),
-        "an_ref": lambda: AttentiveNorm2d(channels, num_entities=entities, implementation="reference"),
-        "sa": lambda: SelfAttention2d(channels),
-    }
-    if name not in builders:
-        raise ValueError(f"unknown layer {name!r}; choose from {LAYERS}")
-    return builders[name]()
-
-
-def case_function(layer: nn.Module, mode: str, x: Tensor, x_grad: Tensor, grad_out: Tensor):
-    """A no-argument callable that runs one pass of ``mode`` ("fwd", "train_fwd" or "fwdbwd")."""
-
-    def forward() -> None:
-        layer.train(mode == "train_fwd")
-        with torch.no_grad():
-            layer(x)
-
-    def forward_backward() -> None:
-        layer.train()
-        layer.zero_grad(set_to_none=True)
-        x_grad.grad = None
-        layer(x_grad).backward(grad_out)
-
-    return forward_backward if mode == "fwdbwd" else forward
 
 
 def _sync(device: torch.device) -> None:
@@ -230,7 +167,6 @@ def benchmark_device(device: str, args: argparse.Namespace, sizes: Sequence[int]
                 row.setdefault(f"{mode}_status", "ok" if f"{mode}_ms" in row else "not run")
             rows.append(row)
             print(f"[{device}] {name} {size}^2: {_short(row)}", flush=True)
-    cpu = device == "cpu"
     record = {
         "device": device,
         "device_name": torch.cuda.get_device_name() if device == "cuda" else _cpu_name(),
@@ -261,7 +197,6 @@ def benchmark_device(device: str, args: argparse.Namespace, sizes: Sequence[int]
         else ("glibc malloc, caching settings " + json.dumps(MALLOC_CACHE_ENV))
         if args.malloc_cache
         else "glibc malloc, default settings",
-        "cpu_native_passes": import_module("common.layers.attentive_norm_native").build_info() if cpu else None,
         "memory_budget_gib": budget / GIB,
         "memory_budget_source": budget_source,
         "results": rows,
@@ -310,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=LAYERS,
         default=list(DEFAULT_LAYERS),
-        help="layers to measure (an_torch: the fused path with torch passes instead of the compiled C ones; an_ref: "
-        "AttentiveNorm2d(implementation='reference'), the plain tensor operations)",
+        help="layers to measure (an: AttentiveNorm2d as configured by default, implementation='auto'; an_ref, "
+        "an_fused, an_triton: implementation 'reference', 'fused' or 'triton' (CUDA) forced)",
     )
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK_SIZES} and 3 repeats (make demo)")
     parser.add_argument("--min-repeats", type=int, default=3, help="timed runs kept even when a size is slow")

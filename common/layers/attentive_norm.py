@@ -26,9 +26,10 @@ float64 inputs) even under autocast, on inputs shifted by their per-channel mean
 
 Implementations (``implementation=``, same values and gradients): the plain tensor operations here
 (``"reference"``), and a fused autograd function (:mod:`common.layers.attentive_norm_fused`) whose four full-size
-passes run over cache-sized chunks (``"fused"``, any device; on the CPU in float32 as compiled C loops,
-:mod:`common.layers.attentive_norm_native`) or as Triton kernels (``"triton"``, CUDA) and whose backward recomputes
-instead of storing full-size intermediates.
+passes run over cache-sized chunks in torch operations (``"fused"``, any device,
+:mod:`common.layers.attentive_norm_chunked`) or as Triton kernels (``"triton"``, CUDA, opt-in) and whose backward
+recomputes instead of storing full-size intermediates. ``"auto"`` picks only paths that have run on their hardware
+against the reference: see :class:`AttentiveNorm2d`.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ __all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
 
 _STATS = ("instance", "batch")
 _IMPLEMENTATIONS = ("auto", "fused", "triton", "reference")
-# implementation="auto" uses the fused path from this many input elements on (B*C*H*W; measured on CPU with the
-# compiled passes, 2 threads, C 32, n 16: at 2^17 the reference is faster (forward + backward 3.1 vs 3.5 ms at 64^2),
-# at 2^19 about level (forward + backward 8.3 vs 8.8 ms, forward 2.3 vs 3.8 ms at 128^2, benchmarks.layers), at 2^20.2
-# the fused path is 18% faster (forward + backward at 192^2), at 2^21 34%).
+# implementation="auto" uses the fused path on the CPU from this many input elements on (B*C*H*W). Measured with
+# `python -m benchmarks.layers --threads 2` (2-core AMD EPYC VM, 2026-12, C 32, n 16, batch 1), fused vs reference:
+# forward + backward 6.0 vs 5.7 ms at 64^2 (2^17), 11.0 vs 11.1 at 128^2 (2^19), 45 vs 74 at 256^2 (2^21), 127 vs 346
+# at 512^2; eval forward 19.2 vs 15.9 ms at 256^2, 48 vs 105 at 512^2. Training time dominates, so the switch sits
+# between 2^19 and 2^21.
 FUSED_MIN_ELEMENTS = 1 << 20
 
 
@@ -69,16 +71,17 @@ class AttentiveNorm2d(nn.Module):
             itself, as the authors' TF code does (its inpainting model); the layout is computed from ``X`` and the
             output is ``X + rho * X_bar(v(X))``. Off by default (the paper's eq. 5-6 normalise ``X``).
         implementation: how the layer is computed; every choice gives the same values and gradients.
-            ``"fused"``: the regional statistics and the output in four fused passes over cache-sized chunks of the
-            input, with a backward that recomputes instead of storing full-size intermediates
-            (:mod:`common.layers.attentive_norm_fused`, any device; CPU float32 passes compiled from C at first use,
-            :mod:`common.layers.attentive_norm_native`, else torch operations). ``"triton"``: the same four passes as
-            Triton kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"reference"``: plain tensor operations
-            with autograd through each (what ``torch.compile`` traces best). ``"auto"`` (default): ``"triton"`` on CUDA
-            where the kernels apply (float32/bf16/fp16, C <= 512, n <= 64); otherwise ``"fused"`` for inputs of at least
-            ``FUSED_MIN_ELEMENTS`` (2^20) elements and ``"reference"`` for smaller ones (where the fused path's fixed
-            cost dominates); ``"reference"`` while ``torch.compile`` or a ``torch.func`` transform traces the layer.
-
+            ``"reference"``: plain tensor operations with autograd through each (any device; what ``torch.compile``
+            traces best). ``"fused"``: the regional statistics and the output in four passes over cache-sized chunks
+            of the input in torch operations, with a backward that recomputes instead of storing full-size
+            intermediates (:mod:`common.layers.attentive_norm_fused`, any device; tested on the CPU). ``"triton"``:
+            the same four passes as Triton kernels (CUDA; :mod:`common.layers.attentive_norm_triton`). ``"auto"``
+            (default) uses only paths that have run on their hardware against the reference: on the CPU ``"fused"``
+            for inputs of at least ``FUSED_MIN_ELEMENTS`` (2^20) elements and ``"reference"`` below (where the fused
+            path's fixed cost dominates); on CUDA (and any other device) ``"reference"``, since the Triton kernels
+            have so far run only in Triton's CPU interpreter: choose ``"triton"`` explicitly once
+            ``benchmarks/gpu_check.sh`` has passed on your GPU; ``"reference"`` while ``torch.compile`` or a
+            ``torch.func`` transform traces the layer.
     Shape:
         - Input: ``(B, C, H, W)``.
         - Output: ``(B, C, H, W)``, same dtype as the input.
@@ -267,7 +270,7 @@ class AttentiveNorm2d(nn.Module):
         if impl == "reference":
             out, s, stats = self._forward_reference(x, p, positions)
         else:
-            backend = "triton" if impl == "triton" else "native" if x.device.type == "cpu" else "chunked"
+            backend = "triton" if impl == "triton" else "chunked"
             out, s, stats = attentive_norm_fused(self, x, p, positions, backend=backend)
         self.layout = s.detach().view(b, self.num_entities, h, w)
         if stats is not None:
@@ -289,9 +292,11 @@ class AttentiveNorm2d(nn.Module):
             # small CPU inputs the fused path's fixed cost (its backward differentiates two small graphs) dominates.
             if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
                 return "reference"
-            if x.is_cuda and _triton_supports(x, self.num_entities):
-                return "triton"
-            return "reference" if x.numel() < FUSED_MIN_ELEMENTS else "fused"
+            # The fused torch passes have run against the reference on the CPU only, the Triton kernels only in
+            # Triton's interpreter: elsewhere "auto" keeps to the reference until they have run on that hardware.
+            if x.device.type != "cpu" or x.numel() < FUSED_MIN_ELEMENTS:
+                return "reference"
+            return "fused"
         return impl
 
     # ------------------------------------------------------------ the reference implementation

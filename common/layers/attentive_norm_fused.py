@@ -20,8 +20,7 @@ worker threads; any device) or :mod:`common.layers.attentive_norm_triton` (one k
   their ``(C, n)`` tensors (recomputed from saved small inputs); backward pass 2 computes the layout gradient
   (softmax backward included) and the input gradient, recomputing ``v_c`` from ``x``.
 
-Only the output, the layout and (in the backward) the input gradient are full-size (on the CPU their fresh memory
-is advised for transparent huge pages, :mod:`common.layers.huge_pages`); saved for the backward are the
+Only the output, the layout and (in the backward) the input gradient are full-size; saved for the backward are the
 input, the layout and ``(C, n)``-sized tensors. Values and gradients equal the reference implementation's up to
 floating-point rounding (tests compare them in float64). A double backward (``create_graph=True``, e.g. a gradient
 penalty through a critic that holds AN) differentiates a recomputation of the reference implementation.
@@ -35,7 +34,6 @@ import torch
 from torch import Tensor
 
 from common.layers import attentive_norm_chunked
-from common.layers.huge_pages import advise_huge_pages, empty_like_huge
 
 __all__ = ["attentive_norm_fused"]
 
@@ -45,19 +43,13 @@ def attentive_norm_fused(
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor] | None]:
     """``AttentiveNorm2d``'s forward, fused; same contract as ``AttentiveNorm2d._forward_reference``.
 
-    ``backend``: ``"chunked"`` (:mod:`common.layers.attentive_norm_chunked`, any device), ``"native"``
-    (:mod:`common.layers.attentive_norm_native`: compiled C passes on the CPU, falling back to ``"chunked"`` pass by
-    pass) or ``"triton"`` (:mod:`common.layers.attentive_norm_triton`, CUDA). Returns the output (dtype of ``x``), the
+    ``backend``: ``"chunked"`` (:mod:`common.layers.attentive_norm_chunked`, torch operations, any device) or
+    ``"triton"`` (:mod:`common.layers.attentive_norm_triton`, CUDA). Returns the output (dtype of ``x``), the
     layout ``(B, n, H*W)`` (float32, float64 for float64 input) and, when training with ``stats="batch"``, the pooled
     ``(mean, var)`` of shape ``(1, C, n)`` each.
     """
     if backend == "triton":
         from common.layers import attentive_norm_triton as passes
-    elif backend == "native":
-        from common.layers import attentive_norm_native
-
-        # Decided once per forward (kept by its backward): the compiled passes where they can be built and are on.
-        passes = attentive_norm_native if attentive_norm_native.available() else attentive_norm_chunked
     else:
         passes = attentive_norm_chunked
     with torch.autocast(device_type=x.device.type, enabled=False):
@@ -81,7 +73,7 @@ def _flat(t: Tensor) -> Tensor:
 
 def _empty_like(x: Tensor) -> Tensor:
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    return empty_like_huge(x, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return torch.empty_like(x, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def _window_index(positions: Tensor, h: int, w: int) -> Tensor:
@@ -130,7 +122,6 @@ class _FusedAttentiveNorm(torch.autograd.Function):
 
         # Pass 1: the layout and the moments [mass; sum S v_c; sum S v_c^2]; then the (C, n) coefficients.
         s = torch.empty(b, n, hw, dtype=dt, device=x.device)
-        advise_huge_pages(s)  # s, out and dx: fresh full-size CPU buffers (see common.layers.huge_pages)
         moments = passes.layout_and_moments(xf, cx, wlb, wv, s, not batch_stats or layer.training)
         coeffs, mean, var = passes.coefficients(layer, p, moments, center, dt)  # [gain; offset] (B|1, 2C, n)
 
