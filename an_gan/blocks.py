@@ -25,34 +25,33 @@ Discriminator block (:class:`DBlock`)::
 input width (SN-GAN projection's Chainer ``dis_models/resblocks.py``, whose ``hidden_channels`` defaults to
 ``in_channels``). The first block is SN-GAN's "optimized" block: no pre-activation, shortcut = avgpool then conv.
 
+The AN slot holds whatever layer the network passes (``attention``: a class or partial called with the channel
+count, :mod:`common.layers.factories`); the networks pass ``AttentiveNorm2d`` there (:mod:`an_gan.networks`).
+
 Spectral norm (``torch.nn.utils.parametrizations.spectral_norm``) wraps the convolutions when ``spectral_norm``;
 AN's own 1x1 convolutions are left alone (its entity filters have the orthogonal regulariser of eq. 1) and so are
-the class embeddings of conditional BN, as in SN-GAN.
+the class embeddings of conditional BN, as in SN-GAN. A long-range module that sits between blocks (SA-GAN's
+self-attention) gets spectral norm on its convolutions (:func:`spectral_norm_convs`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from common.layers import SelfAttention2d, create_norm
-
 __all__ = [
-    "AN_NAMES",
     "AN_PLACEMENTS",
     "ConditionalBatchNorm2d",
     "DBlock",
     "GBlock",
-    "make_attentive_norm",
-    "make_self_attention",
     "sn",
+    "spectral_norm_convs",
 ]
 
-#: Long-range names that put Attentive Normalization inside a block ("an_bn": Table 4's "AN w BN").
-AN_NAMES: tuple[str, ...] = ("an", "an_bn")
 #: The two readings of where AN sits in the generator block (see :class:`GBlock`).
 AN_PLACEMENTS: tuple[str, ...] = ("replace_cbn", "before_cbn")
 
@@ -68,20 +67,13 @@ def _xavier(conv: nn.Module, gain: float) -> None:
         nn.init.zeros_(conv.bias)
 
 
-def make_attentive_norm(name: str, num_features: int, num_entities: int, self_sampling: bool) -> nn.Module:
-    """AN (``"an"``) or AN with regional batch statistics (``"an_bn"``) for ``num_features`` channels."""
-    if name not in AN_NAMES:
-        raise ValueError(f"expected one of {AN_NAMES}, got {name!r}")
-    return create_norm(name, num_features, num_entities=num_entities, self_sampling=self_sampling)
-
-
-def make_self_attention(num_features: int, spectral_norm: bool) -> SelfAttention2d:
-    """SA-GAN's self-attention block; its four 1x1 convolutions get spectral norm when ``spectral_norm``
-    (SA-GAN's ``sn_non_local_block_sim`` uses spectrally normalised convolutions)."""
-    layer = SelfAttention2d(num_features)
-    if spectral_norm:
-        for conv in (layer.query, layer.key, layer.value, layer.out):
-            _spectral_norm(conv)
+def spectral_norm_convs(layer: nn.Module, enabled: bool) -> nn.Module:
+    """``layer`` with spectral norm on each of its convolutions and linear layers (in module order) when
+    ``enabled``: SA-GAN's ``sn_non_local_block_sim`` uses spectrally normalised 1x1 convolutions."""
+    if enabled:
+        for module in list(layer.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                _spectral_norm(module)
     return layer
 
 
@@ -140,11 +132,10 @@ class GBlock(nn.Module):
         in_channels: input channels.
         out_channels: output channels.
         num_classes: classes of the conditional batch norms.
-        attention: ``"none"``, ``"an"`` or ``"an_bn"`` (self-attention sits between blocks, not inside them).
-        an_placement: ``"replace_cbn"`` or ``"before_cbn"`` (only used with AN).
+        attention: the normalisation after conv1, called with ``out_channels`` (``AttentiveNorm2d`` or a partial
+            of it), or ``None``; self-attention sits between blocks, not inside them.
+        an_placement: ``"replace_cbn"`` or ``"before_cbn"`` (only used with ``attention``).
         spectral_norm: wrap the convolutions in spectral norm.
-        num_entities: AN entities n.
-        self_sampling: AN self-sampling branch on/off.
     """
 
     def __init__(
@@ -152,15 +143,11 @@ class GBlock(nn.Module):
         in_channels: int,
         out_channels: int,
         num_classes: int,
-        attention: str = "none",
+        attention: Callable[[int], nn.Module] | None = None,
         an_placement: str = "replace_cbn",
         spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
     ) -> None:
         super().__init__()
-        if attention not in ("none", *AN_NAMES):
-            raise ValueError(f"GBlock attention must be 'none', 'an' or 'an_bn', got {attention!r}")
         if an_placement not in AN_PLACEMENTS:
             raise ValueError(f"an_placement must be one of {AN_PLACEMENTS}, got {an_placement!r}")
         self.bn1 = ConditionalBatchNorm2d(in_channels, num_classes)
@@ -170,9 +157,7 @@ class GBlock(nn.Module):
         for conv, gain in ((self.conv1, math.sqrt(2)), (self.conv2, math.sqrt(2)), (self.shortcut, 1.0)):
             _xavier(conv, gain)
         self.conv1, self.conv2, self.shortcut = (sn(c, spectral_norm) for c in (self.conv1, self.conv2, self.shortcut))
-        self.attention = (
-            make_attentive_norm(attention, out_channels, num_entities, self_sampling) if attention != "none" else None
-        )
+        self.attention = attention(out_channels) if attention is not None else None
         replaced = self.attention is not None and an_placement == "replace_cbn"
         self.bn2 = None if replaced else ConditionalBatchNorm2d(out_channels, num_classes)
 
@@ -199,10 +184,9 @@ class DBlock(nn.Module):
         optimized: first block of D: no pre-activation and a pool-then-conv shortcut (SN-GAN's OptimizedBlock).
         wide: conv1 maps to ``out_channels`` (SA-GAN / BigGAN ``D_wide``) instead of ``in_channels`` (SN-GAN's
             Chainer code); the optimized block always maps to ``out_channels``.
-        attention: ``"none"``, ``"an"`` or ``"an_bn"``.
+        attention: the normalisation after conv1, called with conv1's output width (``AttentiveNorm2d`` or a
+            partial of it), or ``None``.
         spectral_norm: wrap the convolutions in spectral norm.
-        num_entities: AN entities n.
-        self_sampling: AN self-sampling branch on/off.
     """
 
     def __init__(
@@ -212,14 +196,10 @@ class DBlock(nn.Module):
         downsample: bool = True,
         optimized: bool = False,
         wide: bool = True,
-        attention: str = "none",
+        attention: Callable[[int], nn.Module] | None = None,
         spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
     ) -> None:
         super().__init__()
-        if attention not in ("none", *AN_NAMES):
-            raise ValueError(f"DBlock attention must be 'none', 'an' or 'an_bn', got {attention!r}")
         self.downsample = downsample
         self.optimized = optimized
         hidden = out_channels if (wide or optimized) else in_channels
@@ -233,9 +213,7 @@ class DBlock(nn.Module):
         self.conv1, self.conv2 = sn(self.conv1, spectral_norm), sn(self.conv2, spectral_norm)
         if self.shortcut is not None:
             self.shortcut = sn(self.shortcut, spectral_norm)
-        self.attention = (
-            make_attentive_norm(attention, hidden, num_entities, self_sampling) if attention != "none" else None
-        )
+        self.attention = attention(hidden) if attention is not None else None
 
     def _shortcut(self, x: Tensor) -> Tensor:
         if self.shortcut is None:

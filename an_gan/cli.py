@@ -32,6 +32,7 @@ LightningCLI (``common.training.cli.ANLightningCLI``) over :class:`an_gan.module
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -47,6 +48,7 @@ from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
 from an_gan.predict import ClassFolderWriter
 from common.data.class_images import ClassFolderDataModule, ClassImageDataModule, DigitsDataModule
+from common.layers.factories import layer_spec
 from common.training.cli import ANLightningCLI
 
 __all__ = ["ANGANCLI", "MODEL_DEFAULTS", "cli_main", "evaluate_main", "format_scores"]
@@ -55,9 +57,16 @@ _LINKED = ("num_classes", "resolution")
 
 
 def _init_defaults(cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every constructor default of ``cls`` (so ``--print_config`` shows the whole configuration)."""
+    """Every constructor default of ``cls`` (so ``--print_config`` shows the whole configuration); a layer class or
+    partial (the networks' ``long_range``) as its ``class_path`` and ``init_args``, so that a config or a flag such as
+    ``--model.generator.init_args.long_range.init_args.num_entities=8`` sets its arguments."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.name != "self" and p.name not in skip and p.default is not p.empty}
+    defaults = {p.name: p.default for p in params if p.name != "self" and p.name not in skip}
+    return {
+        name: layer_spec(value) if isinstance(value, (type, functools.partial)) else value
+        for name, value in defaults.items()
+        if value is not inspect.Parameter.empty
+    }
 
 
 def _spec(cls: type, **overrides: Any) -> dict[str, Any]:

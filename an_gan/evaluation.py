@@ -9,8 +9,10 @@ What is computed (Wang et al., CVPR 2020, Section 5, "Evaluation Metrics": "FID,
   ``reference_split``: the default ``"train"`` follows the documented ImageNet protocols of the baselines
   (BigGAN-PyTorch's ``I128_inception_moments`` and StudioGAN's ImageNet protocol use the training set).
 * **IS** (Salimans et al. 2016) with ``is_splits`` splits on the generated set (torch-fidelity's computation).
-* **KID** and **improved precision / recall** (torch-fidelity, on the same Inception pool features) on the first
-  ``kid_prc_num_samples`` images of each side.
+* **KID** and **improved precision / recall** (torch-fidelity, on the same Inception pool features) on a seeded random
+  subset of ``kid_prc_num_samples`` images of each side (:class:`common.metrics.generation.GenerationMetrics`: the
+  smallest pseudo-random keys of the images' positions), never the first ones: ImageNet's training set is sorted
+  by class, so its first 10,000 images are classes 0-7.
 * **Intra-FID** as in the SN-GAN projection code (``pfnet-research/sngan_projection``,
   ``evaluations/calc_intra_FID.py``): per class, ``intra_fid_num_per_class`` generated images (5,000 there) against
   every image of that class in ``intra_fid_split`` (their ``calc_ref_stats.py``: the class's training images),
@@ -91,7 +93,8 @@ class GenerationEvaluator:
         intra_fid_num_per_class: generated images per class for intra-FID (SN-GAN projection: 5,000).
         intra_fid_split: split whose images of each class are that class's reference (SN-GAN projection: train).
         is_splits: Inception Score splits (10).
-        kid_prc_num_samples: images per side for KID and precision / recall (0: not computed).
+        kid_prc_num_samples: images per side for KID and precision / recall, a seeded random subset of each side
+            (0: not computed).
         feature_extractor: module mapping uint8 images to (features, logits); None: TF-ported Inception-v3, loaded
             on first use. ``common.metrics.generation.RandomProjectionExtractor`` is a CPU stand-in (not FID).
         inception_weights: local Inception weights file (offline machines); None: torch-fidelity's cache/download.

@@ -6,9 +6,10 @@ AN's orthogonal regularisation (eq. 1). The networks, optimisers and evaluation 
 (``class_path`` in a config); the defaults are the paper's.
 
 Training step: every batch makes one discriminator step on a fresh real batch; every ``n_dis``-th batch is followed
-by one generator step (so ``n_dis`` D steps per G step). Each update is ``common.training.optimization.manual_step``
-around a
-loss from :mod:`an_gan.losses`. Fake labels are the real batch's labels (``y ~ P_data``, eq. 7-8) or uniform
+by one generator step (so ``n_dis`` D steps per G step). Each update (:mod:`an_gan.steps`) runs the losses of
+:mod:`an_gan.losses` over ``accumulate`` micro-batches of the batch and steps its optimiser once
+(``common.training.optimization.accumulated_step``: gradient accumulation, the whole batch's update for layers
+without batch statistics). Fake labels are the real batch's labels (``y ~ P_data``, eq. 7-8) or uniform
 (SN-GAN's updater). The EMA of G (``common.training.ema``) follows every G step. Step counters are plain Python integers
 saved in checkpoints (no device-to-host copy per step); ``trainer.global_step`` counts the optimiser steps of both
 networks (2 per iteration with ``n_dis = 1``).
@@ -36,16 +37,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from an_gan.evaluation import GenerationEvaluator, eval_mode
-from an_gan.losses import discriminator_loss, generator_loss, orthogonal_regulariser
 from an_gan.networks import Discriminator, Generator, is_attentive
 from an_gan.predict import ClassFolderWriter
+from an_gan.reporting import RULE, checkpoint_label
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
+from an_gan.steps import discriminator_update, generator_update
 from common.layers import collect_layouts
 from common.training.callbacks.images import log_image
 from common.training.checkpoints import stamp_checkpoint
 from common.training.ddp import allow_unused_parameters
 from common.training.ema import ExponentialMovingAverage, normalization_layers, standing_statistics
-from common.training.optimization import manual_step
 from common.training.runs import load_run
 from common.training.step_logging import is_logging_step
 from common.visualization import image_grid, layout_panel, to_unit
@@ -77,15 +78,24 @@ class ANGAN(pl.LightningModule):
         g_optimizer: optimiser of G (default Adam, lr 1e-4, betas (0.0, 0.999): paper Section 5.1).
         d_optimizer: optimiser of D (default Adam, lr 4e-4, betas (0.0, 0.999)).
         lr_decay: linear learning-rate decay of both optimisers (SN-GAN's schedule); None: constant (paper).
-        n_dis: discriminator steps per generator step (paper: 1; SN-GAN: 5).
+        n_dis: discriminator steps per generator step (paper: 1; SN-GAN: 5). SN-GAN's name for it; ``ANInpaint``
+            keeps WGAN-GP's name for the same ratio, ``n_critic``.
         fake_labels: labels of generated images during training: ``"data"`` (the real batch's, eq. 7-8) or
             ``"uniform"`` (SN-GAN's and SA-GAN's code).
-        g_batch_size: generated images per generator step (None: the real batch size; SN-GAN: twice it). Needs
+        g_batch_size: generated images per generator step *per process* (None: the real batch size; SN-GAN: twice
+            it). Like ``data.batch_size`` it is per device: the global number is ``g_batch_size x devices x
+            num_nodes``, so SN-GAN's 128 generated images per step are ``g_batch_size: 16`` on 8 GPUs. Needs
             ``fake_labels="uniform"`` when it differs from the real batch.
         d_batch: how a D step scores the real and the fake batch: ``"separate"`` (two D calls, as SN-GAN's and
             SA-GAN's code; spectral norm's power iteration runs in each) or ``"joint"`` (one call on the concatenated
             batch, as BigGAN-PyTorch's ``G_D``: one power iteration, fewer and larger operations). D has no batch
-            statistics, so both give the same scores for the same weights.
+            statistics, so both give the same scores for the same weights (with AN's ``stats: batch`` in D, the
+            Table 4 "AN w BN" ablation, it has: "separate" normalises the real and the fake batch each by its own
+            statistics, as a BN discriminator called twice does in SN-GAN's and SA-GAN's code).
+        accumulate: micro-batches per D and per G step (gradient accumulation, :mod:`an_gan.steps`; 1: none). The
+            batch is still ``data.batch_size`` per process (global batch = batch_size x devices x num_nodes); each
+            micro-batch holds ``batch_size / accumulate`` of it, so activation memory shrinks by that factor.
+            BigGAN-PyTorch's SA-GAN script: 128 x 2 accumulations for its batch of 256.
         orthogonal_weight: lambda_o of AN's orthogonal loss (eq. 1; the paper gives no value; 0 is the
             "w/o orthogonal reg" ablation).
         ema: EMA of G and its standing statistics (:class:`an_gan.settings.EMASettings`); None: no EMA.
@@ -106,6 +116,7 @@ class ANGAN(pl.LightningModule):
         fake_labels: str = "data",
         g_batch_size: int | None = None,
         d_batch: str = "separate",
+        accumulate: int = 1,
         orthogonal_weight: float = 1e-3,
         ema: EMASettings | None = None,
         eval_generator: str = "raw",
@@ -125,6 +136,8 @@ class ANGAN(pl.LightningModule):
             raise ValueError(f"g_batch_size needs fake_labels='uniform' and a value >= 1, got {g_batch_size}")
         if d_batch not in D_BATCHES:
             raise ValueError(f"d_batch must be one of {D_BATCHES}, got {d_batch!r}")
+        if not isinstance(accumulate, int) or accumulate < 1:
+            raise ValueError(f"accumulate (micro-batches per step) must be an integer >= 1, got {accumulate!r}")
         if orthogonal_weight < 0:
             raise ValueError(f"orthogonal_weight must be >= 0, got {orthogonal_weight}")
         if eval_generator not in EVAL_GENERATORS or (eval_generator == "ema" and ema is None):
@@ -137,15 +150,14 @@ class ANGAN(pl.LightningModule):
                 raise ValueError(f"generator and discriminator disagree on {name}: {g_value} vs {d_value}")
         self.g_optimizer, self.d_optimizer = g_optimizer or _adam(1e-4), d_optimizer or _adam(4e-4)
         self.lr_decay, self.n_dis, self.fake_labels, self.g_batch_size = lr_decay, n_dis, fake_labels, g_batch_size
-        self.orthogonal_weight, self.d_batch = orthogonal_weight, d_batch
+        self.orthogonal_weight, self.d_batch, self.accumulate = orthogonal_weight, d_batch, accumulate
         self.ema_settings = ema
         self.ema = ExponentialMovingAverage(self.generator, ema.decay, ema.start_step) if ema is not None else None
         self.eval_generator = eval_generator
         self.val_evaluator, self.test_evaluator = val_evaluator, test_evaluator
         self.pictures = pictures or PictureSettings()
-        self.num_d_steps = 0
-        self.num_g_steps = 0
-        self._ema_stale = True
+        self.num_d_steps, self.num_g_steps, self._ema_stale = 0, 0, True
+        self.test_checkpoint: dict[str, Any] | None = None  # what the last `test` scored (on_test_start)
 
         k = self.generator.num_classes
         classes = list(range(min(10, k))) if self.pictures.classes is None else [int(c) for c in self.pictures.classes]
@@ -242,48 +254,23 @@ class ANGAN(pl.LightningModule):
         if self.trainer.world_size > 1:
             torch.manual_seed(torch.initial_seed() + self.trainer.global_rank)
 
-    def _labels(self, real_labels: Tensor, size: int) -> Tensor:
-        if self.fake_labels == "data":
-            return real_labels
-        return torch.randint(0, self.generator.num_classes, (size,), device=real_labels.device)
-
-    def _d_loss(self, real: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        with torch.no_grad():
-            y = self._labels(labels, real.shape[0])
-            fake = self.generator(torch.randn(y.shape[0], self.generator.z_dim, device=self.device), y)
-        if self.d_batch == "joint":
-            scores = self.discriminator(torch.cat([real, fake.to(real.dtype)]), torch.cat([labels, y]))
-            real_scores, fake_scores = scores.split([real.shape[0], fake.shape[0]])
-        else:
-            real_scores, fake_scores = self.discriminator(real, labels), self.discriminator(fake, y)
-        loss, logs = discriminator_loss(real_scores, fake_scores)
-        orth, orth_logs = orthogonal_regulariser(self.discriminator, self.orthogonal_weight, "d")
-        return loss + orth, {"d_loss": (loss + orth).detach(), **logs, **orth_logs}
-
-    def _g_loss(self, labels: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        y = self._labels(labels, self.g_batch_size or labels.shape[0])
-        fake = self.generator(torch.randn(y.shape[0], self.generator.z_dim, device=self.device), y)
-        loss, logs = generator_loss(self.discriminator(fake, y))
-        orth, orth_logs = orthogonal_regulariser(self.generator, self.orthogonal_weight, "g")
-        return loss + orth, {"g_loss": (loss + orth).detach(), **logs, **orth_logs}
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """One D step (hinge loss, via :func:`common.training.optimization.manual_step`) per batch and one G step
-        every ``n_dis``
-        batches, then the LR schedule, the EMA update and the periodic pictures.
+        """One D step (hinge loss, :func:`an_gan.steps.discriminator_update`) per batch and one G step
+        (:func:`an_gan.steps.generator_update`) every ``n_dis`` batches, each over ``accumulate`` micro-batches, then
+        the LR schedule, the EMA update and the periodic pictures.
 
         ``batch``: ``{'image': (B, 3, R, R) in [-1, 1], 'label': (B,) int64}``.
         """
         real, labels = batch["image"], batch["label"]
         g_opt, d_opt = self.optimizers()
         log = is_logging_step(self, ahead=self.n_dis - 1)  # self.log costs ~1 ms per key: only what loggers get
-        _, d_logs = manual_step(self, d_opt, lambda: self._d_loss(real, labels), name="discriminator")
+        d_logs = discriminator_update(self, d_opt, real, labels)
         self.num_d_steps += 1
         if log:
             self.log_dict({f"train/{k}": v for k, v in d_logs.items()})
         if self.num_d_steps % self.n_dis:
             return
-        _, g_logs = manual_step(self, g_opt, lambda: self._g_loss(labels), name="generator")
+        g_logs = generator_update(self, g_opt, labels)
         self.num_g_steps += 1
         if log:
             self.log_dict({f"train/{k}": v for k, v in g_logs.items()})
@@ -335,6 +322,14 @@ class ANGAN(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """Nothing per step: :meth:`on_test_epoch_end` runs the evaluator."""
+
+    def on_test_start(self) -> None:
+        """Print which checkpoint is scored and the reporting rule (:mod:`an_gan.reporting`); rank 0."""
+        max_steps = self.trainer.max_steps if self.trainer.max_steps is not None else -1
+        label, sentence = checkpoint_label(self.trainer.ckpt_path, self.num_g_steps, max_steps, self.n_dis)
+        self.test_checkpoint = {"checkpoint": self.trainer.ckpt_path, "label": label, "g_step": self.num_g_steps}
+        if self.trainer.is_global_zero:
+            print(f"test: {sentence}.\n  {RULE}.", flush=True)
 
     def _evaluate(self, stage: str, evaluator: GenerationEvaluator | None) -> None:
         if evaluator is None or self.trainer.sanity_checking:

@@ -37,15 +37,21 @@ conv1 to the output width, as in SA-GAN's ``discriminator.py`` and BigGAN-PyTorc
 the SN-GAN projection Chainer blocks (``wide=False``, conv1 keeps the input width). G + wide D + SA-GAN's two
 attention layers = 81.54M, BigGAN's Table 1 "SA-GAN baseline, Param (M) 81.5" (Brock et al., ICLR 2019).
 
-**Long-range slot** (``long_range`` / ``long_range_block``):
+**Long-range slot** (``long_range`` / ``long_range_block``). ``long_range`` is the layer itself, in the style of
+timm's ``norm_layer``: a class called with the channel count, or a partial of it with its settings (a config writes
+``class_path`` and ``init_args``; :mod:`common.layers.factories`). Where it goes follows what it is:
 
-* ``"an"`` / ``"an_bn"``: Attentive Normalization inside block ``long_range_block``, right after its first
-  convolution (:mod:`an_gan.blocks`). In G block 2 works on 32x32 maps whatever the output size (the paper's third
-  block); in D block 0 works on full-resolution maps (the paper's first block).
-* ``"sa"``: SA-GAN's self-attention as its own layer *after* block ``long_range_block``, as SA-GAN's published
-  ImageNet model does it: after ``g_block3`` in G (``generator_test``: 32x32 maps, 256 channels = block index 2)
-  and after ``d_block2`` in D (``discriminator_test``: 32x32 maps, 128 channels = block index 1).
-* ``"none"``: SN-GAN / SN-GAN*.
+* an ``AttentiveNorm2d`` (a normalisation, paper Section 4: "between the convolutional layer and the activation
+  layer") goes *inside* block ``long_range_block``, right after its first convolution (:mod:`an_gan.blocks`; in G
+  in place of, or in front of, the block's second conditional BN: ``an_placement``). In G block 2 works on 32x32
+  maps whatever the output size (the paper's third block); in D block 0 works on full-resolution maps (the paper's
+  first block). Its own convolutions are never spectrally normalised. Table 4's ablations are its arguments:
+  ``num_entities`` 8 / 32 ("n = 8", "n = 32"), ``self_sampling: false`` ("w/o SSR"), ``stats: batch`` ("AN w BN");
+* any other module, e.g. SA-GAN's ``SelfAttention2d``, is its own layer *after* block ``long_range_block``, as
+  SA-GAN's published ImageNet model does it: after ``g_block3`` in G (``generator_test``: 32x32 maps, 256
+  channels = block index 2) and after ``d_block2`` in D (``discriminator_test``: 32x32 maps, 128 channels = block
+  index 1), with spectral norm on its convolutions when the network has it (SA-GAN's ``sn_non_local_block_sim``);
+* ``None``: no long-range module (SN-GAN / SN-GAN*).
 
 Discriminator output: ``D(x, y) = SN-Linear(h) + <SN-Embed(y), h>`` with ``h`` the globally sum-pooled ReLU of the
 last block (the projection term of Miyato & Koyama).
@@ -53,27 +59,26 @@ last block (the projection term of Miyato & Koyama).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from an_gan.blocks import AN_NAMES, AN_PLACEMENTS, DBlock, GBlock, make_self_attention, sn
+from an_gan.blocks import AN_PLACEMENTS, DBlock, GBlock, sn, spectral_norm_convs
 from common.layers import AttentiveNorm2d
+from common.layers.factories import builds, layer_spec
 
 __all__ = [
     "D_BLOCKS",
     "G_WIDTHS",
-    "LONG_RANGE_CHOICES",
     "Discriminator",
     "Generator",
     "count_parameters",
     "is_attentive",
 ]
 
-#: Names accepted for the long-range slot.
-LONG_RANGE_CHOICES: tuple[str, ...] = ("an", "an_bn", "sa", "none")
 #: Generator width multipliers per output resolution: entry 0 is the 4x4 input, entry i+1 the output of block i.
 G_WIDTHS: dict[int, tuple[int, ...]] = {
     128: (16, 16, 8, 4, 2, 1),
@@ -102,14 +107,23 @@ def _check_resolution(resolution: int, table: dict) -> None:
         raise ValueError(f"resolution must be one of {sorted(table)}, got {resolution!r}")
 
 
-def _check_long_range(long_range: str, block: int, num_blocks: int, last_allowed: int) -> None:
-    if long_range not in LONG_RANGE_CHOICES:
-        raise ValueError(f"long_range must be one of {LONG_RANGE_CHOICES}, got {long_range!r}")
-    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block <= last_allowed:
+def _check_long_range(long_range: Any, block: int, num_blocks: int, last_allowed: int) -> None:
+    if long_range is not None and (isinstance(long_range, str) or not callable(long_range)):
         raise ValueError(
-            f"long_range_block must be an int in [0, {last_allowed}] for {long_range!r} with {num_blocks} blocks, "
-            f"got {block!r}"
+            "long_range must be a layer class or partial called with the channel count (AttentiveNorm2d, "
+            f"SelfAttention2d, ...) or None, got {long_range!r}"
         )
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block <= last_allowed:
+        where = "inside" if _inside(long_range) else "after"
+        raise ValueError(
+            f"long_range_block must be an int in [0, {last_allowed}] for a long-range module {where} a block with "
+            f"{num_blocks} blocks, got {block!r}"
+        )
+
+
+def _inside(long_range: Callable[[int], nn.Module] | None) -> bool:
+    """True when ``long_range`` goes inside a block (a normalisation: AttentiveNorm2d), not after it."""
+    return builds(long_range, AttentiveNorm2d)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -130,15 +144,15 @@ class Generator(nn.Module):
         resolution: output size R, one of 8, 16, 32, 64, 128 (linked from the data by the CLI).
         z_dim: noise dimension (SN-GAN / SA-GAN: 128).
         ch: base width; block widths are ``ch * G_WIDTHS[resolution]`` (64 is the published model).
-        long_range: ``"an"`` (the paper's model), ``"an_bn"`` (Table 4 "AN w BN"), ``"sa"`` (SA-GAN) or
-            ``"none"`` (SN-GAN / SN-GAN*).
-        long_range_block: the block holding AN (inside it, after conv1) or followed by self-attention; index 2
+        long_range: the long-range layer, called with the channel count: ``AttentiveNorm2d`` (the paper's model,
+            n = 16; a partial or the config's ``init_args`` set any of its arguments, e.g. Table 4's
+            ``num_entities``, ``self_sampling``, ``stats="batch"``), ``SelfAttention2d`` (SA-GAN) or ``None``
+            (SN-GAN / SN-GAN*). Placement: module docstring.
+        long_range_block: the block holding AN (inside it, after conv1) or followed by another module; index 2
             means 32x32 maps (the paper's third block; SA-GAN's ``g_block3``).
         an_placement: ``"replace_cbn"`` (AN takes the place of the block's second conditional BN, the default;
             argued in :class:`an_gan.blocks.GBlock`) or ``"before_cbn"`` (AN in front of it).
         spectral_norm: spectral norm on every conv/linear layer (SN-GAN* , SA-GAN and the paper); False is SN-GAN's G.
-        num_entities: AN entities n (paper: 16; Table 4: 8, 32).
-        self_sampling: AN self-sampling regularisation (Table 4 "w/o SSR" turns it off).
 
     Shape:
         - z: (B, z_dim); y: (B,) int64 labels in [0, K) or (B, K) float class weights.
@@ -151,12 +165,10 @@ class Generator(nn.Module):
         resolution: int = 128,
         z_dim: int = 128,
         ch: int = 64,
-        long_range: str = "an",
+        long_range: Callable[[int], nn.Module] | None = AttentiveNorm2d,
         long_range_block: int = 2,
         an_placement: str = "replace_cbn",
         spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("z_dim", z_dim), ("ch", ch)):
@@ -172,12 +184,10 @@ class Generator(nn.Module):
             "resolution": resolution,
             "z_dim": z_dim,
             "ch": ch,
-            "long_range": long_range,
+            "long_range": layer_spec(long_range),
             "long_range_block": long_range_block,
             "an_placement": an_placement,
             "spectral_norm": spectral_norm,
-            "num_entities": num_entities,
-            "self_sampling": self_sampling,
         }
         self.num_classes, self.resolution, self.z_dim = num_classes, resolution, z_dim
         self.long_range_block = long_range_block
@@ -186,22 +196,23 @@ class Generator(nn.Module):
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.linear = sn(self.linear, spectral_norm)
-        inside = long_range if long_range in AN_NAMES else "none"
+        inside = long_range if _inside(long_range) else None
         self.blocks = nn.ModuleList(
             GBlock(
                 widths[i],
                 widths[i + 1],
                 num_classes,
-                attention=inside if i == long_range_block else "none",
+                attention=inside if i == long_range_block else None,
                 an_placement=an_placement,
                 spectral_norm=spectral_norm,
-                num_entities=num_entities,
-                self_sampling=self_sampling,
             )
             for i in range(num_blocks)
         )
-        after = widths[long_range_block + 1]
-        self.self_attention = make_self_attention(after, spectral_norm) if long_range == "sa" else None
+        # Any other module: its own layer after the block (the attribute keeps SA-GAN's name: checkpoint keys).
+        after = long_range if long_range is not None and inside is None else None
+        self.self_attention = (
+            spectral_norm_convs(after(widths[long_range_block + 1]), spectral_norm) if after is not None else None
+        )
         self.bn = nn.BatchNorm2d(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], 3, 3, padding=1)
         nn.init.xavier_uniform_(self.conv_out.weight)
@@ -210,7 +221,7 @@ class Generator(nn.Module):
 
     @property
     def long_range_layer(self) -> nn.Module:
-        """The long-range module: the AN layer, the self-attention layer or ``nn.Identity`` for ``"none"``."""
+        """The long-range module: the AN layer, the layer after the block (SA) or ``nn.Identity`` for ``None``."""
         if self.self_attention is not None:
             return self.self_attention
         layer = self.blocks[self.long_range_block].attention
@@ -254,16 +265,15 @@ class Discriminator(nn.Module):
         num_classes: number of classes K (linked from the data by the CLI).
         resolution: input size R, one of 8, 16, 32, 64, 128 (linked from the data by the CLI).
         ch: base width; block widths are ``ch * D_BLOCKS[resolution]`` multipliers.
-        long_range: ``"an"``, ``"an_bn"``, ``"sa"`` or ``"none"``.
+        long_range: the long-range layer, called with the channel count: ``AttentiveNorm2d`` (or a partial of it),
+            ``SelfAttention2d`` or ``None``, as for :class:`Generator`.
         long_range_block: the block holding AN (inside it, after conv1: block 0 is the paper's first block, on
-            full-resolution maps) or followed by self-attention (block 1 = SA-GAN's ``d_block2``, 32x32 maps).
+            full-resolution maps) or followed by another module (block 1 = SA-GAN's ``d_block2``, 32x32 maps).
         wide: conv1 of every block maps to the block's output width (SA-GAN / BigGAN, 39.4M parameters at 128 px)
             instead of keeping its input width (SN-GAN projection's Chainer blocks, 30.0M).
         num_blocks: use the first ``num_blocks`` blocks of the table (None: all, the reference depth; 5 at 128 px is
             the AN paper's literal "five residual blocks", without the final 4x4 block).
         spectral_norm: spectral norm everywhere (on in every config; switchable for tests).
-        num_entities: AN entities n.
-        self_sampling: AN self-sampling regularisation.
 
     Shape:
         - x: (B, 3, R, R); y: (B,) int64 labels.
@@ -275,13 +285,11 @@ class Discriminator(nn.Module):
         num_classes: int = 1000,
         resolution: int = 128,
         ch: int = 64,
-        long_range: str = "an",
+        long_range: Callable[[int], nn.Module] | None = AttentiveNorm2d,
         long_range_block: int = 0,
         wide: bool = True,
         num_blocks: int | None = None,
         spectral_norm: bool = True,
-        num_entities: int = 16,
-        self_sampling: bool = True,
     ) -> None:
         super().__init__()
         _check_positive_int("num_classes", num_classes)
@@ -292,24 +300,23 @@ class Discriminator(nn.Module):
             raise ValueError(f"num_blocks must be None or in [1, {len(table)}] at {resolution} px, got {num_blocks!r}")
         table = table[: num_blocks or len(table)]
         widths = [ch * w for w, _ in table]
-        # SA needs a block after it (it sits between blocks); AN can go into any block.
-        last = len(widths) - 2 if long_range == "sa" else len(widths) - 1
+        # A module after a block (SA) needs a block after it; AN can go into any block.
+        after = long_range is not None and not _inside(long_range)
+        last = len(widths) - 2 if after else len(widths) - 1
         _check_long_range(long_range, long_range_block, len(widths), last)
         self.config: dict[str, Any] = {
             "num_classes": num_classes,
             "resolution": resolution,
             "ch": ch,
-            "long_range": long_range,
+            "long_range": layer_spec(long_range),
             "long_range_block": long_range_block,
             "wide": wide,
             "num_blocks": num_blocks,
             "spectral_norm": spectral_norm,
-            "num_entities": num_entities,
-            "self_sampling": self_sampling,
         }
         self.num_classes, self.resolution = num_classes, resolution
         self.long_range_block = long_range_block
-        inside = long_range if long_range in AN_NAMES else "none"
+        inside = long_range if _inside(long_range) else None
         in_widths = [3, *widths[:-1]]
         self.blocks = nn.ModuleList(
             DBlock(
@@ -318,15 +325,13 @@ class Discriminator(nn.Module):
                 downsample=down,
                 optimized=i == 0,
                 wide=wide,
-                attention=inside if i == long_range_block else "none",
+                attention=inside if i == long_range_block else None,
                 spectral_norm=spectral_norm,
-                num_entities=num_entities,
-                self_sampling=self_sampling,
             )
             for i, (_, down) in enumerate(table)
         )
         self.self_attention = (
-            make_self_attention(widths[long_range_block], spectral_norm) if long_range == "sa" else None
+            spectral_norm_convs(long_range(widths[long_range_block]), spectral_norm) if after else None
         )
         self.linear = nn.Linear(widths[-1], 1)
         self.embed = nn.Embedding(num_classes, widths[-1])
@@ -338,7 +343,7 @@ class Discriminator(nn.Module):
 
     @property
     def long_range_layer(self) -> nn.Module:
-        """The long-range module: the AN layer, the self-attention layer or ``nn.Identity`` for ``"none"``."""
+        """The long-range module: the AN layer, the layer after the block (SA) or ``nn.Identity`` for ``None``."""
         if self.self_attention is not None:
             return self.self_attention
         layer = self.blocks[self.long_range_block].attention

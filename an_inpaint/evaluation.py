@@ -1,11 +1,17 @@
-"""Scoring folders of inpainted images: ``python -m an_inpaint evaluate``, the same code as in-training validation.
+"""The inpainting evaluation protocol: :class:`InpaintingEvaluator` (in-training validation and test) and
+:func:`score_folders` (``python -m an_inpaint evaluate``), one metric implementation for both.
+
+:class:`InpaintingEvaluator` measures composited results against the ground truth with
+:class:`common.metrics.InpaintingMetrics` (PSNR / SSIM / MAE per image, then averaged; hole-only variants; optional
+per-area-bin scores), optional LPIPS / FID, for the model and for OpenCV's classical inpainting on the same images and
+holes (``baselines``), so every run shows how it compares with Telea / Navier-Stokes.
 
 :func:`score_folders` pairs result and ground-truth files by stem, brings the ground truth to the results' size
 with the evaluation resize (:func:`common.data.inpainting_datasets.eval_resize`), checks that each result is
 *composited* (its known pixels equal the ground truth's; a result that altered them would be scored on pixels the
-method was given), and measures every pair with :class:`common.metrics.InpaintingMetrics` (plus optional LPIPS /
-FID), so the model, OpenCV's baselines (``python -m an_inpaint baseline``) or any other method are measured
-identically. Results go to a markdown table and a JSON file (per image, mean, per area bin, and the protocol).
+method was given), and measures every pair with an :class:`InpaintingEvaluator`, so the model, OpenCV's baselines
+(``python -m an_inpaint baseline``) or any other method are measured identically. Results go to a markdown table and
+a JSON file (per image, mean, per area bin, and the protocol).
 """
 
 from __future__ import annotations
@@ -18,19 +24,144 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from an_inpaint.baselines import METHODS, classical_inpaint_batch
 from common.data.images import list_images, load_rgb
 from common.data.inpainting_datasets import EvalResize, eval_resize
 from common.data.masks import CenterSquareMasks, FolderMasks, validate_mask
 from common.metrics.inpainting import PSNR_CAP_DB, InpaintingMetrics
 from common.metrics.perceptual import FIDMetric, LPIPSMetric
 from common.metrics.ssim import SSIM_SIGMA, SSIM_WINDOW
+from common.visualization import to_unit
 
-__all__ = ["KnownRegionError", "check_known_region", "format_table", "score_folders", "write_json"]
+__all__ = [
+    "InpaintingEvaluator",
+    "KnownRegionError",
+    "check_known_region",
+    "format_table",
+    "score_folders",
+    "write_json",
+]
 
 KnownCheck = Literal["error", "warn", "off"]
+Baseline = Literal["telea", "ns", "harmonic"]
+
+
+class InpaintingEvaluator(nn.Module):
+    """PSNR / SSIM / MAE (whole image and hole), optional area bins, LPIPS and FID of the model and of classical
+    baselines on the same images and holes (module docstring).
+
+    An ``nn.Module``, so that its metric states follow the LightningModule to its device; every state is a sum (or a
+    list of per-image values) reduced over processes when computed (``sync_on_compute``), so under DDP, with a sampler
+    that gives each image to exactly one process, the scores are those of one process. Use: :meth:`reset`, then
+    :meth:`update_batch` (a model's output and the baselines) or :meth:`update` (any result) per batch, then
+    :meth:`compute`.
+
+    Args:
+        baselines: Classical methods scored on the same images and holes as the model (``"telea"``, ``"ns"``:
+            OpenCV ``cv2.inpaint``, radius 3; ``"harmonic"``: :func:`an_inpaint.fill.harmonic_fill`), logged as
+            ``<stage>/<method>/psnr`` etc.
+        area_bins: Hole-area fractions that bin every metric (e.g. ``[0.1, 0.2, ..., 0.6]``), logged as
+            ``<stage>/psnr@10-20%`` etc.; None: no bins.
+        ssim_convention: ``"skimage"`` (default) or ``"matlab"`` (see :mod:`common.metrics.ssim`).
+        lpips: Also LPIPS (AlexNet; torchvision downloads the backbone weights once).
+        fid: Also FID (Inception; torch-fidelity downloads its weights once).
+        hole_metrics: Also the hole-only metrics (every mask must have a hole); False: whole-image metrics only.
+        lpips_pretrained: False: an untrained LPIPS network (tests only; its values are not LPIPS).
+        fid_feature: FID's Inception feature layer, or a stand-in ``nn.Module`` (tests).
+    """
+
+    def __init__(
+        self,
+        baselines: list[Baseline] | None = None,
+        area_bins: list[float] | None = None,
+        ssim_convention: Literal["skimage", "matlab"] = "skimage",
+        lpips: bool = False,
+        fid: bool = False,
+        hole_metrics: bool = True,
+        lpips_pretrained: bool = True,
+        fid_feature: int | nn.Module = 2048,
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(baselines or []) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(METHODS)}")
+        self.baselines = list(baselines or [])
+        self.settings = {"baselines": self.baselines, "area_bins": area_bins, "ssim_convention": ssim_convention}
+        self.settings.update(lpips=lpips, fid=fid, hole_metrics=hole_metrics)
+        pixel = {"area_bins": area_bins, "ssim_convention": ssim_convention, "hole_metrics": hole_metrics}
+        self.pixel = nn.ModuleDict({m: InpaintingMetrics(**pixel, sync_on_compute=True) for m in self.methods})
+        self.lpips = (
+            nn.ModuleDict({m: LPIPSMetric(pretrained=lpips_pretrained) for m in self.methods}) if lpips else None
+        )
+        self.fid = nn.ModuleDict({m: FIDMetric(feature=fid_feature) for m in self.methods}) if fid else None
+
+    @property
+    def methods(self) -> list[str]:
+        """``["model", *baselines]``: what is scored."""
+        return ["model", *self.baselines]
+
+    def extra_repr(self) -> str:
+        """The settings (two evaluators with the same settings print the same)."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+
+    def reset(self) -> None:
+        """Forget every image seen."""
+        for group in (self.pixel, self.lpips, self.fid):
+            for metric in (group or {}).values():
+                metric.reset()
+
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None, method: str = "model") -> None:
+        """Add ``method``'s results ``pred`` against ``target``, ``(B, 3, H, W)`` in [0, 1], with holes ``mask``
+        ``(B, 1, H, W)`` (1 = missing; None only without ``hole_metrics``)."""
+        self.pixel[method].update(pred, target, mask)
+        if self.lpips is not None:
+            self.lpips[method].update(pred, target)
+        if self.fid is not None:
+            self.fid[method].update(pred, target)
+
+    def update_batch(self, image: Tensor, mask: Tensor, inpainted: Tensor) -> dict[str, Tensor]:
+        """Add the model's composited output ``inpainted`` and every baseline's, for ground truth ``image`` (all
+        ``(B, 3, H, W)`` in [-1, 1]) and holes ``mask``; returns ``{baseline: its result in [-1, 1]}``."""
+        target = to_unit(image)
+        self.update(to_unit(inpainted), target, mask)
+        results = {}
+        for method in self.baselines:
+            results[method] = classical_inpaint_batch(image, mask, method)
+            self.update(to_unit(results[method]), target, mask, method)
+        return results
+
+    def means(self, method: str = "model") -> dict[str, Tensor]:
+        """``method``'s means over every image seen (0-dim tensors): the pixel metrics (and ``key@bin``), ``lpips``,
+        ``fid``."""
+        values = dict(self.pixel[method].compute())
+        if self.lpips is not None:
+            values["lpips"] = self.lpips[method].compute()
+        if self.fid is not None:
+            values["fid"] = self.fid[method].compute()
+        return values
+
+    def per_image(self, method: str = "model") -> dict[str, Tensor]:
+        """``method``'s per-image values ``{key: (N,)}`` in update order (FID has none)."""
+        values = self.pixel[method].per_image()
+        if self.lpips is not None:
+            values["lpips"] = self.lpips[method].per_image()
+        return values
+
+    def num_images(self) -> dict[str, int]:
+        """``{"all": N}`` and the images of each area bin (over all processes)."""
+        return self.pixel["model"].num_images()
+
+    def compute(self, prefix: str) -> dict[str, Tensor]:
+        """``{prefix}/num_images``, the model's means as ``{prefix}/psnr`` ... and each baseline's as
+        ``{prefix}/{method}/psnr`` ...."""
+        values = {f"{prefix}/num_images": torch.tensor(float(self.num_images()["all"]))}
+        for method in self.methods:
+            key = prefix if method == "model" else f"{prefix}/{method}"
+            values.update({f"{key}/{k}": v for k, v in self.means(method).items()})
+        return values
 
 
 class KnownRegionError(ValueError):
@@ -158,11 +289,15 @@ def score_folders(
         if no_mask:
             raise ValueError(f"no mask in {mask_dir} for {len(no_mask)} image(s): {_names(no_mask)}")
     hole_metrics = folder_masks is not None or mask == "center"
-    metrics = InpaintingMetrics(
-        quantize=True, hole_metrics=hole_metrics, ssim_convention=ssim, area_bins=area_bins if hole_metrics else None
+    evaluator = InpaintingEvaluator(
+        area_bins=area_bins if hole_metrics else None,
+        ssim_convention=ssim,
+        lpips=lpips,
+        fid=fid,
+        hole_metrics=hole_metrics,
+        lpips_pretrained=lpips_pretrained,
+        fid_feature=fid_feature,
     )
-    lpips_metric = LPIPSMetric(pretrained=lpips_pretrained) if lpips else None
-    fid_metric = FIDMetric(feature=fid_feature) if fid else None
     stems = sorted(gts)
     altered = {}
     for stem in tqdm(stems, desc="scoring", unit="image", disable=not progress):
@@ -192,17 +327,9 @@ def score_folders(
             count = check_known_region(pred_px, gt_px, hole[0, 0].numpy() > 0.5, stem, known_check, known_tolerance)
             if count:
                 altered[stem] = count
-        metrics.update(pred, target, hole)
-        for extra_metric in (lpips_metric, fid_metric):
-            if extra_metric is not None:
-                extra_metric.update(pred, target)
-    mean = {k: float(v) for k, v in metrics.compute().items()}
-    values = {k: v.tolist() for k, v in metrics.per_image().items()}
-    if lpips_metric is not None:
-        mean["lpips"] = float(lpips_metric.compute())
-        values["lpips"] = lpips_metric.per_image().tolist()
-    if fid_metric is not None:
-        mean["fid"] = float(fid_metric.compute())
+        evaluator.update(pred, target, hole)
+    mean = {k: float(v) for k, v in evaluator.means().items()}
+    values = {k: v.tolist() for k, v in evaluator.per_image().items()}
     per_image = {stem: {k: values[k][i] for k in values} for i, stem in enumerate(stems)}
     protocol = {
         "pairing": "by file stem",
@@ -220,7 +347,7 @@ def score_folders(
     }
     if lpips:
         protocol["lpips"] = "alex" + ("" if lpips_pretrained else " (untrained: not comparable)")
-    bins = {k: v for k, v in metrics.num_images().items() if k != "all"}
+    bins = {k: v for k, v in evaluator.num_images().items() if k != "all"}
     return {"per_image": per_image, "mean": mean, "count": len(stems), "bins": bins, "protocol": protocol}
 
 

@@ -12,15 +12,29 @@ at 1/4 resolution (64x64x128 for 256x256 inputs). The CA baseline of the paper's
   output clipped to [-1, 1].
 * Refinement stage: the coarse result pasted into the hole; a dilated "hallucination" branch and an attention
   branch, both at 1/4 resolution, concatenated and decoded like the coarse stage.
-* Attention branch (``attention``): ``"contextual"`` (CA on the branch's own features with the mask, DeepFill),
-  ``"an"`` (``conv -> AttentiveNorm2d -> ELU`` in place of CA, the authors' code) or ``"contextual+an"`` (CA, then
-  ``conv -> AN -> ELU``). The paper does not say which of the two AN placements its Table 3 used. Two ablations
-  that are NOT in the paper (its Table 3 compares CA and AN only), for measuring what the long-range module costs
-  and adds: ``"sa"`` (SA-GAN's self-attention block, Zhang et al., ICML 2019, ``common.layers.SelfAttention2d``, in
-  place of CA at the branch's 1/4-resolution maps) and ``"none"`` (a plain 3x3 ELU convolution in place of CA, so
-  the branch keeps its depth: DeepFill v1 without contextual attention).
-* AN: the paper's eq. 5-6 by default (per-region affine ``beta``/``alpha``, the input itself normalised);
-  ``an_affine=False`` and ``an_value_projection=True`` give the authors' inpainting layer (no affine, AttenNorm
+* Attention branch: two arguments, each the layer itself (a class, or a partial with its settings; a config
+  writes ``class_path`` and ``init_args``). ``long_range`` is the long-range module called with the branch's
+  channel count, as in the GAN (:mod:`an_gan.networks`); ``contextual_attention`` is DeepFill's contextual
+  attention (CA, ``common.layers.ContextualAttention2d``: no channel count, but the mask at call time), applied to
+  the branch's own features. The paper's two models and the other AN placement:
+
+  ==================================  ===================  =========================================================
+   ``long_range``                      ``contextual_...``   branch after the encoder
+  ==================================  ===================  =========================================================
+   ``AttentiveNorm2d`` (default)       ``None``             ``conv -> AN -> ELU -> conv`` in place of CA ("AN": the
+                                                            authors' code, the paper's model)
+   ``None``                            CA                   ``conv -> ReLU -> CA -> conv`` (DeepFill v1: the CA
+                                                            baseline of Table 3)
+   ``AttentiveNorm2d``                 CA                   ``conv -> ReLU -> CA -> conv -> AN -> ELU`` ("CA+AN")
+  ==================================  ===================  =========================================================
+
+  The paper does not say which of the two AN placements its Table 3 used. Any other module (two ablations that
+  are NOT in the paper, which compares CA and AN only, for measuring what the long-range module costs and adds):
+  ``SelfAttention2d`` (SA-GAN, Zhang et al., ICML 2019) takes CA's place, ``conv -> ReLU -> SA -> conv``, at the
+  branch's 1/4-resolution maps (after CA when both are given), and with neither a plain 3x3 ELU convolution
+  stands in for CA, so the branch keeps its depth (DeepFill v1 without contextual attention).
+* AN: the paper's eq. 5-6 by default (per-region affine ``beta``/``alpha``, the input itself normalised); the
+  layer's ``affine=False`` and ``value_projection=True`` give the authors' inpainting layer (no affine, AttenNorm
   issue #4; a 1x1 value convolution is normalised).
 * Encoder widths of the two refinement branches (``branch_widths``): DeepFill v1's (``"deepfill"``: hallucination
   ``c, c, 2c, 2c``, attention ``c, c, 2c, 4c``) or the AN authors' (``"authors"``: ``c, 2c, 2c, 4c`` for both).
@@ -49,7 +63,8 @@ where a prediction is composited.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,10 +72,10 @@ from torch import Tensor, nn
 
 from an_inpaint.baselines import classical_fill, parse_fill
 from an_inpaint.fill import harmonic_fill
-from common.layers import ContextualAttention2d, SelfAttention2d, collect_layouts, create_norm
+from common.layers import AttentiveNorm2d, ContextualAttention2d, collect_layouts
+from common.layers.factories import builds
 
 __all__ = [
-    "ATTENTION_CHOICES",
     "DEFAULT_MIXTURE_FILLS",
     "InpaintGenerator",
     "compose",
@@ -68,10 +83,6 @@ __all__ = [
     "pad_to_multiple",
 ]
 
-Attention = Literal["contextual", "an", "contextual+an", "sa", "none"]
-#: ``attention`` values: the paper's two models (``an``, the CA baseline ``contextual``), the other AN placement
-#: (``contextual+an``) and two ablations that are not in the paper (``sa``, ``none``).
-ATTENTION_CHOICES: tuple[str, ...] = ("an", "contextual", "contextual+an", "sa", "none")
 BranchWidths = Literal["deepfill", "authors"]
 HoleFill = Literal["blank", "harmonic", "mixture"]
 #: The classical fills that ``hole_fill="mixture"`` mixes unless told otherwise.
@@ -152,6 +163,11 @@ def _decoder(cin: int, cnum: int, out: int = 3) -> nn.Sequential:
     )
 
 
+def _check_layer(name: str, factory: Any, expected: str) -> None:
+    if factory is not None and (isinstance(factory, str) or not callable(factory)):
+        raise ValueError(f"{name} must be {expected}, or None; got {factory!r}")
+
+
 # --------------------------------------------------------------------------------------------------------- generator
 class InpaintGenerator(nn.Module):
     """Two-stage coarse-to-fine inpainting generator (DeepFill v1) with a CA, AN or CA+AN attention branch (or,
@@ -159,18 +175,15 @@ class InpaintGenerator(nn.Module):
 
     Args:
         cnum: Base width (DeepFill and the paper: 32). The 1/4-resolution features have ``4 * cnum`` channels.
-        attention: ``"an"`` (the paper's model: AN replaces CA, as in the authors' code), ``"contextual"`` (the CA
-            baseline, DeepFill v1) or ``"contextual+an"`` (both, CA first); ablations, not in the paper: ``"sa"``
-            (SA-GAN self-attention in place of CA) and ``"none"`` (a plain 3x3 convolution in place of CA).
-        num_entities: AN's number of semantic entities ``n`` (paper: 16).
-        self_sampling: AN's self-sampling regularisation during training (paper: on).
-        an_affine: AN's per-region affine ``beta``/``alpha`` (paper eq. 5: on; the authors' inpainting code: off).
-        an_value_projection: AN normalises a 1x1-convolution value ``v(X)`` (the authors' code) instead of ``X``
-            (the paper's eq. 5, the default).
-        an_temperature: AN's layout softmax temperature ``tau`` (paper: 0.1).
+        long_range: The attention branch's long-range module, called with ``4 * cnum`` (module docstring table):
+            ``AttentiveNorm2d`` (the paper's model, n = 16; a partial or the config's ``init_args`` set any of its
+            arguments: ``num_entities``, ``temperature``, ``self_sampling``, ``affine``, ``value_projection``,
+            ``implementation``, ...), ``SelfAttention2d`` (an ablation) or ``None``.
+        contextual_attention: DeepFill's contextual attention, called with no argument (``ContextualAttention2d``
+            or a partial of it; DeepFill: ``softmax_scale`` 10, ``rate`` 2, which needs the 1/4-resolution maps'
+            height and width divisible by 2), or ``None`` (the paper's AN model).
         branch_widths: Encoder widths of the refinement branches: ``"deepfill"`` (DeepFill v1, default) or
             ``"authors"`` (the AN authors' code: ``c, 2c, 2c, 4c`` in both branches).
-        ca_softmax_scale: Softmax scale of contextual attention (DeepFill: 10).
         normalize_known: Predict in units standardised by each sample's known pixels, the hole filled with their
             mean (see the module docstring; off in the paper's model).
         hole_fill: ``"blank"`` (DeepFill, the paper), ``"harmonic"`` (start from the harmonic fill of the hole
@@ -190,22 +203,16 @@ class InpaintGenerator(nn.Module):
     def __init__(
         self,
         cnum: int = 32,
-        attention: Attention = "an",
-        num_entities: int = 16,
-        self_sampling: bool = True,
-        an_affine: bool = True,
-        an_value_projection: bool = False,
-        an_temperature: float = 0.1,
+        long_range: Callable[[int], nn.Module] | None = AttentiveNorm2d,
+        contextual_attention: Callable[[], ContextualAttention2d] | None = None,
         branch_widths: BranchWidths = "deepfill",
-        ca_softmax_scale: float = 10.0,
         normalize_known: bool = False,
         hole_fill: HoleFill = "blank",
         mixture_fills: list[str] | None = None,
     ) -> None:
         super().__init__()
-        if attention not in ATTENTION_CHOICES:
-            choices = ", ".join(repr(a) for a in ATTENTION_CHOICES)
-            raise ValueError(f"attention must be one of {choices}, got {attention!r}")
+        _check_layer("long_range", long_range, "a layer class or partial called with the channel count")
+        _check_layer("contextual_attention", contextual_attention, "ContextualAttention2d or a partial of it")
         if branch_widths not in ("deepfill", "authors"):
             raise ValueError(f"branch_widths must be 'deepfill' or 'authors', got {branch_widths!r}")
         if hole_fill not in ("blank", "harmonic", "mixture"):
@@ -221,7 +228,6 @@ class InpaintGenerator(nn.Module):
         if cnum < 2:
             raise ValueError(f"cnum must be >= 2, got {cnum}")
         self.cnum = cnum
-        self.attention = attention
         self.branch_widths = branch_widths
         self.normalize_known = normalize_known
         self.hole_fill = hole_fill
@@ -249,31 +255,27 @@ class InpaintGenerator(nn.Module):
         )
         # Refinement stage: attention branch.
         self.attention_encoder = nn.Sequential(_encoder(5, attention_widths), _conv(4 * c, 4 * c))
-        an_kwargs = {
-            "num_entities": num_entities,
-            "self_sampling": self_sampling,
-            "affine": an_affine,
-            "temperature": an_temperature,
-            "value_projection": an_value_projection,
-        }
-        if attention == "an":
+        norm = builds(long_range, AttentiveNorm2d)  # a normalisation: between a conv and its activation
+        if contextual_attention is None and norm:
             # conv -> AN -> ELU -> conv in place of conv(ReLU) -> CA -> conv: the same depth as the CA branch.
             self.attention_pre = nn.Conv2d(4 * c, 4 * c, 3, padding=1)
             self.contextual = None
-            self.attention_post = nn.Sequential(create_norm("an", 4 * c, **an_kwargs), nn.ELU(), _conv(4 * c, 4 * c))
-        elif attention in ("sa", "none"):
+            self.attention_post = nn.Sequential(long_range(4 * c), nn.ELU(), _conv(4 * c, 4 * c))
+        elif contextual_attention is None:
             # Ablations (not in the paper): conv(ReLU) -> SA | conv -> conv, i.e. CA's branch with CA replaced.
             self.attention_pre = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU())
             self.contextual = None
-            stand_in = SelfAttention2d(4 * c) if attention == "sa" else _conv(4 * c, 4 * c)
+            stand_in = long_range(4 * c) if long_range is not None else _conv(4 * c, 4 * c)
             self.attention_post = nn.Sequential(stand_in, _conv(4 * c, 4 * c))
         else:
             self.attention_pre = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU())
-            self.contextual = ContextualAttention2d(rate=2, softmax_scale=ca_softmax_scale)
-            if attention == "contextual+an":
-                self.attention_post = nn.Sequential(
-                    nn.Conv2d(4 * c, 4 * c, 3, padding=1), create_norm("an", 4 * c, **an_kwargs), nn.ELU()
-                )
+            self.contextual = contextual_attention()
+            if not isinstance(self.contextual, ContextualAttention2d):
+                raise ValueError(f"contextual_attention must build a ContextualAttention2d, got {self.contextual!r}")
+            if norm:  # CA, then conv -> AN -> ELU
+                self.attention_post = nn.Sequential(nn.Conv2d(4 * c, 4 * c, 3, padding=1), long_range(4 * c), nn.ELU())
+            elif long_range is not None:  # CA, then another module and the branch's conv
+                self.attention_post = nn.Sequential(long_range(4 * c), _conv(4 * c, 4 * c))
             else:
                 self.attention_post = _conv(4 * c, 4 * c)
         self.attention_out = _conv(4 * c, 4 * c)

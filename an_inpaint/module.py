@@ -5,82 +5,53 @@ Objective (paper eq. 9 and 10): the generator minimises DeepFill v1's reconstruc
 global and a local critic on the composited output ``C_hat = G(C, M) * M + Y * (1 - M)``; the critics minimise the
 WGAN-GP loss (:class:`an_inpaint.losses.WGANGPLoss`, ``lambda_gp = 10``, gradient penalty restricted to the hole
 as in DeepFill). AN's orthogonality regulariser is added with ``orthogonal_weight`` (in both phases, or only in
-phase 2 as the authors' code does, ``orthogonal_in_phase1=False``).
+phase 2 as the authors' code does: ``PhaseSchedule(orthogonal_in_phase1=False)``). The networks, losses, optimisers
+and evaluation protocol are injected (``class_path`` in a config), with the same argument names as
+:class:`an_gan.module.ANGAN` for the same concepts; the defaults are the paper's.
 
-Two-phase schedule (paper Section 5.1): phase 1 trains with the reconstruction loss only (the critics are neither
-used nor updated) until ``adversarial_start_step`` generator updates (during phase 1 this is
-``trainer.global_step``), or earlier when ``plateau_patience`` validations pass without the validation
-reconstruction loss improving; phase 2 adds the adversarial term. The phase is a buffer (saved in checkpoints) and
-is derived only from quantities identical on every DDP rank. In phase 2 every batch updates the critics and every
-``n_critic``-th batch also updates the generator; on those batches the generator runs once, its output serving the
-critic update (detached) and the generator update. Each update is :func:`common.training.optimization.manual_step`.
+Two-phase schedule (paper Section 5.1, :class:`an_inpaint.settings.PhaseSchedule`): phase 1 trains with the
+reconstruction loss only (the critics are neither used nor updated) until ``adversarial_start_step`` generator
+updates (during phase 1 this is ``trainer.global_step``), or earlier when ``plateau_patience`` validations pass
+without the validation reconstruction loss improving; phase 2 adds the adversarial term. The phase is a buffer
+(saved in checkpoints) and is derived only from quantities identical on every DDP rank. In phase 2 every batch
+updates the critics and every ``n_critic``-th batch also updates the generator; on those batches the generator runs
+once, its output serving the critic update (detached) and the generator update. Each update is
+:func:`common.training.optimization.manual_step`.
 
-Validation and test report PSNR / SSIM / MAE and their hole-only variants on the composited output
-(:class:`common.metrics.InpaintingMetrics`; per image, then averaged), optionally per mask-area bin, LPIPS and FID,
-and optionally the same metrics of OpenCV's classical inpainting on the same images and holes (``baselines``), so
-every run shows how it compares with Telea / Navier-Stokes. Validation also writes panels
-(input with hole | coarse | refined | composited | ground truth [| CA offsets]) and the AN layouts.
+Validation and test run an :class:`an_inpaint.evaluation.InpaintingEvaluator` (``val_evaluator``,
+``test_evaluator``): PSNR / SSIM / MAE and their hole-only variants on the composited output (per image, then
+averaged), optionally per mask-area bin, LPIPS and FID, and optionally the same metrics of OpenCV's classical
+inpainting on the same images and holes (``baselines``), so every run shows how it compares with Telea /
+Navier-Stokes; validation also logs the mean reconstruction loss (``val/rec_loss``). Validation also writes panels
+(input with hole | coarse | refined | composited | ground truth [| CA offsets]) and the AN layouts (``pictures``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from an_inpaint.baselines import METHODS, classical_inpaint_batch
 from an_inpaint.critics import GlobalCritic, LocalCritic
+from an_inpaint.evaluation import InpaintingEvaluator
 from an_inpaint.generator import InpaintGenerator, pad_to_multiple
 from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
 from an_inpaint.panels import log_panels
+from an_inpaint.settings import PhaseSchedule, PictureSettings
 from common.layers import orthogonal_loss
-from common.metrics.inpainting import InpaintingMetrics
-from common.metrics.perceptual import FIDMetric, LPIPSMetric
 from common.training.ddp import allow_unused_parameters
 from common.training.optimization import manual_step
 from common.visualization import to_unit
 
 __all__ = ["ANInpaint"]
 
-Baseline = Literal["telea", "ns", "harmonic"]
 
-
-class _EvalMetrics(nn.Module):
-    """The metrics of one evaluation stage: our model and each classical baseline, plus optional LPIPS / FID."""
-
-    def __init__(self, methods: list[str], area_bins: list[float] | None, lpips: bool, fid: bool, ssim: str) -> None:
-        super().__init__()
-        self.methods = methods
-        self.pixel = nn.ModuleDict(
-            {m: InpaintingMetrics(area_bins=area_bins, ssim_convention=ssim, sync_on_compute=True) for m in methods}
-        )
-        self.lpips = nn.ModuleDict({m: LPIPSMetric() for m in methods}) if lpips else None
-        self.fid = nn.ModuleDict({m: FIDMetric() for m in methods}) if fid else None
-
-    def reset(self) -> None:
-        for group in (self.pixel, self.lpips, self.fid):
-            for metric in (group or {}).values():
-                metric.reset()
-
-    def update(self, method: str, pred: Tensor, target: Tensor, mask: Tensor) -> None:
-        self.pixel[method].update(pred, target, mask)
-        if self.lpips is not None:
-            self.lpips[method].update(pred, target)
-        if self.fid is not None:
-            self.fid[method].update(pred, target)
-
-    def compute(self, prefix: str) -> dict[str, Tensor]:
-        values = {f"{prefix}/num_images": torch.tensor(float(self.pixel["model"].num_images()["all"]))}
-        for method in self.methods:
-            key = prefix if method == "model" else f"{prefix}/{method}"
-            values.update({f"{key}/{k}": v for k, v in self.pixel[method].compute().items()})
-            if self.lpips is not None:
-                values[f"{key}/lpips"] = self.lpips[method].compute()
-            if self.fid is not None:
-                values[f"{key}/fid"] = self.fid[method].compute()
-        return values
+def _adam(lr: float):
+    return lambda params: torch.optim.Adam(params, lr=lr, betas=(0.5, 0.9))
 
 
 class ANInpaint(pl.LightningModule):
@@ -95,28 +66,27 @@ class ANInpaint(pl.LightningModule):
             fixed 128 box; use ``MaskedPatchCritic`` for free-form masks).
         reconstruction: The reconstruction loss (default ``ReconstructionLoss()``: DeepFill v1's exact form).
         adversarial: The adversarial loss (default ``WGANGPLoss()``: lambda_adv 1e-3, lambda_gp 10).
-        lr: Adam learning rate of the generator (paper: 1e-4; the authors' code defaults to 1e-5).
-        critic_lr: Adam learning rate of the critics (default: ``lr``).
-        betas: Adam betas of both optimizers (paper: (0.5, 0.9)).
-        lr_schedule: ``"constant"`` (the paper) or ``"cosine"`` (the generator's learning rate decays to 0 along a
-            half cosine over ``trainer.max_steps`` optimiser steps; for short runs).
-        n_critic: Critic updates per generator update in phase 2 (DeepFill: 5).
+        g_optimizer: Optimiser of the generator (default Adam, lr 1e-4, betas (0.5, 0.9): paper Section 5.1; the
+            authors' code defaults to lr 1e-5). With ``schedule.lr_decay="cosine"`` its learning rate is the
+            optimiser's initial one times the decay factor.
+        d_optimizer: The one optimiser of both critics (default Adam, lr 1e-4, betas (0.5, 0.9); DeepFill v1's
+            ``train.py`` gives G and D the same Adam settings).
+        schedule: The two phases and the generator's learning-rate decay (:class:`an_inpaint.settings.PhaseSchedule`;
+            default: phase 1 for 100k generator updates, no plateau switch, orthogonality in both phases, constant
+            learning rate).
+        n_critic: Critic updates per generator update in phase 2 (DeepFill: 5). WGAN-GP's name for it (Gulrajani et
+            al. 2017); ``ANGAN`` keeps SN-GAN's name for the same ratio, ``n_dis``.
         orthogonal_weight: Weight of AN's orthogonality loss ``||W W^T - I||_F^2`` (summed over AN layers; the
             authors' 1e-3 inside the layer times 0.2 in the loss).
-        orthogonal_in_phase1: Add the orthogonality loss in phase 1 too (``False``: phase 2 only, the authors' code).
-        adversarial_start_step: Generator updates of phase 1 (reconstruction only) before the critics start.
-        plateau_patience: If set, also switch to phase 2 after this many validation runs without the validation
-            reconstruction loss improving by ``plateau_min_delta`` (relative).
-        plateau_min_delta: Relative improvement that resets the plateau counter.
-        baselines: Classical methods scored on the same evaluation images and holes (``"telea"``, ``"ns"``: OpenCV
-            ``cv2.inpaint``, radius 3; ``"harmonic"``: :func:`an_inpaint.fill.harmonic_fill`), logged as
-            ``val/<method>/psnr`` etc.
-        area_bins: Hole-area fractions that bin the evaluation metrics (e.g. ``[0.1, 0.2, ..., 0.6]``; ``None``: no
-            bins), logged as ``<stage>/psnr@10-20%`` etc.
-        ssim_convention: ``"skimage"`` (default) or ``"matlab"`` (see :mod:`common.metrics.ssim`).
-        lpips: Also LPIPS (AlexNet; torchvision downloads the backbone weights once).
-        fid: Also FID (Inception; torch-fidelity downloads its weights once).
-        num_panel_images: Validation samples shown in the image panels.
+        val_evaluator: Protocol of validation (model selection by ``val/psnr``, the plateau switch): an
+            :class:`an_inpaint.evaluation.InpaintingEvaluator` (baselines, area bins, SSIM convention, LPIPS, FID).
+            None: ``InpaintingEvaluator()`` (no baselines, no bins, scikit-image SSIM, no LPIPS / FID). Validation
+            always runs (``val/rec_loss`` drives the plateau switch); ``--trainer.limit_val_batches 0`` skips it.
+        test_evaluator: Protocol of ``test`` (logged as ``test/*``). None: the validation evaluator's settings (unlike
+            ``ANGAN``, whose validation and test protocols differ in reference split and seed, the inpainting splits
+            come from the datamodule).
+        pictures: The validation panels and AN layouts (:class:`an_inpaint.settings.PictureSettings`; default: 8
+            images).
     """
 
     def __init__(
@@ -126,67 +96,45 @@ class ANInpaint(pl.LightningModule):
         local_critic: nn.Module | None = None,
         reconstruction: ReconstructionLoss | None = None,
         adversarial: WGANGPLoss | None = None,
-        lr: float = 1e-4,
-        critic_lr: float | None = None,
-        betas: tuple[float, float] = (0.5, 0.9),
-        lr_schedule: Literal["constant", "cosine"] = "constant",
+        g_optimizer: OptimizerCallable | None = None,
+        d_optimizer: OptimizerCallable | None = None,
+        schedule: PhaseSchedule | None = None,
         n_critic: int = 5,
         orthogonal_weight: float = 2e-4,
-        orthogonal_in_phase1: bool = True,
-        adversarial_start_step: int = 100_000,
-        plateau_patience: int | None = None,
-        plateau_min_delta: float = 1e-3,
-        baselines: list[Baseline] | None = None,
-        area_bins: list[float] | None = None,
-        ssim_convention: Literal["skimage", "matlab"] = "skimage",
-        lpips: bool = False,
-        fid: bool = False,
-        num_panel_images: int = 8,
+        val_evaluator: InpaintingEvaluator | None = None,
+        test_evaluator: InpaintingEvaluator | None = None,
+        pictures: PictureSettings | None = None,
     ) -> None:
         super().__init__()
+        objects = ["generator", "global_critic", "local_critic", "reconstruction", "adversarial"]
+        objects += ["g_optimizer", "d_optimizer", "schedule", "val_evaluator", "test_evaluator", "pictures"]
+        self.save_hyperparameters(ignore=objects)
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
-        if adversarial_start_step < 0:
-            raise ValueError(f"adversarial_start_step must be >= 0, got {adversarial_start_step}")
-        if plateau_patience is not None and plateau_patience < 1:
-            raise ValueError(f"plateau_patience must be >= 1 or None, got {plateau_patience}")
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-        unknown = sorted(set(baselines or []) - set(METHODS))
-        if unknown:
-            raise ValueError(f"unknown baseline(s) {unknown}; choose from {list(METHODS)}")
-        self.save_hyperparameters(
-            ignore=["generator", "global_critic", "local_critic", "reconstruction", "adversarial"]
-        )
+        if orthogonal_weight < 0:
+            raise ValueError(f"orthogonal_weight must be >= 0, got {orthogonal_weight}")
         self.automatic_optimization = False
         self.generator = generator if generator is not None else InpaintGenerator()
         self.global_critic = global_critic if global_critic is not None else GlobalCritic()
         self.local_critic = local_critic if local_critic is not None else LocalCritic()
         self.reconstruction = reconstruction if reconstruction is not None else ReconstructionLoss()
         self.adversarial = adversarial if adversarial is not None else WGANGPLoss()
-        self.lr = lr
-        self.critic_lr = critic_lr if critic_lr is not None else lr
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.lr_schedule = lr_schedule
+        self.g_optimizer, self.d_optimizer = g_optimizer or _adam(1e-4), d_optimizer or _adam(1e-4)
+        self.schedule = schedule or PhaseSchedule()
         self.n_critic = n_critic
         self.orthogonal_weight = orthogonal_weight
-        self.orthogonal_in_phase1 = orthogonal_in_phase1
-        self.adversarial_start_step = adversarial_start_step
-        self.plateau_patience = plateau_patience
-        self.plateau_min_delta = plateau_min_delta
-        self.num_panel_images = num_panel_images
+        self.pictures = pictures or PictureSettings()
         # Schedule state: saved in checkpoints, identical on every rank.
         self.register_buffer("phase", torch.tensor(1, dtype=torch.long))
         self.register_buffer("critic_steps", torch.tensor(0, dtype=torch.long))
         self.register_buffer("plateau_best", torch.tensor(float("inf")))
         self.register_buffer("plateau_bad", torch.tensor(0, dtype=torch.long))
-        methods = ["model", *(baselines or [])]
-        self.val_metrics = _EvalMetrics(methods, area_bins, lpips, fid, ssim_convention)
-        self.test_metrics = _EvalMetrics(methods, area_bins, lpips, fid, ssim_convention)
+        self.val_evaluator = val_evaluator if val_evaluator is not None else InpaintingEvaluator()
+        self.test_evaluator = test_evaluator if test_evaluator is not None else copy.deepcopy(self.val_evaluator)
         self._rec_sum = 0.0
         self._rec_count = 0
         self._panel: dict[str, Any] | None = None
-        self._host_schedule: dict[str, int] | None = None
+        self._host_phase_state: dict[str, int] | None = None
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
@@ -206,42 +154,40 @@ class ANInpaint(pl.LightningModule):
         out = self.generator(padded, padded_mask)
         return {k: v[..., :height, :width] for k, v in out.items() if k != "offsets"}
 
-    def _schedule(self) -> dict[str, int]:
+    def _phase_state(self) -> dict[str, int]:
         """Host copies of the ``phase`` and ``critic_steps`` buffers: read from the device once after the module is
         built or (re)loaded, then kept in step with the buffers, so a training step never waits for the device."""
-        if self._host_schedule is None:
-            self._host_schedule = {"phase": int(self.phase), "critic_steps": int(self.critic_steps)}
-        return self._host_schedule
+        if self._host_phase_state is None:
+            self._host_phase_state = {"phase": int(self.phase), "critic_steps": int(self.critic_steps)}
+        return self._host_phase_state
 
     def load_state_dict(self, *args: Any, **kwargs: Any):
         """``nn.Module.load_state_dict``; the host copy of the phase schedule is read again afterwards."""
-        self._host_schedule = None  # the buffers change: read them again when next needed
+        self._host_phase_state = None  # the buffers change: read them again when next needed
         return super().load_state_dict(*args, **kwargs)
 
     def on_train_start(self) -> None:
         """Read the phase schedule from the (possibly resumed) buffers."""
-        self._host_schedule = None
+        self._host_phase_state = None
 
     @property
     def in_adversarial_phase(self) -> bool:
         """Whether training is in phase 2 (reconstruction plus adversarial loss), not phase 1 (reconstruction only)."""
-        return self._schedule()["phase"] == 2
+        return self._phase_state()["phase"] == 2
 
     def _set_phase(self, phase: int) -> None:
         self.phase.fill_(phase)
-        self._schedule()["phase"] = phase
+        self._phase_state()["phase"] = phase
 
     def _update_phase(self) -> None:
-        if self._schedule()["phase"] == 1 and self.global_step >= self.adversarial_start_step:
+        if self._phase_state()["phase"] == 1 and self.global_step >= self.schedule.adversarial_start_step:
             self._set_phase(2)
 
     # ---------------------------------------------------------------------------------------------- training
     def configure_optimizers(self):
-        """Adam for the generator (``lr``) and one Adam for both critics (``critic_lr``), both with ``betas``."""
+        """The generator's optimiser (``g_optimizer``) and one optimiser of both critics (``d_optimizer``)."""
         critics = [*self.global_critic.parameters(), *self.local_critic.parameters()]
-        g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
-        d_opt = torch.optim.Adam(critics, lr=self.critic_lr, betas=self.betas)
-        return g_opt, d_opt
+        return self.g_optimizer(list(self.generator.parameters())), self.d_optimizer(critics)
 
     def setup(self, stage: str) -> None:
         """Check that the global critic's ``input_size`` matches the data resolution."""
@@ -254,19 +200,18 @@ class ANInpaint(pl.LightningModule):
                 f"model.global_critic.init_args.input_size={size}"
             )
 
-    def _scheduled_lr(self) -> float:
-        if self.lr_schedule == "constant":
-            return self.lr
-        total = self.trainer.max_steps
-        if total is None or total <= 0:
-            raise ValueError("lr_schedule='cosine' needs trainer.max_steps > 0")
-        progress = min(self.global_step / total, 1.0)
-        return self.lr * 0.5 * (1.0 + torch.cos(torch.tensor(progress * torch.pi)).item())
+    def _decay_generator_lr(self, g_opt) -> None:
+        """Set the generator's learning rates to their initial values times ``schedule.lr_decay``'s factor."""
+        if self.schedule.lr_decay == "constant":
+            return
+        factor = self.schedule.lr_factor(self.global_step, self.trainer.max_steps)
+        for group in g_opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
     def _generator_loss(self, out: dict[str, Tensor], batch: dict[str, Tensor], adversarial: bool):
         loss, logs = self.reconstruction(out, batch)
         logs["rec"] = loss.detach()
-        if self.orthogonal_weight and (adversarial or self.orthogonal_in_phase1):
+        if self.orthogonal_weight and (adversarial or self.schedule.orthogonal_in_phase1):
             orth = orthogonal_loss(self.generator)
             loss = loss + self.orthogonal_weight * orth
             logs["orthogonal"] = orth.detach()
@@ -287,10 +232,10 @@ class ANInpaint(pl.LightningModule):
         g_opt, d_opt = self.optimizers()
         self._update_phase()
         adversarial = self.in_adversarial_phase
-        g_step = not adversarial or (self._schedule()["critic_steps"] + 1) % self.n_critic == 0
+        g_step = not adversarial or (self._phase_state()["critic_steps"] + 1) % self.n_critic == 0
         with torch.set_grad_enabled(g_step):
             out = self.generator(image, mask)  # once per batch: the critic update and the generator update share it
-        logs: dict[str, Tensor | float] = {"phase": float(self._schedule()["phase"])}
+        logs: dict[str, Tensor | float] = {"phase": float(self._phase_state()["phase"])}
         if adversarial:
             _, d_logs = manual_step(
                 self,
@@ -299,11 +244,10 @@ class ANInpaint(pl.LightningModule):
                 name="critics",
             )
             self.critic_steps += 1
-            self._schedule()["critic_steps"] += 1
+            self._phase_state()["critic_steps"] += 1
             logs.update(d_logs)
         if g_step:
-            for group in g_opt.param_groups:
-                group["lr"] = self._scheduled_lr()
+            self._decay_generator_lr(g_opt)
             _, g_logs = manual_step(
                 self, g_opt, lambda: self._generator_loss(out, batch, adversarial), name="generator"
             )
@@ -312,39 +256,35 @@ class ANInpaint(pl.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
 
     # -------------------------------------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict[str, Any], metrics: _EvalMetrics, with_loss: bool) -> dict[str, Tensor]:
+    def _eval_step(self, batch: dict[str, Any], evaluator: InpaintingEvaluator, with_loss: bool) -> dict[str, Tensor]:
         image, mask = batch["image"], batch["mask"]
         out = self.generator(image, mask)
-        target = to_unit(image)
-        metrics.update("model", to_unit(out["inpainted"]), target, mask)
-        for method in metrics.methods[1:]:
-            out[method] = classical_inpaint_batch(image, mask, method)
-            metrics.update(method, to_unit(out[method]), target, mask)
+        out.update(evaluator.update_batch(image, mask, out["inpainted"]))
         if with_loss:
             rec, _ = self.reconstruction(out, batch)
             self._rec_sum += float(rec) * image.shape[0]
             self._rec_count += image.shape[0]
         return out
 
-    def _start_eval(self, metrics: _EvalMetrics) -> None:
+    def _start_eval(self, evaluator: InpaintingEvaluator) -> None:
         # Reset here (not only after compute): a validation run before fit resets the states inside
         # inference mode, and in-training validation must not update those inference tensors in place.
-        metrics.reset()
+        evaluator.reset()
         self._rec_sum, self._rec_count, self._panel = 0.0, 0, None
 
     def on_validation_epoch_start(self) -> None:
         """Reset the validation metrics."""
-        self._start_eval(self.val_metrics)
+        self._start_eval(self.val_evaluator)
 
     def on_test_epoch_start(self) -> None:
         """Reset the test metrics."""
-        self._start_eval(self.test_metrics)
+        self._start_eval(self.test_evaluator)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Update the validation metrics and the reconstruction loss; keep the first batch for the picture panel."""
-        out = self._eval_step(batch, self.val_metrics, with_loss=True)
+        out = self._eval_step(batch, self.val_evaluator, with_loss=True)
         if batch_idx == 0:
-            n = self.num_panel_images
+            n = self.pictures.num_images
             self._panel = {"image": batch["image"][:n], "mask": batch["mask"][:n]}
             self._panel.update({k: v[:n] for k, v in out.items()})
             self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
@@ -352,18 +292,18 @@ class ANInpaint(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Update the test metrics."""
-        self._eval_step(batch, self.test_metrics, with_loss=False)
+        self._eval_step(batch, self.test_evaluator, with_loss=False)
 
     def _mean_rec_loss(self) -> Tensor:
         totals = torch.tensor([self._rec_sum, float(self._rec_count)], device=self.device, dtype=torch.float64)
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
         return (totals[0] / totals[1].clamp_min(1)).float()
 
-    def _log_metrics(self, prefix: str, metrics: _EvalMetrics, with_loss: bool) -> dict[str, Tensor]:
-        values = metrics.compute(prefix)
+    def _log_metrics(self, prefix: str, evaluator: InpaintingEvaluator, with_loss: bool) -> dict[str, Tensor]:
+        values = evaluator.compute(prefix)
         if with_loss:
             values[f"{prefix}/rec_loss"] = self._mean_rec_loss()
-        metrics.reset()
+        evaluator.reset()
         psnr = values.pop(f"{prefix}/psnr")
         self.log(f"{prefix}/psnr", psnr, prog_bar=True, sync_dist=False)
         self.log_dict(values, sync_dist=False)  # already reduced over ranks (sums)
@@ -372,26 +312,26 @@ class ANInpaint(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/*`` metrics and the panel; in phase 1, step the plateau switch on ``val/rec_loss``."""
-        values = self._log_metrics("val", self.val_metrics, with_loss=True)
+        values = self._log_metrics("val", self.val_evaluator, with_loss=True)
         if self.trainer.sanity_checking:
             return
         if self._panel is not None:
             log_panels(self.trainer, self._panel)
         fitting = self.trainer.state.fn == "fit"
-        if fitting and self.plateau_patience is not None and not self.in_adversarial_phase:
+        if fitting and self.schedule.plateau_patience is not None and not self.in_adversarial_phase:
             self._plateau_update(float(values["val/rec_loss"]))
 
     def on_test_epoch_end(self) -> None:
         """Log the ``test/*`` metrics."""
-        self._log_metrics("test", self.test_metrics, with_loss=False)
+        self._log_metrics("test", self.test_evaluator, with_loss=False)
 
     def _plateau_update(self, loss: float) -> None:
-        if loss < float(self.plateau_best) * (1.0 - self.plateau_min_delta):
+        if loss < float(self.plateau_best) * (1.0 - self.schedule.plateau_min_delta):
             self.plateau_best.fill_(loss)
             self.plateau_bad.zero_()
         else:
             self.plateau_bad += 1
-        if int(self.plateau_bad) >= self.plateau_patience:
+        if int(self.plateau_bad) >= self.schedule.plateau_patience:
             self._set_phase(2)
 
     # ------------------------------------------------------------------------------------------- predict

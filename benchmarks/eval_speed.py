@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import tempfile
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as for `python -m an_gan`)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m an_gan` does
 
 # isort: split
 import torch

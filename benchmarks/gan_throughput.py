@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -43,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m an_gan` does
 
 # isort: split
 import pytorch_lightning as pl
@@ -63,11 +64,14 @@ from benchmarks._throughput import (
     markdown_table,
     target_lines,
 )
+from common.layers import SelfAttention2d
+from common.layers.factories import layer_factory
 from configs import config_path
 
 __all__ = [
     "CONFIGS",
     "LONG_RANGE",
+    "LONG_RANGE_LAYERS",
     "build_parser",
     "format_table",
     "main",
@@ -87,8 +91,17 @@ def _demo_config() -> dict[str, Any]:
         "batch_size": data["batch_size"],
         "n_dis": model.get("n_dis", 1),
         "d_batch": model.get("d_batch", "separate"),
-        **{net: dict(model[net]["init_args"]) for net in ("generator", "discriminator")},
+        **{net: _network_args(model[net]["init_args"]) for net in ("generator", "discriminator")},
     }
+
+
+def _network_args(init_args: dict[str, Any]) -> dict[str, Any]:
+    """A config's ``init_args`` of G or D as keyword arguments: its ``long_range`` (``class_path`` and
+    ``init_args``) as the layer class or partial that the network takes."""
+    args = dict(init_args)
+    if "long_range" in args:
+        args["long_range"] = layer_factory(args["long_range"])
+    return args
 
 
 #: Architectures measured: ``Generator`` / ``Discriminator`` keyword arguments (besides classes and resolution).
@@ -161,9 +174,11 @@ class _Timer(pl.Callback):
             self._mark()
 
 
-#: ``--long-range`` choices: the same networks with AN, SA-GAN's self-attention (after G block 2 and D block 1, as
-#: SA-GAN's ImageNet model; the demo keeps its own blocks) or neither (SN-GAN*).
+#: ``--long-range`` choices: the same networks with AN (as the configuration sets it), SA-GAN's self-attention (after
+#: G block 2 and D block 1, as SA-GAN's ImageNet model; the demo keeps its own blocks) or neither (SN-GAN*).
 LONG_RANGE = ("an", "sa", "none")
+#: The layer each ``--long-range`` choice other than ``an`` passes to G and D as ``long_range``.
+LONG_RANGE_LAYERS: dict[str, type[torch.nn.Module] | None] = {"sa": SelfAttention2d, "none": None}
 
 
 def slot_modules(model: ANGAN, long_range: str, g_args: dict[str, Any]) -> list[torch.nn.Module]:
@@ -180,7 +195,7 @@ def _networks(config: str, long_range: str) -> tuple[dict[str, Any], dict[str, A
     arch = CONFIGS[config]
     g, d = dict(arch["generator"]), dict(arch["discriminator"])
     if long_range != "an":
-        g["long_range"] = d["long_range"] = long_range
+        g["long_range"] = d["long_range"] = LONG_RANGE_LAYERS[long_range]
         if long_range == "sa" and config == "paper":
             d["long_range_block"] = 1  # SA-GAN's d_block2 (32x32 maps); G keeps block 2 (g_block3)
     return g, d

@@ -6,12 +6,13 @@ critics (WGAN-GP loss of the global and local critics, backward, Adam step); the
 generator from the same output dict (reconstruction + orthogonality + adversarial loss, backward, Adam step). Also
 one phase-1 step (generator update with the reconstruction loss only).
 
-Long-range modules (``--long-range``, the generator's ``attention``; the same networks otherwise): ``an`` (the
-paper's model), ``sa`` (SA-GAN self-attention in place of CA), ``none`` (a plain 3x3 convolution in place of CA,
-the same depth) and ``contextual`` (CA, DeepFill v1: the paper's Table 3 baseline) by default; ``contextual+an``
-on request. ``sa`` and ``none`` are ablations, not in the paper. All variants of a configuration and device are
-built first and their repetitions interleaved (an, sa, none, contextual, an, sa, ...), so that load from other
-processes affects every column alike. Reported per configuration, module and device (medians of ``--repeats``):
+Long-range modules (``--long-range``, each a choice of the generator's ``long_range`` and ``contextual_attention``
+layers, :data:`BRANCHES`; the same networks otherwise): ``an`` (the paper's model, the configuration's AN layer),
+``sa`` (SA-GAN self-attention in place of CA), ``none`` (a plain 3x3 convolution in place of CA, the same depth) and
+``contextual`` (CA, DeepFill v1: the paper's Table 3 baseline) by default; ``contextual+an`` on request. ``sa`` and
+``none`` are ablations, not in the paper. All variants of a configuration and device are built first and their
+repetitions interleaved (an, sa, none, contextual, an, sa, ...), so that load from other processes affects every
+column alike. Reported per configuration, module and device (medians of ``--repeats``):
 
 * ``ms / iter``: milliseconds per generator update with its ``n_critic`` critic updates;
 * ``images/s``: training images consumed per second in phase 2 (``n_critic * batch / iteration``: every critic
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -47,13 +49,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import common  # noqa: F401  (first: OpenMP's passive wait policy before torch loads, as the packages train)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m an_gan` does
 
 # isort: split
 import torch
 import yaml
 
-from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator
+from an_inpaint.generator import InpaintGenerator
 from an_inpaint.module import ANInpaint
 from benchmarks._args import add_shared_arguments, apply_shared
 from benchmarks._module_time import ModuleClock, instance_norm_seconds
@@ -67,10 +69,12 @@ from benchmarks._throughput import (
 )
 from common.data.masks import RandomRectangleMasks
 from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
+from common.layers.factories import layer_factory
 from configs import config_path
 
 __all__ = [
     "ATTENTION_BRANCH",
+    "BRANCHES",
     "CONFIGS",
     "DEFAULT_LONG_RANGE",
     "build",
@@ -86,7 +90,10 @@ def _demo() -> dict[str, Any]:
     """The networks, resolution and batch of the shipped demo file (configs/an_inpaint/demo.yaml)."""
     config = yaml.safe_load(config_path("an_inpaint", "demo").read_text())
     model, data = config["model"], config["data"]["init_args"]
-    generator = {k: v for k, v in model["generator"]["init_args"].items() if k != "attention"}
+    generator = dict(model["generator"]["init_args"])
+    # The file's AN layer for the an columns; which layers the branch holds is --long-range's choice.
+    generator["long_range"] = layer_factory(generator.get("long_range", "common.layers.AttentiveNorm2d"))
+    generator.pop("contextual_attention", None)
     critics = {name: model[name] for name in ("global_critic", "local_critic")}
     return {"resolution": data["resolution"], "batch": data["batch_size"], "generator": generator, **critics}
 
@@ -95,13 +102,14 @@ def _critic(name: str, **init_args: Any) -> dict[str, Any]:
     return {"class_path": f"an_inpaint.networks.{name}", "init_args": init_args}
 
 
-#: Architectures measured: the generator's keyword arguments besides ``attention``, the critics as class paths.
+#: Architectures measured: the generator's keyword arguments (``long_range``: the AN layer of the ``an`` columns;
+#: the branch comes from ``--long-range``), the critics as class paths.
 #: paper: DeepFill v1 at 256x256 (``configs/an_inpaint/paris256.yaml``); demo: the shipped demo's networks.
 CONFIGS: dict[str, dict[str, Any]] = {
     "paper": {
         "resolution": 256,
         "batch": 16,
-        "generator": {"cnum": 32},
+        "generator": {"cnum": 32, "long_range": AttentiveNorm2d},
         "global_critic": _critic("GlobalCritic", input_size=256, cnum=64),
         "local_critic": _critic("LocalCritic", input_size=128, cnum=64),
     },
@@ -121,6 +129,22 @@ def _sync(device: torch.device) -> None:
 
 #: State-dict prefixes of the generator's attention branch: what the variants of one configuration differ in.
 ATTENTION_BRANCH = ("generator.attention_", "generator.contextual")
+#: ``--long-range`` choices: which of the configuration's AN layer (``"an"``), SA-GAN's self-attention and DeepFill's
+#: contextual attention the generator's attention branch holds (:mod:`an_inpaint.generator`).
+BRANCHES: dict[str, tuple[str | None, bool]] = {
+    "an": ("an", False),
+    "contextual": (None, True),
+    "contextual+an": ("an", True),
+    "sa": ("sa", False),
+    "none": (None, False),
+}
+
+
+def _branch(config: dict[str, Any], attention: str) -> dict[str, Any]:
+    """The generator's ``long_range`` and ``contextual_attention`` for the ``--long-range`` choice ``attention``."""
+    long_range, contextual = BRANCHES[attention]
+    layers = {"an": config["generator"]["long_range"], "sa": SelfAttention2d, None: None}
+    return {"long_range": layers[long_range], "contextual_attention": ContextualAttention2d if contextual else None}
 
 
 def build(
@@ -136,7 +160,7 @@ def build(
         return getattr(importlib.import_module(module), name)(**spec.get("init_args", {}))
 
     model = ANInpaint(
-        generator=InpaintGenerator(**config["generator"], attention=attention),
+        generator=InpaintGenerator(**{**config["generator"], **_branch(config, attention)}),
         global_critic=critic(config["global_critic"]),
         local_critic=critic(config["local_critic"]),
     )
@@ -303,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         json_default=DEFAULT_JSON,
         repeats=3,
         warmup=1,
-        long_range=ATTENTION_CHOICES,
+        long_range=tuple(BRANCHES),
         long_range_default=DEFAULT_LONG_RANGE,
     )
     parser.add_argument("--cpu-batch", type=int, default=2, help="batch of the paper config on CPU (16 on CUDA)")

@@ -145,3 +145,78 @@ def run_cli_processes(task: str, commands: list[list[str]], folder: Path, timeou
             f"{task} {commands} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
         )
     return json.loads(output.read_text())
+
+
+class StopAt(pl.Callback):
+    """Fault injection for subprocess tests (``--trainer.callbacks+=...``, with ``tests/`` on ``PYTHONPATH``).
+
+    At optimiser step ``step`` (``trainer.global_step`` when an optimiser is about to step, i.e. inside a training
+    step, after that update's backward) on rank ``rank`` (``None``: every rank): ``how`` = ``"kill"`` (SIGKILL this
+    process), ``"sigint"`` / ``"sigterm"`` (send it that signal), ``"raise"`` (raise ``RuntimeError``).
+    """
+
+    def __init__(self, step: int, how: str = "kill", rank: int | None = None) -> None:
+        self.step, self.how, self.rank, self.done = step, how, rank, False
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        import os
+        import signal
+
+        if self.done or trainer.global_step != self.step or self.rank not in (None, trainer.global_rank):
+            return
+        self.done = True
+        if self.how == "raise":
+            raise RuntimeError(f"simulated failure at optimiser step {self.step} on rank {trainer.global_rank}")
+        signum = {"kill": signal.SIGKILL, "sigint": signal.SIGINT, "sigterm": signal.SIGTERM}[self.how]
+        os.kill(os.getpid(), signum)
+
+
+def run_task(task: str, args: list[str], folder: Path, timeout: int = 600):
+    """``python -m <task> *args`` in a fresh process in ``folder`` (1 CPU thread, W&B off, ``tests/`` importable for
+    :class:`StopAt`); returns the ``CompletedProcess`` (the test checks the exit status)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "tests"), env.get("PYTHONPATH", "")])
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", task, *args], env=env, cwd=folder, timeout=timeout, capture_output=True, text=True
+    )
+
+
+def stop_at(step: int, how: str, rank: int | None = None) -> str:
+    """The ``--trainer.callbacks+=`` argument that adds a :class:`StopAt`."""
+    import json
+
+    init = {"step": step, "how": how, "rank": rank}
+    return "--trainer.callbacks+=" + json.dumps({"class_path": "run_helpers.StopAt", "init_args": init})
+
+
+def assert_same_final_state(a: Path, b: Path) -> None:
+    """The two checkpoints hold the same step, weights, buffers and optimiser states, exactly."""
+    import torch
+
+    left, right = (torch.load(p, map_location="cpu", weights_only=True) for p in (a, b))
+    assert left["global_step"] == right["global_step"]
+    assert left["state_dict"].keys() == right["state_dict"].keys()
+    for key, value in left["state_dict"].items():
+        assert torch.equal(value, right["state_dict"][key]), key
+
+    def flat(obj, prefix=""):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from flat(v, f"{prefix}/{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                yield from flat(v, f"{prefix}/{i}")
+        else:
+            yield prefix, obj
+
+    opt_left, opt_right = dict(flat(left["optimizer_states"])), dict(flat(right["optimizer_states"]))
+    assert opt_left.keys() == opt_right.keys()
+    for key, value in opt_left.items():
+        same = torch.equal(value, opt_right[key]) if isinstance(value, torch.Tensor) else value == opt_right[key]
+        assert same, key

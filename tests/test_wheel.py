@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_import_structure import module_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,4 +113,3 @@ def test_a_subpackage_left_out_of_the_wheel_is_caught(tmp_path):
     workdir.mkdir()
     problems = check_installed(target, workdir, source)
     assert any("common.metrics.generation" in p for p in problems), problems
-

@@ -2,28 +2,25 @@
 
 One concept per file: ``attentive_norm`` (AN, the paper's layer; its fused autograd function in
 ``attentive_norm_fused``, whose passes run in ``attentive_norm_chunked`` on any device or ``attentive_norm_triton``
-on CUDA; ``attentive_norm_native`` compiles the CPU passes, ``huge_pages`` backs their fresh buffers with
-transparent huge pages), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention``
-(DeepFill v1, Yu et al. 2018), ``create_norm`` (the name -> layer factory the configs use) and
-``layout_statistics`` (feature statistics inside the regions of a layout, paper Figure 4).
+on CUDA, opt-in), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention``
+(DeepFill v1, Yu et al. 2018), ``factories`` (reading back the layer classes and partials that the networks take
+as arguments, ``norm_layer`` style) and ``layout_statistics`` (feature statistics inside the regions of a layout,
+paper Figure 4).
 """
 
 from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
 from common.layers.attentive_norm_fused import attentive_norm_fused
 from common.layers.contextual_attention import ContextualAttention2d
-from common.layers.create_norm import NORM_NAMES, create_norm
 from common.layers.layout_statistics import capture_inputs, layout_summary, region_statistics
 from common.layers.self_attention import SelfAttention2d
 
 __all__ = [
-    "NORM_NAMES",
     "AttentiveNorm2d",
     "ContextualAttention2d",
     "SelfAttention2d",
     "attentive_norm_fused",
     "capture_inputs",
     "collect_layouts",
-    "create_norm",
     "layout_summary",
     "orthogonal_loss",
     "region_statistics",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,12 @@ from torch import nn
 __all__ = [
     "STAMP_KEY",
     "AtomicCheckpointIO",
+    "ALLOWED_CLASS_PREFIXES",
     "CheckpointMismatchError",
     "CheckpointStamp",
     "CheckpointWriteError",
+    "ForeignClassError",
+    "check_class_paths",
     "check_checkpoint",
     "describe_networks",
     "stamp_checkpoint",
@@ -57,6 +61,26 @@ def _write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+#: A temporary checkpoint file this old, of a process that no longer runs here, is left over from a killed write.
+STALE_TEMPORARY_S = 600.0
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>`` files next to ``target`` left by writes that were killed (``kill -9`` mid-save):
+    older than :data:`STALE_TEMPORARY_S` and of a process id that is not running on this machine."""
+    now = time.time()
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = tmp.name.rpartition("-")[2]
+        with contextlib.suppress(OSError, ValueError):
+            if now - tmp.stat().st_mtime < STALE_TEMPORARY_S or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running: its write may be in progress
+            except ProcessLookupError:
+                tmp.unlink()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -96,6 +120,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        _remove_stale_temporaries(target)
 
     def __eq__(self, other: object) -> bool:  # stateless: every instance behaves the same (configs compare equal)
         return type(other) is type(self)
@@ -112,6 +137,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 #: Key of the stamp in a checkpoint dict.
 STAMP_KEY = "an_run"
+
+
+#: Where the classes a checkpoint may name (``class_path`` in its stored configuration) come from: this package's own
+#: modules, torch's optimisers and layers. A checkpoint is data: it never chooses code outside these.
+ALLOWED_CLASS_PREFIXES: tuple[str, ...] = ("common.", "an_gan.", "an_inpaint.", "torch.optim.", "torch.nn.")
+
+
+class ForeignClassError(ValueError):
+    """A checkpoint's stored configuration names a class outside :data:`ALLOWED_CLASS_PREFIXES`."""
+
+
+def check_class_paths(config: Any, source: str) -> None:
+    """Refuse a stored configuration (``dict`` / ``list`` tree) that names a class outside this package.
+
+    Every ``class_path`` / ``_class_path`` value (and a bare dotted string under those keys anywhere in the tree)
+    must start with one of :data:`ALLOWED_CLASS_PREFIXES`; ``source`` names where the configuration came from.
+
+    Raises:
+        ForeignClassError: naming the class, the key path and what to do instead.
+    """
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{where}.{key}" if where else str(key)
+                if key in ("class_path", "_class_path") and not (
+                    isinstance(value, str) and value.startswith(ALLOWED_CLASS_PREFIXES)
+                ):
+                    raise ForeignClassError(
+                        f"{source} names the class {value!r} at {here}, which is not one of this package's classes "
+                        f"(allowed: {', '.join(p + '*' for p in ALLOWED_CLASS_PREFIXES)}); a checkpoint is data and "
+                        "may not choose code to run: refused. Build the run from your own config instead "
+                        "(--config <run>/config.yaml, or load_run(checkpoint, config=...))"
+                    )
+                walk(value, here)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(config, "")
 
 
 class CheckpointMismatchError(ValueError):

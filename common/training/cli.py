@@ -39,12 +39,25 @@ import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from common.training.callbacks.checkpointing import InterruptCheckpoint, WandbRunId, stored_wandb_run_id
+from common.training.callbacks.checkpointing import (
+    InterruptCheckpoint,
+    PeriodicCheckpoint,
+    WandbRunId,
+    stored_wandb_run_id,
+)
 from common.training.callbacks.nonfinite import NonFiniteGuard
-from common.training.callbacks.resume import ExactResume
+from common.training.callbacks.resume import ExactResume, inexact_reason
+from common.training.callbacks.signals import GracefulStop, exit_status
 from common.training.callbacks.speed import SpeedOptions
-from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, CheckpointStamp, check_checkpoint
+from common.training.checkpoints import (
+    STAMP_KEY,
+    CheckpointMismatchError,
+    CheckpointStamp,
+    check_checkpoint,
+    check_class_paths,
+)
 from common.training.runs import results_dir
 from common.training.tracking import ANWandbLogger
 from configs import config_path
@@ -73,6 +86,33 @@ def with_demo_config(args: list[str] | None, demo: str | Path | None) -> list[st
     if not argv or argv[0] != "fit" or _names_config_or_data(argv[1:]):
         return args
     return ["fit", "--config", str(demo), *argv[1:]]
+
+
+def newest_resumable(folders: list[Path], root: Path) -> str | None:
+    """What ``--ckpt_path last`` resumes: the newest checkpoint (by modification time) among ``last*.ckpt``,
+    ``on_exception.ckpt`` and ``best-*.ckpt`` in ``folders`` and SLURM's ``hpc_ckpt_*.ckpt`` in ``root``, preferring
+    those that resume exactly (a checkpoint written inside a training step does not); says which it picked and why."""
+    found = [p for f in folders for pattern in ("last*.ckpt", InterruptCheckpoint.FILENAME, "best-*.ckpt")
+             for p in f.glob(pattern) if p.is_file()]  # fmt: skip
+    found += [p for p in root.glob("hpc_ckpt_*.ckpt") if p.is_file()]
+    if not found:
+        return None
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    reasons = {}
+    for path in found:
+        try:
+            reasons[path] = inexact_reason(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except Exception as error:  # a torn or foreign file: never resumed
+            reasons[path] = f"unreadable ({type(error).__name__}: {error})"
+    exact = [p for p in found if reasons[p] is None]
+    chosen = exact[0] if exact else found[0]
+    skipped = [f"{p.name} ({reasons[p]})" for p in found[: found.index(chosen)]]
+    rank_zero_info(
+        f"--ckpt_path last: resuming {chosen}, the newest of {len(found)} checkpoint(s)"
+        + (" that resume exactly; newer ones skipped: " + "; ".join(skipped) if skipped else "")
+        + (f" (not exact: {reasons[chosen]})" if reasons[chosen] else "")
+    )
+    return str(chosen)
 
 
 class OptionalLearningRateMonitor(LearningRateMonitor):
@@ -155,8 +195,11 @@ class ANLightningCLI(LightningCLI):
                 "init_args": {"project": "attentive-norm", "save_dir": f"runs/{self.task_name}"},
             },
             "callbacks": [
-                ModelCheckpoint(save_top_k=0, save_last=True),  # last.ckpt only; tasks add their best-by-metric
+                # last.ckpt only (overwritten, never last-v1: PeriodicCheckpoint writes the same file); tasks add their
+                # best-by-metric
+                ModelCheckpoint(save_top_k=0, save_last=True, enable_version_counter=False),
                 InterruptCheckpoint(),
+                GracefulStop(),
                 ExactResume(),
                 CheckpointStamp(),
                 WandbRunId(),
@@ -175,7 +218,10 @@ class ANLightningCLI(LightningCLI):
         with warnings.catch_warnings():
             if given is None and kwargs["args"] is not None:  # the demo file was added to the command line itself
                 warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-            super().__init__(*args, trainer_defaults=defaults, **kwargs)
+            try:
+                super().__init__(*args, trainer_defaults=defaults, **kwargs)
+            except SIGTERMException as stop:  # Lightning's SystemExit() exits 0: a stopped run must not look finished
+                raise SystemExit(exit_status(getattr(self, "trainer", None))) from stop
 
     # ------------------------------------------------------------------ resume
     def _checkpoint_folders(self) -> list[Path] | None:
@@ -189,11 +235,14 @@ class ANLightningCLI(LightningCLI):
         return None
 
     def add_arguments_to_parser(self, parser) -> None:
-        """Shared options: ``--nonfinite.policy raise|skip`` (what a NaN/inf loss does, see
+        """Shared options: ``--autosave.every_minutes`` / ``--autosave.every_n_steps`` (the periodic ``last.ckpt``,
+        :class:`common.training.callbacks.checkpointing.PeriodicCheckpoint`), ``--nonfinite.policy raise|skip`` (what a
+        NaN/inf loss does, see
         :class:`common.training.callbacks.nonfinite.NonFiniteGuard`) and ``--speed.channels_last`` / ``--speed.compile``
         (:class:`common.training.callbacks.speed.SpeedOptions`). Tasks extend this (call ``super()``)."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
+        parser.add_lightning_class_args(PeriodicCheckpoint, "autosave")
         parser.add_lightning_class_args(SpeedOptions, "speed")
 
     def _check_output_writable(self) -> None:
@@ -227,16 +276,11 @@ class ANLightningCLI(LightningCLI):
             folders = self._checkpoint_folders()
             if folders is None:
                 return
-            found = [
-                p for f in folders for p in (*f.glob("last*.ckpt"), f / InterruptCheckpoint.FILENAME) if p.is_file()
-            ]
-            # SLURM pre-emption checkpoints (Lightning's SLURMEnvironment auto-requeue writes them here)
-            found += list(Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt"))
-            if not found:
+            ckpt_path = newest_resumable(folders, Path(self.trainer.default_root_dir))
+            if ckpt_path is None:
                 rank_zero_info("--ckpt_path last: no checkpoint of an earlier run found, starting a new run")
                 config["ckpt_path"] = None
                 return
-            ckpt_path = str(max(found, key=lambda p: p.stat().st_mtime))
             config["ckpt_path"] = ckpt_path
         elif not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
@@ -282,7 +326,11 @@ class ANLightningCLI(LightningCLI):
         subcommand = self.config.get("subcommand") if hasattr(self, "config") else None
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            stamp = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get(STAMP_KEY) or {}
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+            stamp = checkpoint.get(STAMP_KEY) or {}
+            # the hyperparameters Lightning is about to build the model from: only this package's classes
+            check_class_paths(checkpoint.get("hyper_parameters") or {}, f"checkpoint {ckpt_path}")
+            check_class_paths(stamp.get("model_config") or {}, f"checkpoint {ckpt_path}")
             ours = f"{self._model_class.__module__}.{self._model_class.__qualname__}"
             if stamp.get("module") and stamp["module"] != ours:
                 raise CheckpointMismatchError(

@@ -23,6 +23,14 @@ statistics (``running_mean`` / ``running_var`` and a ``momentum``: ``nn.BatchNor
 GAN, AN with batch statistics) gets the plain average over the batches, while every other layer stays in eval mode
 (spectral norm does not run its power iteration, AN's instance layers do not sample), so the pass changes nothing
 but those statistics.
+
+The averaged copy is evaluated by one process at a time (pictures on rank 0, a checkpoint's sampler) and its standing
+statistics are computed by each process on its own, so it must never synchronise its batch norms across processes:
+a ``SyncBatchNorm`` in training mode is a collective, and one rank of eight running it waits forever.
+``Trainer(sync_batchnorm=True)`` converts every batch norm of the LightningModule, the EMA copy included;
+:class:`ExponentialMovingAverage` turns any ``SyncBatchNorm`` put into ``averaged`` back into a plain batch norm
+(:func:`local_batchnorm`, sharing the same parameters and buffers), and :func:`standing_statistics` refuses to run a
+``SyncBatchNorm`` in training mode while a process group is up.
 """
 
 from __future__ import annotations
@@ -31,9 +39,22 @@ import copy
 from collections.abc import Iterable, Sequence
 
 import torch
+from pytorch_lightning.plugins import TorchSyncBatchNorm
 from torch import nn
 
-__all__ = ["ExponentialMovingAverage", "normalization_layers", "standing_statistics"]
+__all__ = ["ExponentialMovingAverage", "local_batchnorm", "normalization_layers", "standing_statistics"]
+
+
+def local_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with every ``nn.SyncBatchNorm`` replaced by a plain (per-process) batch norm.
+
+    The replacement shares the layer's parameters and buffers (the same tensors: state-dict keys, checkpoints and DDP's
+    buffer references are unchanged); Lightning's ``TorchSyncBatchNorm.revert`` does it. A module without
+    ``SyncBatchNorm`` is returned as is.
+    """
+    if not any(isinstance(m, nn.SyncBatchNorm) for m in module.modules()):
+        return module
+    return TorchSyncBatchNorm().revert(module)
 
 
 def normalization_layers(module: nn.Module) -> list[nn.Module]:
@@ -65,8 +86,16 @@ def standing_statistics(module: nn.Module, batches: Iterable[Sequence[torch.Tens
 
     Raises:
         ValueError: ``batches`` was empty (the statistics would be left reset).
+        RuntimeError: ``module`` holds a ``SyncBatchNorm`` while a process group is initialised (its training-mode
+            forward is a collective that every process would have to join; use :func:`local_batchnorm` first).
     """
     layers = normalization_layers(module)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and any(isinstance(m, nn.SyncBatchNorm) for m in layers):
+        raise RuntimeError(
+            "standing_statistics would run SyncBatchNorm layers in training mode, a collective every process must "
+            "join; pass the network through common.training.ema.local_batchnorm first"
+        )
     modes = {m: m.training for m in module.modules()}
     momenta = {m: m.momentum for m in layers}
     count = 0
@@ -99,7 +128,10 @@ class ExponentialMovingAverage(nn.Module):
         start_step: steps before this one copy the weights instead of averaging them.
 
     Attributes:
-        averaged: the averaged copy of ``module`` (same class, same structure).
+        averaged: the averaged copy of ``module`` (same class, same structure), whose batch norms never synchronise
+            across processes: a ``SyncBatchNorm`` assigned to it (by ``nn.SyncBatchNorm.convert_sync_batchnorm`` on
+            the owner, which ``Trainer(sync_batchnorm=True)`` runs) becomes a plain batch norm
+            (:func:`local_batchnorm`).
     """
 
     def __init__(self, module: nn.Module, decay: float = 0.9999, start_step: int = 0) -> None:
@@ -112,6 +144,19 @@ class ExponentialMovingAverage(nn.Module):
         self.start_step = int(start_step)
         self.averaged = copy.deepcopy(module)
         self.averaged.requires_grad_(False)
+
+    def add_module(self, name: str, module: nn.Module | None) -> None:
+        """Register a child; ``averaged`` with its ``SyncBatchNorm`` layers made local (``convert_sync_batchnorm``
+        re-attaches converted children through this method)."""
+        if name == "averaged" and module is not None:
+            module = local_batchnorm(module)
+        super().add_module(name, module)
+
+    def __setattr__(self, name: str, value) -> None:
+        """Attribute assignment; ``averaged`` goes through :func:`local_batchnorm` as in :meth:`add_module`."""
+        if name == "averaged" and isinstance(value, nn.Module):
+            value = local_batchnorm(value)
+        super().__setattr__(name, value)
 
     def _pairs(self, module: nn.Module, kind: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
         mine = dict(getattr(self.averaged, f"named_{kind}")())

@@ -8,11 +8,17 @@ modules' ``training_step`` reads as the sequence of updates and nothing else. It
 caught: the trainer's :class:`common.training.callbacks.nonfinite.NonFiniteGuard` (when present) sees every loss
 before the
 update and either records it for a clear error or has the update skipped.
+
+:func:`accumulated_step` is the same update over several micro-batches (gradient accumulation): each part's forward
+and backward pass runs before the next part's forward pass (activation memory of one part), its loss weighted, and
+the optimiser steps once on the summed gradients, as BigGAN-PyTorch's ``train_fns.py`` does (each micro-batch loss
+divided by ``num_D_accumulations`` / ``num_G_accumulations``, one ``optim.step()``). Lightning's
+``accumulate_grad_batches`` is not available under manual optimisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -20,7 +26,7 @@ from torch import Tensor
 
 from common.training.callbacks.nonfinite import find_guard
 
-__all__ = ["manual_step"]
+__all__ = ["accumulated_step", "manual_step"]
 
 LossFn = Callable[[], tuple[Tensor, dict[str, Any]]]
 
@@ -54,3 +60,51 @@ def manual_step(
     finally:
         module.untoggle_optimizer(optimizer)
     return loss, logs
+
+
+def accumulated_step(
+    module: pl.LightningModule, optimizer: Any, parts: Sequence[tuple[float, LossFn]], name: str = "model"
+) -> tuple[Tensor, dict[str, Any]]:
+    """Run one update of ``optimizer`` on the weighted sum of the micro-batch losses ``sum_i w_i * loss_i``.
+
+    Inside one ``toggle_optimizer`` (as :func:`manual_step`): ``zero_grad``; for each ``(w_i, loss_fn_i)`` of
+    ``parts`` the loss and the backward pass of ``w_i * loss_i`` (the gradients add up, the part's graph is freed
+    before the next part runs); then the trainer's ``NonFiniteGuard`` sees the summed loss and logs, and the optimiser
+    steps once. With weights ``n_i / n`` and losses that are means over their micro-batch, the gradients are those
+    of the mean loss over the whole batch. A single part of weight 1 is exactly :func:`manual_step`.
+
+    Args:
+        module: the LightningModule (manual optimization) that owns ``optimizer``.
+        optimizer: one of ``module.optimizers()``.
+        parts: ``(weight, loss_fn)`` per micro-batch; each ``loss_fn`` returns ``(loss, logs)``.
+        name: what this optimiser updates, for error messages.
+
+    Returns:
+        The summed weighted loss (detached unless there is one part) and the weighted sums of the parts' logged
+        values (the whole batch's means when the parts log means).
+
+    Raises:
+        ValueError: no parts.
+    """
+    if not parts:
+        raise ValueError(f"accumulated_step ({name}) needs at least one (weight, loss_fn) part")
+    if len(parts) == 1 and parts[0][0] == 1.0:
+        return manual_step(module, optimizer, parts[0][1], name=name)
+    module.toggle_optimizer(optimizer)
+    try:
+        optimizer.zero_grad(set_to_none=True)
+        total: Tensor | None = None
+        logs: dict[str, Any] = {}
+        for weight, loss_fn in parts:
+            loss, part_logs = loss_fn()
+            module.manual_backward(loss * weight)
+            weighted = loss.detach() * weight
+            total = weighted if total is None else total + weighted
+            for key, value in part_logs.items():
+                logs[key] = value * weight if key not in logs else logs[key] + value * weight
+        guard = find_guard(module)
+        if guard is None or guard.admit(module, name, total, logs):
+            optimizer.step()
+    finally:
+        module.untoggle_optimizer(optimizer)
+    return total, logs

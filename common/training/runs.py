@@ -29,7 +29,7 @@ import torch
 import yaml
 from pytorch_lightning.loggers import WandbLogger
 
-from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, check_checkpoint
+from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, check_checkpoint, check_class_paths
 
 __all__ = ["RunFolder", "load_run", "results_dir"]
 
@@ -127,7 +127,10 @@ def load_run(
     if module_class is None:
         if not stamp.get("module"):
             raise CheckpointMismatchError(f"{path} does not name the module that wrote it: pass module_class")
+        check_class_paths({"class_path": stamp["module"]}, f"checkpoint {path}")
         module_class = _import(stamp["module"])
+        if not (isinstance(module_class, type) and issubclass(module_class, pl.LightningModule)):
+            raise CheckpointMismatchError(f"{path} names {stamp['module']}, which is not a LightningModule")
     run_config = RunFolder.of_checkpoint(path).config
     if config is not None:
         model_config = _model_section(Path(config))
@@ -138,6 +141,8 @@ def load_run(
     else:  # a module trained through the plain Trainer API: its hyperparameters and self-describing networks
         hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
         model_config = {**hparams, **(stamp.get("settings") or {}), **stamp["network_configs"]}
+    if config is None:  # the configuration comes with the checkpoint (or its run folder): it may only name our classes
+        check_class_paths(model_config, f"checkpoint {path}")
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(module_class, "model", fail_untyped=False, sub_configs=True)
     module = parser.instantiate_classes(parser.parse_object({"model": model_config})).model

@@ -1,14 +1,17 @@
 """Smoke test of the evaluation speed benchmark (tiny generator, CPU stand-in extractor) and its Inception stand-in."""
 
+import functools
 import json
 
 import pytest
 import torch
 
 from benchmarks import eval_speed
+from common.layers import AttentiveNorm2d
 from common.metrics.generation import InceptionFeatureExtractor
 
-TINY = {"num_classes": 5, "resolution": 16, "z_dim": 8, "ch": 1, "long_range_block": 1, "num_entities": 4}
+AN4 = functools.partial(AttentiveNorm2d, num_entities=4)
+TINY = {"num_classes": 5, "resolution": 16, "z_dim": 8, "ch": 1, "long_range_block": 1, "long_range": AN4}
 
 
 @pytest.mark.timeout(300)

@@ -2,6 +2,7 @@
 W&B offline files, checkpoints, validate/test reproduce in-training numbers, predict + evaluate reproduce them too,
 model selection never uses the test protocol, resume continues the step count."""
 
+import inspect
 import json
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import yaml
 from PIL import Image
 
 from an_gan.cli import MODEL_DEFAULTS, cli_main
+from common.layers import AttentiveNorm2d
+from common.layers.factories import layer_class, layer_factory
 from configs import list_configs
 
 CONFIGS = list_configs("an_gan")
@@ -29,8 +32,12 @@ def test_paper_defaults_when_a_run_names_its_data(capsys, tmp_path):
     cfg = _print_config(["fit", "--data", "common.data.imagenet.ImageNetDataModule",
                          "--data.init_args.root", str(tmp_path)], capsys)  # fmt: skip
     g, d = cfg["model"]["generator"]["init_args"], cfg["model"]["discriminator"]["init_args"]
-    assert (g["ch"], g["z_dim"], g["long_range"], g["long_range_block"], g["num_entities"]) == (64, 128, "an", 2, 16)
-    assert (d["ch"], d["long_range"], d["long_range_block"], d["num_blocks"], d["wide"]) == (64, "an", 0, None, True)
+    assert (g["ch"], g["z_dim"], g["long_range_block"], d["ch"]) == (64, 128, 2, 64)
+    assert (d["long_range_block"], d["num_blocks"], d["wide"]) == (0, None, True)
+    for net in (g, d):  # the layer itself, with every argument written out
+        assert layer_class(layer_factory(net["long_range"])) is AttentiveNorm2d
+        assert net["long_range"]["init_args"]["num_entities"] == 16
+        assert net["long_range"]["init_args"]["implementation"] == "auto"
     for name, lr in (("g_optimizer", 1e-4), ("d_optimizer", 4e-4)):
         opt = cfg["model"][name]
         assert opt["class_path"] == "torch.optim.Adam"
@@ -87,8 +94,7 @@ def _imagenet_tree(root: Path, per_class: int = 4) -> Path:
 def _tiny(tmp_path: Path) -> list[str]:
     """Tiny networks, a stand-in feature extractor and tiny evaluations (no Inception download)."""
     args = ["--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
-            "--model.generator.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
-            "--model.discriminator.init_args.num_entities=4", "--model.pictures.every_n_steps=1",
+            "--model.discriminator.init_args.ch=1", "--model.pictures.every_n_steps=1",
             "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1",
             "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false"]  # fmt: skip
@@ -140,7 +146,12 @@ def test_config_parses_and_lands_in_the_objects(config, tmp_path):
     for net in ("generator", "discriminator"):
         built = getattr(model, net).config
         for key, value in promised.get(net, {}).get("init_args", {}).items():
-            if key not in ("ch", "z_dim", "num_entities"):  # shrunk by _tiny
+            if key == "long_range":  # the layer the file names, with at least the arguments it sets
+                assert (built[key] is None) == (value is None), (config.name, net)
+                if value is not None:
+                    assert layer_class(layer_factory(built[key])) is layer_class(layer_factory(value))
+                    assert value.get("init_args", {}).items() <= built[key]["init_args"].items(), (config.name, net)
+            elif key not in ("ch", "z_dim"):  # shrunk by _tiny
                 assert built[key] == value, (config.name, net, key)
     for key in ("n_dis", "fake_labels", "g_batch_size", "orthogonal_weight", "eval_generator"):
         if key in promised:
@@ -169,6 +180,28 @@ def test_fast_dev_run(config, tmp_path):
     assert cli.model.num_g_steps >= 1
     assert "val/fid" in cli.trainer.callback_metrics
     assert list((tmp_path / "runs" / "images").glob("samples_grid_step*.png"))
+
+
+#: A value for every argument of AttentiveNorm2d but the channel count, none of them its default.
+AN_SETTINGS = {"num_entities": 4, "temperature": 0.5, "self_sampling": False, "affine": False, "stats": "batch",
+               "eps": 1e-3, "value_projection": True, "implementation": "reference"}  # fmt: skip
+
+
+def test_every_an_argument_is_reachable_from_the_config(capsys, tmp_path):
+    """Every AttentiveNorm2d argument, implementation included, set from the command line (as a config would) lands in
+    the layers of G and D, and --print_config shows them all."""
+    assert AN_SETTINGS.keys() == set(inspect.signature(AttentiveNorm2d).parameters) - {"num_features"}
+    flags = [f"--model.{net}.init_args.long_range.init_args.{key}={str(value).lower()}"
+             for net in ("generator", "discriminator") for key, value in AN_SETTINGS.items()]  # fmt: skip
+    demo = str(Path(__file__).resolve().parents[2] / "configs" / "an_gan" / "demo.yaml")
+    printed = _print_config(["fit", "--config", demo, *flags], capsys)["model"]
+    cli = cli_main(["--config", demo, *flags, *_tiny(tmp_path)], run=False)
+    for net in ("generator", "discriminator"):
+        assert printed[net]["init_args"]["long_range"]["init_args"] == AN_SETTINGS
+        layer = getattr(cli.model, net).long_range_layer
+        assert isinstance(layer, AttentiveNorm2d)
+        assert {key: getattr(layer, key) for key in AN_SETTINGS} == AN_SETTINGS, net
+        assert getattr(cli.model, net).config["long_range"]["init_args"] == AN_SETTINGS
 
 
 def _demo_fit(tmp_path: Path, max_steps: int, extra: list[str] = ()):

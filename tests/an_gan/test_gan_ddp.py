@@ -18,8 +18,9 @@ KEYS = ("fid", "is_mean", "is_std", "kid_mean", "precision", "recall", "intra_fi
 
 def _args(root: Path) -> list[str]:
     args = ["--config", DEMO, "--data.init_args.batch_size=8", "--model.generator.init_args.ch=1",
-            "--model.generator.init_args.z_dim=16", "--model.generator.init_args.num_entities=4",
-            "--model.discriminator.init_args.ch=1", "--model.discriminator.init_args.num_entities=4",
+            "--model.generator.init_args.z_dim=16", "--model.generator.init_args.long_range.init_args.num_entities=4",
+            "--model.discriminator.init_args.ch=1",
+            "--model.discriminator.init_args.long_range.init_args.num_entities=4",
             "--model.ema.start_step=1", "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1",
             "--model.pictures.every_n_steps=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", f"--trainer.default_root_dir={root}"]  # fmt: skip

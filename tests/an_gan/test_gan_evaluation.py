@@ -23,6 +23,7 @@ from an_gan.noise import (
     positions,
 )
 from common.data.class_images import ClassFolderDataModule
+from common.layers import AttentiveNorm2d
 from common.metrics.generation import RandomProjectionExtractor, extract
 from common.visualization import save_png, to_unit
 
@@ -225,7 +226,8 @@ class _Recording(nn.Module):
 def _small_generator():
     """The real AN generator at toy width: 3 classes, 16x16, AN in block 1."""
     torch.manual_seed(0)
-    return Generator(3, 16, z_dim=8, ch=2, long_range_block=1, num_entities=4).eval()
+    an = functools.partial(AttentiveNorm2d, num_entities=4)
+    return Generator(3, 16, z_dim=8, ch=2, long_range=an, long_range_block=1).eval()
 
 
 class TestBatchesAndOverlap:

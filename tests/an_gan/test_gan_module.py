@@ -1,6 +1,8 @@
 """Tests of the ANGAN LightningModule: manual-optimisation step, losses, EMA and its standing statistics, fixed
 noise, evaluation through the evaluator, predict, checkpoints."""
 
+import functools
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -13,16 +15,19 @@ from an_gan.module import ANGAN, load_generator
 from an_gan.networks import Discriminator, Generator
 from an_gan.predict import ClassFolderWriter
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
+from an_gan.steps import d_loss
 from common.data.class_images import DigitsDataModule
+from common.layers import AttentiveNorm2d, SelfAttention2d
 from common.metrics.generation import RandomProjectionExtractor
 from common.training.ema import normalization_layers
 
 K = 4
+AN4 = functools.partial(AttentiveNorm2d, num_entities=4)
 
 
 def _nets(**g_kwargs):
-    g = Generator(K, 32, z_dim=8, ch=1, long_range_block=1, num_entities=4, **g_kwargs)
-    d = Discriminator(K, 32, ch=1, num_entities=4)
+    g = Generator(K, 32, z_dim=8, ch=1, long_range=AN4, long_range_block=1, **g_kwargs)
+    d = Discriminator(K, 32, ch=1, long_range=AN4)
     return g, d
 
 
@@ -126,7 +131,7 @@ class TestTrainingStep:
             calls[mode] = []
             model.discriminator.register_forward_hook(lambda mod, inp, out, m=mode: calls[m].append(len(inp[0])))
             torch.manual_seed(1)
-            losses[mode] = model._d_loss(images, labels)
+            losses[mode] = d_loss(model, images, labels)
         assert calls == {"separate": [8, 8], "joint": [16]}
         torch.testing.assert_close(losses["joint"][0], losses["separate"][0])
         for key in ("d_real", "d_fake"):
@@ -244,7 +249,7 @@ class TestFixedNoise:
         assert grid.shape == (3, 2 * 34 + 2, 3 * 34 + 2)
         panel = model.layout_maps()
         assert panel is not None and panel.shape[0] == 3
-        g, d = Generator(K, 32, z_dim=8, ch=1, long_range="sa", long_range_block=1), _nets()[1]
+        g, d = Generator(K, 32, z_dim=8, ch=1, long_range=SelfAttention2d, long_range_block=1), _nets()[1]
         assert _module(generator=g, discriminator=d).layout_maps() is None
 
 

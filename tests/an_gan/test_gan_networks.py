@@ -1,17 +1,22 @@
 """Tests of the class-conditional generator and projection discriminator (an_gan.networks, an_gan.blocks)."""
 
 import functools
+import json
 
 import pytest
 import torch
 from torch.nn.utils import parametrize
 
 from an_gan.blocks import ConditionalBatchNorm2d, GBlock
-from an_gan.networks import LONG_RANGE_CHOICES, Discriminator, Generator, count_parameters
+from an_gan.networks import Discriminator, Generator, count_parameters
 from an_gan.predict import class_weights, interpolate_classes
 from common.layers import AttentiveNorm2d, SelfAttention2d
+from common.layers.factories import layer_factory
 
 K = 5
+AN4 = functools.partial(AttentiveNorm2d, num_entities=4)
+#: The long-range layers of Tables 1 and 4 as the configs pass them: AN, "AN w BN", SA-GAN, none (SN-GAN).
+LONG_RANGE = {"an": AN4, "an_bn": functools.partial(AN4, stats="batch"), "sa": SelfAttention2d, "none": None}
 
 
 def conv(i: int, o: int, k: int) -> int:
@@ -47,15 +52,15 @@ def reference_counts(classes: int = 1000, ch: int = 64, z: int = 128) -> dict[st
 def counted(kind: str) -> int:
     """Parameters of one 128-px, 1000-class network (each built once per test session)."""
     build = {
-        "g_none": lambda: Generator(long_range="none"),
+        "g_none": lambda: Generator(long_range=None),
         "g_an": lambda: Generator(),
         "g_an_before": lambda: Generator(an_placement="before_cbn"),
-        "g_sa": lambda: Generator(long_range="sa", long_range_block=2),
-        "d_none": lambda: Discriminator(long_range="none"),
-        "d_narrow": lambda: Discriminator(long_range="none", wide=False),
+        "g_sa": lambda: Generator(long_range=SelfAttention2d, long_range_block=2),
+        "d_none": lambda: Discriminator(long_range=None),
+        "d_narrow": lambda: Discriminator(long_range=None, wide=False),
         "d_an": lambda: Discriminator(),
-        "d_sa": lambda: Discriminator(long_range="sa", long_range_block=1),
-        "d_five": lambda: Discriminator(long_range="none", num_blocks=5),
+        "d_sa": lambda: Discriminator(long_range=SelfAttention2d, long_range_block=1),
+        "d_five": lambda: Discriminator(long_range=None, num_blocks=5),
     }[kind]
     return count_parameters(build())
 
@@ -91,11 +96,11 @@ class TestParameterCounts:
 
 class TestGenerator:
     @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128])
-    @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
+    @pytest.mark.parametrize("long_range", LONG_RANGE)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
         block = {8: 0, 16: 1}.get(resolution, 2)
-        g = Generator(K, resolution, z_dim=8, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
+        g = Generator(K, resolution, z_dim=8, ch=1, long_range=LONG_RANGE[long_range], long_range_block=block)
         out = g(torch.randn(2, 8), torch.tensor([0, K - 1]))
         assert out.shape == (2, 3, resolution, resolution)
         assert out.abs().max() <= 1.0
@@ -103,7 +108,7 @@ class TestGenerator:
 
     @pytest.mark.parametrize("placement", ["replace_cbn", "before_cbn"])
     def test_an_placement(self, placement):
-        g = Generator(K, 64, z_dim=8, ch=2, long_range_block=2, an_placement=placement, num_entities=4)
+        g = Generator(K, 64, z_dim=8, ch=2, long_range=AN4, long_range_block=2, an_placement=placement)
         block = g.blocks[2]
         layers = [m for m in g.modules() if isinstance(m, AttentiveNorm2d)]
         assert layers == [block.attention] and g.long_range_layer is block.attention
@@ -121,7 +126,8 @@ class TestGenerator:
 
     def test_replace_cbn_block_matches_manual_forward(self):
         torch.manual_seed(0)
-        block = GBlock(4, 6, K, attention="an", an_placement="replace_cbn", spectral_norm=False, num_entities=2).eval()
+        an = functools.partial(AttentiveNorm2d, num_entities=2)
+        block = GBlock(4, 6, K, attention=an, an_placement="replace_cbn", spectral_norm=False).eval()
         with torch.no_grad():
             block.attention.rho.fill_(0.7)
         x, y = torch.randn(3, 4, 5, 5), torch.tensor([0, 1, 4])
@@ -131,7 +137,7 @@ class TestGenerator:
         torch.testing.assert_close(block(x, y), expected)
 
     def test_sa_between_blocks(self):
-        g = Generator(K, 32, z_dim=8, ch=1, long_range="sa", long_range_block=1)
+        g = Generator(K, 32, z_dim=8, ch=1, long_range=SelfAttention2d, long_range_block=1)
         sa = [m for m in g.modules() if isinstance(m, SelfAttention2d)]
         assert sa == [g.self_attention] and g.long_range_layer is g.self_attention
         assert all(b.attention is None for b in g.blocks)
@@ -140,13 +146,35 @@ class TestGenerator:
         g.self_attention.register_forward_hook(lambda mod, inp, out: seen.update(shape=inp[0].shape))
         g(torch.randn(2, 8), torch.tensor([0, 1]))
         assert tuple(seen["shape"]) == (2, 4, 16, 16)  # after block 1 (8 -> 16)
-        g_none = Generator(K, 32, z_dim=8, ch=1, long_range="none")
+        g_none = Generator(K, 32, z_dim=8, ch=1, long_range=None)
         assert not any(isinstance(m, (AttentiveNorm2d, SelfAttention2d)) for m in g_none.modules())
         assert isinstance(g_none.long_range_layer, torch.nn.Identity)
+        g_plain = Generator(K, 32, z_dim=8, ch=1, long_range=SelfAttention2d, long_range_block=1, spectral_norm=False)
+        assert not any(parametrize.is_parametrized(m) for m in g_plain.modules())  # SN follows the network's switch
+
+    def test_every_an_argument_reaches_the_layer(self):
+        """The layer itself is the argument: a partial sets any of AN's arguments, in G and in D, and the network's
+        ``config`` (the checkpoint stamp) records them as a config would write them."""
+        settings = {"num_entities": 8, "temperature": 0.5, "self_sampling": False, "affine": False, "stats": "batch",
+                    "eps": 1e-3, "value_projection": True, "implementation": "reference"}  # fmt: skip
+        an = functools.partial(AttentiveNorm2d, **settings)
+        g = Generator(K, 32, z_dim=8, ch=1, long_range=an, long_range_block=1)
+        d = Discriminator(K, 32, ch=1, long_range=an)
+        for net in (g, d):
+            layer = net.long_range_layer
+            assert isinstance(layer, AttentiveNorm2d) and net.self_attention is None
+            assert {k: getattr(layer, k) for k in settings} == settings
+            assert not any(parametrize.is_parametrized(m) for m in layer.modules())  # AN's convs: never SN
+            spec = json.loads(json.dumps(net.config["long_range"]))  # plain values (the checkpoint stamp)
+            assert spec == {"class_path": "common.layers.attentive_norm.AttentiveNorm2d", "init_args": settings}
+            rebuilt = type(net)(**{**net.config, "long_range": layer_factory(spec)})
+            assert rebuilt.state_dict().keys() == net.state_dict().keys()
+        g(torch.randn(2, 8), torch.tensor([0, 1]))
+        assert Generator(K, 32, z_dim=8, ch=1, long_range=None).config["long_range"] is None
 
     def test_sync_batchnorm_conversion(self):
         """--trainer.sync_batchnorm (multi-GPU) converts every BN, those inside the conditional BNs included."""
-        g = Generator(K, 32, z_dim=8, ch=1, num_entities=4)
+        g = Generator(K, 32, z_dim=8, ch=1, long_range=AN4)
         count = sum(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
         synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(g)
         assert count == 6 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules()) == count
@@ -160,14 +188,14 @@ class TestGenerator:
 
     def test_class_weights_equal_labels(self):
         torch.manual_seed(0)
-        g = Generator(K, 32, z_dim=8, ch=1, num_entities=4).eval()
+        g = Generator(K, 32, z_dim=8, ch=1, long_range=AN4).eval()
         _randomise_class_embeddings(g)
         z, y = torch.randn(3, 8), torch.tensor([0, 3, 4])
         torch.testing.assert_close(g(z, class_weights(y, K)), g(z, y))
 
     def test_interpolation_endpoints(self):
         torch.manual_seed(0)
-        g = Generator(K, 32, z_dim=8, ch=1, num_entities=4).eval()
+        g = Generator(K, 32, z_dim=8, ch=1, long_range=AN4).eval()
         _randomise_class_embeddings(g)
         z = torch.randn(8)
         frames = interpolate_classes(g, z, 1, 3, steps=5)
@@ -179,8 +207,8 @@ class TestGenerator:
     def test_exception(self):
         with pytest.raises(ValueError, match="resolution"):
             Generator(K, 48)
-        with pytest.raises(ValueError, match="long_range must be"):
-            Generator(K, 32, long_range="attention")
+        with pytest.raises(ValueError, match="long_range must be a layer class"):
+            Generator(K, 32, long_range="an")  # the layer itself, not a name
         with pytest.raises(ValueError, match="long_range_block"):
             Generator(K, 32, long_range_block=3)
         with pytest.raises(ValueError, match="an_placement"):
@@ -207,17 +235,17 @@ def _randomise_class_embeddings(g: Generator) -> None:
 
 class TestDiscriminator:
     @pytest.mark.parametrize("resolution", [8, 16, 32, 64, 128])
-    @pytest.mark.parametrize("long_range", LONG_RANGE_CHOICES)
+    @pytest.mark.parametrize("long_range", LONG_RANGE)
     def test_cardinality(self, resolution, long_range):
         torch.manual_seed(0)
         block = 1 if long_range == "sa" else 0
-        d = Discriminator(K, resolution, ch=1, long_range=long_range, long_range_block=block, num_entities=4)
+        d = Discriminator(K, resolution, ch=1, long_range=LONG_RANGE[long_range], long_range_block=block)
         out = d(torch.randn(2, 3, resolution, resolution), torch.tensor([0, K - 1]))
         assert out.shape == (2,)
         assert len(d.blocks) == {8: 3, 16: 3, 32: 4, 64: 5, 128: 6}[resolution]
 
     def test_an_in_first_block_and_sa_after_second(self):
-        d = Discriminator(K, 128, ch=2, long_range="an", num_entities=4)
+        d = Discriminator(K, 128, ch=2, long_range=AN4)
         layers = [m for m in d.modules() if isinstance(m, AttentiveNorm2d)]
         assert layers == [d.blocks[0].attention]
         seen = {}
@@ -225,14 +253,16 @@ class TestDiscriminator:
         d(torch.randn(1, 3, 128, 128), torch.tensor([0]))
         assert tuple(seen["an"]) == (1, 2, 128, 128)
         assert all(parametrize.is_parametrized(m) for m in (d.blocks[0].conv1, d.linear, d.embed))
-        d_sa = Discriminator(K, 128, ch=2, long_range="sa", long_range_block=1)
+        d_sa = Discriminator(K, 128, ch=2, long_range=SelfAttention2d, long_range_block=1)
         d_sa.self_attention.register_forward_hook(lambda mod, inp, out: seen.update(sa=inp[0].shape))
         d_sa(torch.randn(1, 3, 128, 128), torch.tensor([0]))
         assert tuple(seen["sa"]) == (1, 4, 32, 32)  # SA-GAN's d_block2 output: 32x32, 2 ch
+        sa = d_sa.self_attention
+        assert all(parametrize.is_parametrized(c) for c in (sa.query, sa.key, sa.value, sa.out))
 
     def test_projection_term(self):
         torch.manual_seed(0)
-        d = Discriminator(K, 32, ch=2, num_entities=4).eval()  # eval: deterministic AN and spectral norm
+        d = Discriminator(K, 32, ch=2, long_range=AN4).eval()  # eval: deterministic AN and spectral norm
         x = torch.randn(3, 3, 32, 32)
         y1, y2 = torch.tensor([0, 1, 2]), torch.tensor([4, 1, 0])
         h = d.features(x)
@@ -242,7 +272,7 @@ class TestDiscriminator:
         torch.testing.assert_close(d(x, y1) - d(x, y2), ((embed[y1] - embed[y2]) * h).sum(1))
 
     def test_exception(self):
-        d = Discriminator(K, 32, ch=1, num_entities=4)
+        d = Discriminator(K, 32, ch=1, long_range=AN4)
         with pytest.raises(ValueError, match="expected images"):
             d(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))
         with pytest.raises(ValueError, match="labels must be integers"):
@@ -250,7 +280,9 @@ class TestDiscriminator:
         with pytest.raises(ValueError, match="long_range_block"):
             Discriminator(K, 32, long_range_block=4)
         with pytest.raises(ValueError, match="long_range_block"):
-            Discriminator(K, 32, long_range="sa", long_range_block=3)  # SA needs a block after it
+            Discriminator(K, 32, long_range=SelfAttention2d, long_range_block=3)  # SA needs a block after it
+        with pytest.raises(ValueError, match="long_range must be a layer class"):
+            Discriminator(K, 32, long_range="sa")
         with pytest.raises(ValueError, match="num_blocks"):
             Discriminator(K, 128, num_blocks=7)
 

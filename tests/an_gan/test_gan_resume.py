@@ -5,7 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from run_helpers import assert_same_steps, fit_recorded, interrupt_checkpoint
+from run_helpers import (
+    assert_same_final_state,
+    assert_same_steps,
+    fit_recorded,
+    interrupt_checkpoint,
+    run_task,
+    stop_at,
+)
 
 from an_gan.cli import cli_main
 
@@ -16,8 +23,8 @@ FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor",
 def _args(root: Path) -> list[str]:
     args = ["--config", DEMO, "--data.init_args.batch_size=8", "--data.init_args.hflip=true", "--model.n_dis=1",
             "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
-            "--model.generator.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
-            "--model.discriminator.init_args.num_entities=4", "--model.ema.start_step=1",
+            "--model.generator.init_args.long_range.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
+            "--model.discriminator.init_args.long_range.init_args.num_entities=4", "--model.ema.start_step=1",
             "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1", "--model.pictures.every_n_steps=0",
             "--trainer.max_steps=14", "--trainer.val_check_interval=3", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
@@ -51,3 +58,44 @@ def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path):
     second, trainer = fit_recorded(_make, _args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
     assert trainer.global_step == 14
     assert_same_steps(first + second, full)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Real stops of `python -m an_gan fit` in its own process: kill -9, Ctrl-C and SIGTERM inside a training step, an
+# exception inside the G update. 14 optimiser steps (7 iterations of one D and one G step), last.ckpt every 4 steps.
+
+
+def _stopped_then_resumed(tmp_path: Path, how: str, step: int) -> tuple[Path, Path, str]:
+    """Run to the end (reference), run with a stop at ``step``, resume with ``--ckpt_path last``; return both final
+    checkpoints and the stopped run's output."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    autosave = ["--autosave.every_n_steps=4", "--autosave.every_minutes=null"]
+    done = run_task("an_gan", ["fit", *_args(full), *autosave], full)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stopped = run_task("an_gan", ["fit", *_args(cut), *autosave, stop_at(step, how)], cut)
+    expected = {"kill": -9, "sigint": 130, "sigterm": 143, "raise": 1}[how]
+    assert stopped.returncode == expected, (stopped.returncode, stopped.stderr[-3000:])
+    resumed = run_task("an_gan", ["fit", *_args(cut), *autosave, "--ckpt_path=last"], cut)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return (
+        full / "checkpoints" / "last.ckpt",
+        cut / "checkpoints" / "last.ckpt",
+        stopped.stdout + stopped.stderr + (resumed.stdout + resumed.stderr),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("how", "step", "resumes_from"),
+    [
+        ("kill", 10, "last.ckpt"),  # kill -9 inside iteration 6: the periodic last.ckpt of step 8
+        ("sigint", 9, "on_exception.ckpt"),  # Ctrl-C inside the G update of iteration 5: stops after that batch
+        ("sigterm", 6, "on_exception.ckpt"),  # SIGTERM inside a D update
+        ("raise", 11, "last.ckpt"),  # an exception inside the G update (the batch's D update is applied)
+    ],
+)
+def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, how, step, resumes_from):
+    reference, resumed, output = _stopped_then_resumed(tmp_path, how, step)
+    assert f"--ckpt_path last: resuming {Path(resumed).parent / resumes_from}" in output
+    assert_same_final_state(resumed, reference)

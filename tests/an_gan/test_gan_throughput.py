@@ -91,8 +91,13 @@ def test_slot_modules_are_the_long_range_layers_and_the_replaced_cbn():
 
 
 def test_long_range_variants_change_only_the_long_range_module():
+    from common.layers import AttentiveNorm2d, SelfAttention2d
+    from common.layers.factories import layer_class
+
     g, d = gan_throughput._networks("paper", "sa")
-    assert (g["long_range"], d["long_range"], d["long_range_block"]) == ("sa", "sa", 1)
+    assert (g["long_range"], d["long_range"], d["long_range_block"]) == (SelfAttention2d, SelfAttention2d, 1)
+    g, d = gan_throughput._networks("demo", "an")  # the demo file's AN layer, with its settings
+    assert layer_class(g["long_range"]) is AttentiveNorm2d and g["long_range"](8).num_entities == 8
     g, d = gan_throughput._networks("demo", "none")
     demo = gan_throughput.CONFIGS["demo"]
     assert {k: v for k, v in g.items() if k != "long_range"} == {

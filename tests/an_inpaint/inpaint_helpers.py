@@ -1,5 +1,6 @@
 """Helpers of the an_inpaint tests: tiny models and real image-file trees in the Paris StreetView layout."""
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from an_inpaint.generator import InpaintGenerator
 from an_inpaint.module import ANInpaint
 from common.data.inpainting_demo import DemoInpaintingDataModule
 from common.data.masks import RandomRectangleMasks
+from common.layers import AttentiveNorm2d
 
 SMALL_PHOTOS = {"train": ["astronaut", "coffee"], "val": ["chelsea"], "test": ["flower"]}
 
@@ -45,7 +47,7 @@ def write_image_mask_folders(root: Path, sizes=((45, 61), (40, 40))) -> tuple[Pa
 
 def tiny_model(size: int = 32, **kwargs) -> ANInpaint:
     return ANInpaint(
-        generator=InpaintGenerator(cnum=4, num_entities=4),
+        generator=InpaintGenerator(cnum=4, long_range=partial(AttentiveNorm2d, num_entities=4)),
         global_critic=GlobalCritic(input_size=size, cnum=4),
         local_critic=LocalCritic(input_size=16, cnum=4),
         **kwargs,

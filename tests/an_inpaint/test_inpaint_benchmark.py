@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from an_inpaint.generator import ATTENTION_CHOICES
 from benchmarks import inpaint_throughput
 from benchmarks.inpaint_throughput import main
 
@@ -53,10 +52,14 @@ def test_variants_differ_only_in_the_attention_branch():
     assert config["generator"]["cnum"] == 8 and config["generator"]["hole_fill"] == "mixture"  # configs/.../demo.yaml
     branch = inpaint_throughput.ATTENTION_BRANCH
     first = inpaint_throughput.build(config, "an", "cpu")
-    models = {a: inpaint_throughput.build(config, a, "cpu", like=first) for a in ATTENTION_CHOICES}
+    models = {a: inpaint_throughput.build(config, a, "cpu", like=first) for a in inpaint_throughput.BRANCHES}
+    assert list(models) == ["an", "contextual", "contextual+an", "sa", "none"]
     states = {a: {k: v for k, v in m.state_dict().items() if not k.startswith(branch)} for a, m in models.items()}
     for attention, state in states.items():
-        assert models[attention].generator.attention == attention
+        generator = models[attention].generator
+        kinds = {type(m).__name__ for m in generator.modules()} & {"AttentiveNorm2d", "SelfAttention2d"}
+        assert (generator.contextual is not None) == attention.startswith("contextual"), attention
+        assert kinds == {"an": {"AttentiveNorm2d"}, "sa": {"SelfAttention2d"}}.get(attention.split("+")[-1], set())
         assert state.keys() == states["an"].keys()
         assert all((state[k] == states["an"][k]).all() for k in state), attention
     assert sum(p.numel() for p in models["none"].generator.attention_post.parameters()) > 0  # a conv where CA was

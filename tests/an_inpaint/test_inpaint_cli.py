@@ -2,6 +2,7 @@
 evaluate on the test split, evaluate's composited check."""
 
 import importlib
+import inspect
 import json
 from pathlib import Path
 
@@ -18,13 +19,14 @@ from an_inpaint.generator import InpaintGenerator
 from an_inpaint.predict import load_inpainter
 from common.data.inpainting import ParisStreetViewDataModule
 from common.data.inpainting_demo import DemoInpaintingDataModule
+from common.layers import AttentiveNorm2d
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "an_inpaint"
 PARIS = str(CONFIGS / "paris256.yaml")
 
 TINY_MODEL = [
     "--model.generator.init_args.cnum=4",
-    "--model.generator.init_args.num_entities=4",
+    "--model.generator.init_args.long_range.init_args.num_entities=4",
     "--model.global_critic.init_args.cnum=4",
     "--model.local_critic.init_args.cnum=4",
     "--model.local_critic.init_args.input_size=16",
@@ -66,15 +68,20 @@ class TestDefaults:
         cli = cli_main(args, run=False)
         model, gen = cli.model, cli.model.generator
         assert isinstance(gen, InpaintGenerator)
-        assert (gen.cnum, gen.attention, gen.branch_widths, gen.normalize_known) == (32, "an", "deepfill", False)
-        an = next(m for m in gen.modules() if type(m).__name__ == "AttentiveNorm2d")
+        assert (gen.cnum, gen.contextual, gen.branch_widths, gen.normalize_known) == (32, None, "deepfill", False)
+        an = next(m for m in gen.modules() if isinstance(m, AttentiveNorm2d))
         assert an.affine and an.value is None and an.num_entities == 16
         assert model.global_critic.input_size == 256
         assert (model.local_critic.input_size, model.local_critic.crop_mode) == (128, "box")
         assert model.reconstruction.discount == "deepfill" and model.reconstruction.gamma == 0.9
         assert (model.adversarial.lambda_adv, model.adversarial.lambda_gp) == (1e-3, 10.0)
-        assert (model.lr, model.betas, model.n_critic, model.adversarial_start_step) == (1e-4, (0.5, 0.9), 5, 100_000)
-        assert model.lr_schedule == "constant"
+        weights = [torch.nn.Parameter(torch.zeros(1))]
+        for optimizer in (model.g_optimizer(weights), model.d_optimizer(weights)):
+            assert isinstance(optimizer, torch.optim.Adam)
+            assert (optimizer.defaults["lr"], optimizer.defaults["betas"]) == (1e-4, (0.5, 0.9))
+        schedule = model.schedule
+        assert (model.n_critic, schedule.adversarial_start_step, schedule.lr_decay) == (5, 100_000, "constant")
+        assert model.val_evaluator.methods == ["model"] and model.pictures.num_images == 8
         assert cli.datamodule.resolution == 256 and cli.datamodule.batch_size == 16
         trainer = cli.config["trainer"]
         assert trainer["accelerator"] == "auto" and trainer["devices"] == "auto"
@@ -89,6 +96,14 @@ class TestDefaults:
         for name in ("reconstruction", "adversarial"):
             assert vars(getattr(paris.model, name)) == vars(getattr(default.model, name)), name
         assert dict(paris.model.hparams) == dict(default.model.hparams)
+        for name in ("schedule", "pictures"):
+            assert getattr(paris.model, name) == getattr(default.model, name), name
+        for name in ("val_evaluator", "test_evaluator"):
+            assert repr(getattr(paris.model, name)) == repr(getattr(default.model, name)), name
+        weights = [torch.nn.Parameter(torch.zeros(1))]
+        for name in ("g_optimizer", "d_optimizer"):
+            ours, theirs = getattr(paris.model, name)(weights), getattr(default.model, name)(weights)
+            assert type(ours) is type(theirs) and ours.defaults == theirs.defaults, name
         skip = {"_log_hyperparams", "prepare_data_per_node", "allow_zero_length_dataloader_with_multiple_devices"}
         data = {k: repr(v) for k, v in vars(paris.datamodule).items() if k not in skip and not k.startswith("trainer")}
         assert data == {k: repr(v) for k, v in vars(default.datamodule).items() if k in data}
@@ -115,26 +130,47 @@ class TestDefaults:
 EXTRAS = [[], ["paris256_ca.yaml"], ["paris256_ca_an.yaml"], ["paris256_authors.yaml"]]
 
 
+#: A value for every argument of AttentiveNorm2d but the channel count, none of them its default.
+AN_SETTINGS = {"num_entities": 4, "temperature": 0.5, "self_sampling": False, "affine": False, "stats": "batch",
+               "eps": 1e-3, "value_projection": True, "implementation": "reference"}  # fmt: skip
+
+
+def test_every_an_argument_is_reachable_from_the_config(capsys):
+    """Every AttentiveNorm2d argument, implementation included, set from the command line (as a config would) lands in
+    the generator's AN layer, and --print_config shows them all."""
+    assert AN_SETTINGS.keys() == set(inspect.signature(AttentiveNorm2d).parameters) - {"num_features"}
+    flags = ["--config", str(CONFIGS / "demo.yaml"), "--model.generator.init_args.cnum=4"]
+    flags += [f"--model.generator.init_args.long_range.init_args.{k}={str(v).lower()}" for k, v in AN_SETTINGS.items()]
+    with pytest.raises(SystemExit):
+        cli_main(["fit", *flags, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)["model"]["generator"]["init_args"]["long_range"]
+    assert printed["init_args"] == AN_SETTINGS
+    (layer,) = [m for m in cli_main(flags, run=False).model.generator.modules() if isinstance(m, AttentiveNorm2d)]
+    assert {key: getattr(layer, key) for key in AN_SETTINGS} == AN_SETTINGS
+
+
 class TestConfigs:
-    @pytest.mark.parametrize(
-        ("extra", "attention"), list(zip(EXTRAS, ["an", "contextual", "contextual+an", "an"], strict=True))
-    )
-    def test_paris_configs_parse(self, paris_root, extra, attention):
+    @pytest.mark.parametrize(("extra", "modules"), list(zip(EXTRAS, ["AN", "CA", "CA+AN", "AN"], strict=True)))
+    def test_paris_configs_parse(self, paris_root, extra, modules):
         args = ["--config", PARIS] + [a for name in extra for a in ("--config", str(CONFIGS / name))]
         cli = cli_main([*args, f"--data.root={paris_root}"], run=False)
         assert isinstance(cli.datamodule, ParisStreetViewDataModule)
-        assert cli.model.generator.attention == attention
+        gen = cli.model.generator
+        has_an = any(isinstance(m, AttentiveNorm2d) for m in gen.modules())
+        assert (gen.contextual is not None, has_an) == ("CA" in modules, "AN" in modules)
+        if gen.contextual is not None:
+            assert gen.contextual.softmax_scale == 10.0 and gen.contextual.rate == 2  # DeepFill v1's
         assert cli.model.generator.cnum == 32
         if extra == ["paris256_authors.yaml"]:
-            an = next(m for m in cli.model.generator.modules() if type(m).__name__ == "AttentiveNorm2d")
+            an = next(m for m in cli.model.generator.modules() if isinstance(m, AttentiveNorm2d))
             assert an.value is not None and not an.affine and cli.model.generator.branch_widths == "authors"
-            assert not cli.model.orthogonal_in_phase1
+            assert not cli.model.schedule.orthogonal_in_phase1
 
     @pytest.mark.parametrize("extra", EXTRAS)
     def test_paris_fast_dev_run(self, paris_root, tmp_path, extra):
         args = ["fit", "--config", PARIS] + [a for name in extra for a in ("--config", str(CONFIGS / name))]
         args += _tiny_paris(paris_root, tmp_path)
-        args += ["--model.adversarial_start_step=0", "--model.n_critic=2", "--trainer.fast_dev_run=2"]
+        args += ["--model.schedule.adversarial_start_step=0", "--model.n_critic=2", "--trainer.fast_dev_run=2"]
         cli = cli_main(args)
         assert int(cli.model.phase) == 2
         assert int(cli.model.critic_steps) == 2
@@ -144,9 +180,10 @@ class TestConfigs:
         cli = cli_main(
             ["fit", "--config", str(CONFIGS / "demo.yaml"), "--data.init_args.resolution=32"]
             + ["--data.init_args.num_eval_crops=1", "--model.global_critic.init_args.input_size=32"]
-            + ["--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4"]
+            + ["--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4"]
             + ["--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}"]
-            + ["--model.adversarial_start_step=1", "--trainer.fast_dev_run=2", f"--trainer.default_root_dir={tmp_path}"]
+            + ["--model.schedule.adversarial_start_step=1", "--trainer.fast_dev_run=2"]
+            + [f"--trainer.default_root_dir={tmp_path}"]
             + [f"--trainer.logger.init_args.save_dir={tmp_path}"]
         )
         metrics = cli.trainer.callback_metrics
@@ -161,7 +198,7 @@ def test_protocol_pipeline_fit_test_predict_baseline_evaluate(tmp_path):
     root = write_paris_tree(tmp_path / "paris")
     common = _tiny_paris(root, tmp_path)
     cli = cli_main(
-        ["fit", "--config", PARIS, *common, "--model.adversarial_start_step=2", "--model.n_critic=1"]
+        ["fit", "--config", PARIS, *common, "--model.schedule.adversarial_start_step=2", "--model.n_critic=1"]
         + ["--trainer.max_steps=6", "--trainer.enable_checkpointing=true"]
     )
     assert int(cli.model.phase) == 2

@@ -18,10 +18,10 @@ def _args(root: Path) -> list[str]:
             "--data.init_args.train_samples_per_epoch=32", "--data.init_args.num_eval_crops=3",
             "--data.init_args.val_batch_size=2",
             "--data.init_args.photos={train: [coffee, astronaut], val: [chelsea], test: [flower]}",
-            "--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4",
+            "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.global_critic.init_args.cnum=4",
-            "--model.local_critic.init_args.cnum=4", "--model.adversarial_start_step=2", "--model.n_critic=2",
-            "--model.baselines=[telea]", "--model.lr_schedule=constant", "--trainer.logger=false",
+            "--model.local_critic.init_args.cnum=4", "--model.schedule.adversarial_start_step=2", "--model.n_critic=2",
+            "--model.val_evaluator.baselines=[telea]", "--model.schedule.lr_decay=constant", "--trainer.logger=false",
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             f"--trainer.default_root_dir={root}"]  # fmt: skip
 

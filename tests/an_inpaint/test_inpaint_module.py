@@ -1,4 +1,5 @@
-"""ANInpaint: the two-phase schedule, one generator pass per batch, options, baselines in validation, predict."""
+"""ANInpaint: the two-phase schedule, one generator pass per batch, options, injected optimisers and evaluators,
+baselines in validation, predict."""
 
 import numpy as np
 import pytest
@@ -9,8 +10,10 @@ from PIL import Image
 from pytorch_lightning.callbacks import Callback
 
 from an_inpaint.baselines import classical_inpaint_batch
+from an_inpaint.evaluation import InpaintingEvaluator
 from an_inpaint.generator import pad_to_multiple
 from an_inpaint.predict import InpaintingPredictionWriter
+from an_inpaint.settings import PhaseSchedule, PictureSettings
 from common.metrics.inpainting import InpaintingMetrics
 from common.visualization import to_unit
 
@@ -61,7 +64,7 @@ def _trainer(tmp_path, batches, epochs=1, callbacks=(), **kwargs):
 
 class TestSchedule:
     def test_phases_each_critic_untouched_in_phase_one_and_one_generator_pass(self, tmp_path):
-        model = tiny_model(adversarial_start_step=3, n_critic=2)
+        model = tiny_model(schedule=PhaseSchedule(adversarial_start_step=3), n_critic=2)
         recorder = Recorder()
         _trainer(tmp_path, 7, callbacks=[recorder], enable_checkpointing=False).fit(model, datamodule=tiny_demo_data())
         rows = recorder.rows
@@ -77,13 +80,13 @@ class TestSchedule:
         assert [r["forwards"] for r in rows] == [1] * 7
 
     def test_resume_in_phase_two_stays_there(self, tmp_path):
-        model = tiny_model(adversarial_start_step=2, n_critic=1)
+        model = tiny_model(schedule=PhaseSchedule(adversarial_start_step=2), n_critic=1)
         ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
         _trainer(tmp_path, 4, callbacks=[ckpt]).fit(model, datamodule=tiny_demo_data())
         assert int(model.phase) == 2
         state = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["state_dict"]
         assert int(state["phase"]) == 2
-        resumed = tiny_model(adversarial_start_step=10**6, n_critic=1)
+        resumed = tiny_model(schedule=PhaseSchedule(adversarial_start_step=10**6), n_critic=1)
         recorder = Recorder()
         _trainer(tmp_path, 4, epochs=2, callbacks=[recorder]).fit(
             resumed, datamodule=tiny_demo_data(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt")
@@ -92,7 +95,9 @@ class TestSchedule:
         assert all(r["phase"] == 2 and r["global_critic"] and r["local_critic"] for r in recorder.rows)
 
     def test_plateau_switch(self):
-        model = tiny_model(adversarial_start_step=10**6, plateau_patience=2, plateau_min_delta=0.01)
+        model = tiny_model(
+            schedule=PhaseSchedule(adversarial_start_step=10**6, plateau_patience=2, plateau_min_delta=0.01)
+        )
         for loss in (1.0, 0.9, 0.895, 0.85):  # 0.895 is not a 1% improvement; 0.85 is
             model._plateau_update(loss)
         assert int(model.phase) == 1
@@ -102,23 +107,38 @@ class TestSchedule:
         assert int(model.phase) == 2
 
     def test_cosine_learning_rate(self, tmp_path):
-        model = tiny_model(adversarial_start_step=10**6, lr=1e-3, lr_schedule="cosine")
+        model = tiny_model(
+            schedule=PhaseSchedule(adversarial_start_step=10**6, lr_decay="cosine"),
+            g_optimizer=lambda params: torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.9)),
+        )
         _trainer(tmp_path, None, epochs=-1, max_steps=4, enable_checkpointing=False).fit(
             model, datamodule=tiny_demo_data()
         )
-        g_opt, _ = model.optimizers()
-        # The last update ran at global step 3 of 4.
+        g_opt, d_opt = model.optimizers()
+        # The last update ran at global step 3 of 4; the factor scales the optimiser's initial learning rate.
         assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 3 / 4)))
+        assert g_opt.param_groups[0]["initial_lr"] == 1e-3
+        assert d_opt.param_groups[0]["lr"] == 1e-4  # the critics' rate stays constant
+        assert PhaseSchedule(lr_decay="cosine").lr_factor(0, 4) == 1.0
+        assert PhaseSchedule().lr_factor(3, 4) == 1.0
+        with pytest.raises(ValueError, match="max_steps"):
+            PhaseSchedule(lr_decay="cosine").lr_factor(0, -1)
 
     def test_exception(self):
         with pytest.raises(ValueError, match="n_critic"):
             tiny_model(n_critic=0)
+        with pytest.raises(ValueError, match="orthogonal_weight"):
+            tiny_model(orthogonal_weight=-1.0)
         with pytest.raises(ValueError, match="plateau_patience"):
-            tiny_model(plateau_patience=0)
+            PhaseSchedule(plateau_patience=0)
+        with pytest.raises(ValueError, match="adversarial_start_step"):
+            PhaseSchedule(adversarial_start_step=-1)
+        with pytest.raises(ValueError, match="lr_decay"):
+            PhaseSchedule(lr_decay="step")
         with pytest.raises(ValueError, match="baseline"):
-            tiny_model(baselines=["patchmatch"])
-        with pytest.raises(ValueError, match="lr_schedule"):
-            tiny_model(lr_schedule="step")
+            InpaintingEvaluator(baselines=["patchmatch"])
+        with pytest.raises(ValueError, match="num_images"):
+            PictureSettings(num_images=0)
 
     def test_critic_size_mismatch(self, tmp_path):
         with pytest.raises(ValueError, match="input_size=32"):
@@ -146,7 +166,7 @@ class TestGeneratorLoss:
         torch.testing.assert_close(loss2, loss + adv)
 
     def test_orthogonal_only_in_phase_two(self):
-        model = tiny_model(orthogonal_in_phase1=False)
+        model = tiny_model(schedule=PhaseSchedule(orthogonal_in_phase1=False))
         batch = self._batch()
         out = model.generator(batch["image"], batch["mask"])
         _, logs = model._generator_loss(out, batch, adversarial=False)
@@ -155,8 +175,43 @@ class TestGeneratorLoss:
         assert "orthogonal" in logs
 
 
+class TestInjected:
+    def test_default_optimisers_are_the_papers_adam(self):
+        model = tiny_model()
+        g_opt, d_opt = model.configure_optimizers()
+        for opt in (g_opt, d_opt):
+            assert isinstance(opt, torch.optim.Adam)
+            assert (opt.defaults["lr"], opt.defaults["betas"]) == (1e-4, (0.5, 0.9))
+        assert {id(p) for p in g_opt.param_groups[0]["params"]} == {id(p) for p in model.generator.parameters()}
+        critics = [*model.global_critic.parameters(), *model.local_critic.parameters()]
+        assert {id(p) for p in d_opt.param_groups[0]["params"]} == {id(p) for p in critics}  # one for both critics
+
+    def test_injected_optimisers(self):
+        model = tiny_model(
+            g_optimizer=lambda p: torch.optim.SGD(p, lr=0.5), d_optimizer=lambda p: torch.optim.RMSprop(p)
+        )
+        g_opt, d_opt = model.configure_optimizers()
+        assert isinstance(g_opt, torch.optim.SGD) and g_opt.defaults["lr"] == 0.5
+        assert isinstance(d_opt, torch.optim.RMSprop)
+
+    def test_test_evaluator_defaults_to_the_validation_settings(self):
+        model = tiny_model(val_evaluator=InpaintingEvaluator(baselines=["telea"], area_bins=[0.1, 0.3, 0.6]))
+        assert model.test_evaluator is not model.val_evaluator
+        assert repr(model.test_evaluator) == repr(model.val_evaluator)
+        assert model.test_evaluator.methods == ["model", "telea"]
+        own = tiny_model(test_evaluator=InpaintingEvaluator(ssim_convention="matlab"))
+        assert own.val_evaluator.methods == ["model"] and "matlab" in repr(own.test_evaluator)
+        assert dict(tiny_model().hparams) == {"n_critic": 5, "orthogonal_weight": 2e-4}
+
+    def test_test_logs_the_test_evaluators_metrics(self, tmp_path):
+        model = tiny_model(val_evaluator=InpaintingEvaluator(baselines=["telea"]))
+        metrics = _trainer(tmp_path, 1).test(model, datamodule=tiny_demo_data(), verbose=False)[0]
+        assert {"test/psnr", "test/ssim_hole", "test/num_images", "test/telea/psnr"} <= set(metrics)
+        assert not any(k.startswith("val/") for k in metrics)
+
+
 def test_validation_scores_the_baselines_like_the_model(tmp_path):
-    model = tiny_model(baselines=["telea", "ns"])
+    model = tiny_model(val_evaluator=InpaintingEvaluator(baselines=["telea", "ns"]), pictures=PictureSettings(1))
     data = tiny_demo_data()
     metrics = _trainer(tmp_path, 1).validate(model, datamodule=data, verbose=False)[0]
     data.setup("validate")
@@ -169,8 +224,9 @@ def test_validation_scores_the_baselines_like_the_model(tmp_path):
     assert metrics["val/num_images"] == len(data.val_set)
     panels = sorted((tmp_path / "images").glob("val_panel_*.png"))
     assert panels, "validation wrote the panel"
-    width = Image.open(panels[0]).size[0]
+    width, height = Image.open(panels[0]).size
     assert width == 7 * (32 + 2) + 2  # input | coarse | refined | composited | telea | ns | ground truth
+    assert height == 1 * (32 + 2) + 2  # pictures.num_images rows of the first validation batch
 
 
 class TestPredict:
@@ -214,8 +270,8 @@ class _GuardBuffers(Callback):
 
 
 def test_training_steps_never_read_the_schedule_buffers_on_the_host(tmp_path):
-    model = tiny_model(adversarial_start_step=2, n_critic=2)
+    model = tiny_model(schedule=PhaseSchedule(adversarial_start_step=2), n_critic=2)
     trainer = _trainer(tmp_path, 6, callbacks=[_GuardBuffers()], enable_checkpointing=False)
     trainer.fit(model, datamodule=tiny_demo_data())
-    assert model._schedule() == {"phase": 2, "critic_steps": 4}  # phase 2 from step 2: batches 3..6 update critics
+    assert model._phase_state() == {"phase": 2, "critic_steps": 4}  # phase 2 from step 2: batches 3..6 update critics
     assert int(model.phase.as_subclass(torch.Tensor)) == 2 and int(model.critic_steps.as_subclass(torch.Tensor)) == 4

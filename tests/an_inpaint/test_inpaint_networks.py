@@ -1,13 +1,29 @@
 """The inpainting generator (output dict, options, gradients) and the critics (crops, mask weighting by value)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
 from an_inpaint.critics import GlobalCritic, LocalCritic, MaskedPatchCritic
 from an_inpaint.fill import harmonic_fill
-from an_inpaint.generator import ATTENTION_CHOICES, InpaintGenerator, compose, known_statistics
+from an_inpaint.generator import InpaintGenerator, compose, known_statistics
 from common.layers import AttentiveNorm2d, ContextualAttention2d, SelfAttention2d
+
+AN4 = functools.partial(AttentiveNorm2d, num_entities=4)
+#: The attention branches: the paper's AN model, DeepFill v1's CA, CA then AN; the SA and none ablations.
+BRANCHES = {
+    "an": {"long_range": AN4},
+    "contextual": {"long_range": None, "contextual_attention": ContextualAttention2d},
+    "contextual+an": {"long_range": AN4, "contextual_attention": ContextualAttention2d},
+    "sa": {"long_range": SelfAttention2d},
+    "none": {"long_range": None},
+}
+
+
+def _generator(branch: str, **kwargs) -> InpaintGenerator:
+    return InpaintGenerator(cnum=4, **BRANCHES[branch], **kwargs)
 
 
 def _batch(b=2, h=32, w=48):
@@ -33,9 +49,9 @@ def _branch_modules(gen, kind):
 
 
 class TestInpaintGenerator:
-    @pytest.mark.parametrize("attention", ["contextual", "an", "contextual+an", "sa", "none"])
+    @pytest.mark.parametrize("attention", list(BRANCHES))
     def test_output_dict(self, attention):
-        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)
+        gen = _generator(attention)
         image, mask = _batch()
         out = gen(image, mask)
         assert set(out) == {"coarse", "refined", "inpainted"} | ({"offsets"} if "contextual" in attention else set())
@@ -56,7 +72,7 @@ class TestInpaintGenerator:
     def test_ablation_branches_hold_only_their_module(self):
         """ "none": no long-range module in the attention branch, a plain conv where CA was (the same depth as the CA
         branch); "sa": exactly one SelfAttention2d at the branch's 1/4-resolution, 4 * cnum-channel maps."""
-        ca, none, sa = (InpaintGenerator(cnum=4, attention=a, num_entities=4) for a in ("contextual", "none", "sa"))
+        ca, none, sa = (_generator(a) for a in ("contextual", "none", "sa"))
         long_range = (SelfAttention2d, AttentiveNorm2d, ContextualAttention2d)
         assert _branch_modules(none, long_range) == [] and none.contextual is None
         assert [type(m) for m in _branch_modules(sa, long_range)] == [SelfAttention2d]
@@ -77,10 +93,34 @@ class TestInpaintGenerator:
         image, mask = _batch()
         sa(image, mask)
         assert seen == [(2, 16, 8, 12)]
+        # Another module with CA (not one of the five): CA, then the module in the stand-in conv's place.
+        ca_sa = InpaintGenerator(cnum=4, long_range=SelfAttention2d, contextual_attention=ContextualAttention2d)
+        assert isinstance(ca_sa.attention_post[0], SelfAttention2d) and ca_sa.contextual is not None
+        assert ca_sa(image, mask)["refined"].shape == image.shape
+
+    def test_branch_layout_and_checkpoint_names(self):
+        """The five branches are built as before the layers became arguments: the same modules in the same places,
+        so the same state-dict names (checkpoints of every branch keep loading)."""
+
+        def names(module):
+            return [type(m).__name__ for m in (module if isinstance(module, torch.nn.Sequential) else [module])]
+
+        expected = {
+            "an": (["Conv2d"], ["AttentiveNorm2d", "ELU", "Sequential"], "attention_post.0.entities.weight"),
+            "contextual": (["Conv2d", "ReLU"], ["Conv2d", "ELU"], None),
+            "contextual+an": (["Conv2d", "ReLU"], ["Conv2d", "AttentiveNorm2d", "ELU"], "attention_post.1.rho"),
+            "sa": (["Conv2d", "ReLU"], ["SelfAttention2d", "Sequential"], "attention_post.0.gamma"),
+            "none": (["Conv2d", "ReLU"], ["Sequential", "Sequential"], None),
+        }
+        for branch, (pre, post, key) in expected.items():
+            gen = _generator(branch)
+            assert names(gen.attention_pre) == pre and names(gen.attention_post) == post, branch
+            assert key is None or key in gen.state_dict(), branch
+            assert (gen.contextual is not None) == ("contextual" in branch)
 
     @pytest.mark.parametrize("attention", ["sa", "none"])
     def test_gradients_reach_the_ablation_branch(self, attention):
-        gen = InpaintGenerator(cnum=4, attention=attention, num_entities=4)
+        gen = _generator(attention)
         if attention == "sa":
             (block,) = _branch_modules(gen, SelfAttention2d)
             with torch.no_grad():
@@ -93,7 +133,7 @@ class TestInpaintGenerator:
 
     def test_hole_content_is_ignored(self):
         for normalize in (False, True):
-            gen = InpaintGenerator(cnum=4, attention="contextual", normalize_known=normalize).eval()
+            gen = _generator("contextual", normalize_known=normalize).eval()
             image, mask = _batch()
             other = image * (1 - mask) + torch.rand_like(image) * mask
             for key, value in gen(image, mask).items():
@@ -105,9 +145,26 @@ class TestInpaintGenerator:
         assert an.beta is not None and an.alpha is not None
         assert an.value is None
         # The authors' inpainting layer: no affine, a value projection of C channels.
-        (an,) = _an_layers(InpaintGenerator(cnum=4, an_affine=False, an_value_projection=True))
+        authors = functools.partial(AttentiveNorm2d, affine=False, value_projection=True)
+        (an,) = _an_layers(InpaintGenerator(cnum=4, long_range=authors))
         assert an.beta is None and an.alpha is None
         assert an.value.weight.shape == (16, 16, 1, 1)
+        # Every argument of the layer reaches it, implementation included.
+        settings = {"num_entities": 8, "temperature": 0.5, "self_sampling": False, "affine": False, "stats": "batch",
+                    "eps": 1e-3, "value_projection": True, "implementation": "reference"}  # fmt: skip
+        for ca in (None, ContextualAttention2d):
+            gen = InpaintGenerator(
+                cnum=4, long_range=functools.partial(AttentiveNorm2d, **settings), contextual_attention=ca
+            )
+            (an,) = _an_layers(gen)
+            assert {k: getattr(an, k) for k in settings} == settings
+        # And CA's: its settings, DeepFill's by default.
+        gen = _generator("contextual")
+        assert (gen.contextual.softmax_scale, gen.contextual.rate, gen.contextual.ksize) == (10.0, 2, 3)
+        scaled = InpaintGenerator(
+            cnum=4, long_range=None, contextual_attention=functools.partial(ContextualAttention2d, softmax_scale=5.0)
+        )
+        assert scaled.contextual.softmax_scale == 5.0
 
     def test_branch_widths(self):
         def widths(gen, branch):
@@ -218,7 +275,7 @@ class TestInpaintGenerator:
 
     def test_gradients_reach_every_branch(self):
         """refined -> decoder, hallucination, attention (AN and CA) and coarse stage all get gradients."""
-        gen = InpaintGenerator(cnum=4, attention="contextual+an", num_entities=4)
+        gen = _generator("contextual+an")
         (an,) = _an_layers(gen)
         with torch.no_grad():
             an.rho.fill_(0.5)  # rho starts at 0, which would hide AN's own parameters from the loss
@@ -239,7 +296,7 @@ class TestInpaintGenerator:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.coarse.parameters())
 
     def test_refinement_sees_the_coarse_result(self):
-        gen = InpaintGenerator(cnum=4, attention="an", num_entities=4).eval()
+        gen = _generator("an").eval()
         image, mask = _batch()
         with torch.no_grad():
             before = gen(image, mask)["refined"]
@@ -256,9 +313,12 @@ class TestInpaintGenerator:
         image, mask = _batch()
         with pytest.raises(ValueError, match="mask must have shape"):
             gen(image, mask[:, :, :16])
-        with pytest.raises(ValueError, match="attention") as err:
-            InpaintGenerator(attention="self")
-        assert all(repr(a) in str(err.value) for a in ATTENTION_CHOICES) and len(ATTENTION_CHOICES) == 5
+        with pytest.raises(ValueError, match="long_range must be a layer class"):
+            InpaintGenerator(long_range="an")  # the layer itself, not a name
+        with pytest.raises(ValueError, match="contextual_attention must be ContextualAttention2d"):
+            InpaintGenerator(contextual_attention="contextual")
+        with pytest.raises(ValueError, match="must build a ContextualAttention2d"):
+            InpaintGenerator(cnum=4, contextual_attention=torch.nn.Identity)
         with pytest.raises(ValueError, match="branch_widths"):
             InpaintGenerator(branch_widths="wide")
         with pytest.raises(ValueError, match="hole_fill"):

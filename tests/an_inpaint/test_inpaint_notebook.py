@@ -12,10 +12,14 @@ from configs import config_path
 @pytest.mark.timeout(400)
 def test_notebook_runs(tmp_path):
     runs = tmp_path / "runs" / "an_inpaint"
-    for attention in ("an", "contextual"):
+    layers = {  # the AN model (n = 4) and DeepFill's CA model
+        "an": ["--model.generator.init_args.long_range.init_args.num_entities=4"],
+        "contextual": ["--model.generator.init_args.long_range=null",
+                       "--model.generator.init_args.contextual_attention=common.layers.ContextualAttention2d"],
+    }  # fmt: skip
+    for attention, args in layers.items():
         cli_main([
-            "fit", "--config", str(config_path("an_inpaint", "demo")), "--model.generator.init_args.cnum=4",
-            f"--model.generator.init_args.attention={attention}", "--model.generator.init_args.num_entities=4",
+            "fit", "--config", str(config_path("an_inpaint", "demo")), "--model.generator.init_args.cnum=4", *args,
             "--model.global_critic.init_args.cnum=4", "--model.local_critic.init_args.cnum=4",
             "--data.init_args.num_eval_crops=1",
             "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",

@@ -25,9 +25,9 @@ def test_ddp_fit_and_validation_on_prepared_paris_count_every_image_once(tmp_pat
     args = ["--config", PARIS, "--data", "common.data.prepared.PreparedParisStreetViewDataModule",
             f"--data.root={prepared}", "--data.resolution=32", "--data.batch_size=1", "--data.num_workers=0",
             "--data.val_images=3", "--data.val_batch_size=2", "--model.generator.init_args.cnum=4",
-            "--model.generator.init_args.num_entities=4", "--model.global_critic.init_args.cnum=4",
+            "--model.generator.init_args.long_range.init_args.num_entities=4", "--model.global_critic.init_args.cnum=4",
             "--model.global_critic.init_args.input_size=32", "--model.local_critic.init_args.cnum=4",
-            "--model.local_critic.init_args.input_size=16", "--model.baselines=[telea]",
+            "--model.local_critic.init_args.input_size=16", "--model.val_evaluator.baselines=[telea]",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             f"--trainer.default_root_dir={root}"]  # fmt: skip
     ckpt = str(root / "checkpoints" / "last.ckpt")

@@ -31,8 +31,9 @@ def test_gan_bf16_mixed(tmp_path):
     args = ["--config", str(ROOT / "configs/an_gan/demo.yaml"), "--data.init_args.resolution=16",
             "--data.init_args.batch_size=16", "--model.n_dis=1", "--model.generator.init_args.ch=2",
             "--model.generator.init_args.z_dim=16",
-            "--model.generator.init_args.num_entities=4", "--model.generator.init_args.long_range_block=0",
-            "--model.discriminator.init_args.ch=2", "--model.discriminator.init_args.num_entities=4",
+            "--model.generator.init_args.long_range.init_args.num_entities=4",
+            "--model.generator.init_args.long_range_block=0", "--model.discriminator.init_args.ch=2",
+            "--model.discriminator.init_args.long_range.init_args.num_entities=4",
             "--model.ema.start_step=1", "--model.ema.standing_batch_size=8", "--model.ema.standing_batches=1",
             "--model.pictures.every_n_steps=0", "--trainer.max_steps=300", "--trainer.val_check_interval=150",
             f"--trainer.default_root_dir={tmp_path}", *COMMON]  # fmt: skip
@@ -54,10 +55,11 @@ def test_inpaint_bf16_mixed(tmp_path):
     args = ["--config", str(ROOT / "configs/an_inpaint/demo.yaml"), "--data.init_args.resolution=32",
             "--data.init_args.batch_size=4", "--data.init_args.num_eval_crops=2",
             "--data.init_args.photos={train: [coffee, astronaut], val: [chelsea], test: [flower]}",
-            "--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4",
+            "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.global_critic.init_args.cnum=4",
-            "--model.local_critic.init_args.cnum=4", "--model.adversarial_start_step=100", "--model.n_critic=2",
-            "--model.baselines=[]", "--trainer.max_steps=300", "--trainer.val_check_interval=100",
+            "--model.local_critic.init_args.cnum=4", "--model.schedule.adversarial_start_step=100",
+            "--model.n_critic=2", "--model.val_evaluator.baselines=[]", "--trainer.max_steps=300",
+            "--trainer.val_check_interval=100",
             f"--trainer.default_root_dir={tmp_path}", *COMMON]  # fmt: skip
     rows, trainer = fit_recorded(lambda a: inpaint_cli(a, run=False), args)
     assert trainer.global_step >= 300 and int(trainer.lightning_module.phase) == 2  # a G batch makes 2 steps

@@ -16,11 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor", "init_args": {"feature_dim": 8}}
 
 
-def _gan_args(root: Path, long_range: str = "an") -> list[str]:
+def _gan_args(root: Path, long_range: str | None = None) -> list[str]:
+    """The tiny demo with AN (n = 4) or with G's long-range layer replaced by the class ``long_range``."""
+    layer = [f"--model.generator.init_args.long_range={long_range}"] if long_range else []
     return ["--config", str(ROOT / "configs/an_gan/demo.yaml"), "--data.init_args.batch_size=8",
             "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
-            "--model.generator.init_args.num_entities=4", f"--model.generator.init_args.long_range={long_range}",
-            "--model.discriminator.init_args.ch=1", "--model.discriminator.init_args.num_entities=4",
+            "--model.generator.init_args.long_range.init_args.num_entities=4", *layer,
+            "--model.discriminator.init_args.ch=1",
+            "--model.discriminator.init_args.long_range.init_args.num_entities=4",
             "--model.ema.standing_batch_size=4", "--model.ema.standing_batches=1", "--model.val_evaluator=null",
             "--model.pictures.every_n_steps=0", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
             f"--trainer.default_root_dir={root}", "--trainer.max_steps=2"]  # fmt: skip
@@ -30,8 +33,9 @@ def _inpaint_args(root: Path) -> list[str]:
     return ["--config", str(ROOT / "configs/an_inpaint/demo.yaml"), "--data.init_args.resolution=32",
             "--data.init_args.batch_size=2", "--data.init_args.num_eval_crops=1",
             "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",
-            "--model.generator.init_args.cnum=4", "--model.generator.init_args.num_entities=4",
-            "--model.global_critic.init_args.input_size=32", "--model.baselines=[]", "--model.lr_schedule=constant",
+            "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
+            "--model.global_critic.init_args.input_size=32", "--model.val_evaluator.baselines=[]",
+            "--model.schedule.lr_decay=constant",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.limit_val_batches=0",
             f"--trainer.default_root_dir={root}", "--trainer.max_steps=1"]  # fmt: skip
 
@@ -51,7 +55,7 @@ def checkpoints(tmp_path_factory):
 def test_checkpoints_carry_the_stamp(checkpoints):
     stamp = torch.load(checkpoints["gan"], weights_only=True)[STAMP_KEY]
     assert stamp["module"] == "an_gan.module.ANGAN"
-    assert "long_range='an'" in stamp["networks"]["generator"]
+    assert "AttentiveNorm2d" in stamp["networks"]["generator"] and "'num_entities': 4" in stamp["networks"]["generator"]
 
 
 @pytest.mark.timeout(600)
@@ -64,11 +68,12 @@ def test_other_task_on_resume_and_on_validate(checkpoints, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_other_architecture_names_both(checkpoints, tmp_path):
+    sa = _gan_args(tmp_path / "c", "common.layers.SelfAttention2d")
     with pytest.raises(CheckpointMismatchError) as info:
-        gan_cli(["fit", *_gan_args(tmp_path / "c", long_range="sa"), f"--ckpt_path={checkpoints['gan']}"])
+        gan_cli(["fit", *sa, f"--ckpt_path={checkpoints['gan']}"])
     message = str(info.value)
     assert "another architecture" in message and str(checkpoints["gan"]) in message
-    assert "long_range='an'" in message and "long_range='sa'" in message  # both sides named
+    assert "AttentiveNorm2d" in message and "SelfAttention2d" in message  # both sides named
     assert "not in the checkpoint" in message  # the SA weights
 
 
@@ -117,7 +122,8 @@ def test_one_reload_path_for_both_tasks(checkpoints, tmp_path):
             torch.testing.assert_close(value, state[key])
         assert RunFolder.of_checkpoint(checkpoints[task]).config.is_file()  # the run folder layout
     generator = load_generator(checkpoints["gan"], ema=False)
-    assert generator.config["long_range"] == "an" and generator.num_classes == 10  # linked from the data
+    assert generator.config["long_range"]["class_path"].endswith("AttentiveNorm2d")
+    assert generator.num_classes == 10  # linked from the data
     assert isinstance(load_inpainter(checkpoints["inpaint"]), ANInpaint)
     with pytest.raises(CheckpointMismatchError, match="an_inpaint.*an_gan"):
         load_generator(checkpoints["inpaint"])

@@ -64,3 +64,22 @@ def test_trainer_uses_it_for_last_ckpt(tmp_path):
     ckpt = next(tmp_path.rglob("*.ckpt"))
     assert torch.load(ckpt, weights_only=False)["global_step"] == 2
     assert not list(tmp_path.rglob(".*tmp-*"))
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "best-fid.ckpt"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".best-fid.ckpt.tmp-{int(dead.stdout)}"  # a complete file left by a kill -9 mid-save
+    fresh = tmp_path / f".best-fid.ckpt.tmp-{int(dead.stdout) + 1}"  # too young: might be another host's write
+    other = tmp_path / f".last.ckpt.tmp-{int(dead.stdout)}"  # another checkpoint's temporaries are its own business
+    for path in (stale, fresh, other):
+        path.write_bytes(b"x")
+    old = os.stat(stale).st_mtime - 3600
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    AtomicCheckpointIO().save_checkpoint({"a": 1}, target)
+    assert not stale.exists() and fresh.exists() and other.exists() and target.is_file()

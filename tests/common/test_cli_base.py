@@ -70,12 +70,17 @@ def test_resume_last_continues_run_and_step(in_tmp):
     assert second.trainer.global_step == 2 * steps
 
 
-def test_crash_leaves_checkpoint_and_resume_uses_it(in_tmp):
+def test_crash_inside_a_step_resumes_from_the_periodic_checkpoint(in_tmp, capsys):
+    # An exception inside training_step: no on_exception.ckpt (the batch may be half applied); the periodic last.ckpt
+    # (every 2 optimiser steps here) is what --ckpt_path last resumes.
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run("--trainer.max_epochs=3", "--model.fail_at_step=6")
-    ckpts = list((in_tmp / "runs" / "tiny" / "attentive-norm").glob("*/checkpoints/on_exception.ckpt"))
+        run("--trainer.max_epochs=3", "--model.fail_at_step=6", "--autosave.every_n_steps=2")
+    runs = in_tmp / "runs" / "tiny" / "attentive-norm"
+    assert not list(runs.glob("*/checkpoints/on_exception.ckpt"))
+    assert "no on_exception.ckpt written: the exception came inside a training step" in capsys.readouterr().out
+    ckpts = list(runs.glob("*/checkpoints/last.ckpt"))
     assert len(ckpts) == 1
-    assert torch.load(ckpts[0], weights_only=False)["global_step"] == 6
+    assert torch.load(ckpts[0], weights_only=True)["global_step"] == 6
     resumed = run("--trainer.max_epochs=3", "--ckpt_path=last")
     assert resumed.trainer.logger.version == ckpts[0].parent.parent.name
     assert resumed.trainer.global_step == 12
@@ -107,14 +112,13 @@ def test_offline_reason(monkeypatch, tmp_path):
 
 def test_plain_fit_never_resumes_silently(in_tmp):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run("--trainer.max_epochs=3", "--model.fail_at_step=6", "--trainer.logger=false")
-    crash_ckpt = in_tmp / "runs" / "tiny" / "checkpoints" / "on_exception.ckpt"
-    assert crash_ckpt.is_file()
+        run("--trainer.max_epochs=3", "--model.fail_at_step=6", "--trainer.logger=false", "--autosave.every_n_steps=3")
+    crash_ckpt = in_tmp / "runs" / "tiny" / "checkpoints" / "last.ckpt"
+    assert torch.load(crash_ckpt, weights_only=True)["global_step"] == 6
     fresh = run("--trainer.max_epochs=1", "--trainer.logger=false")
     assert fresh.trainer.global_step == 4  # one epoch from scratch, not a resume
     resumed = run("--trainer.max_epochs=2", "--trainer.logger=false", "--ckpt_path=last")
     assert resumed.trainer.global_step == 8
-    assert not crash_ckpt.exists()  # removed once training ended normally
 
 
 def test_last_without_earlier_run_starts_fresh(in_tmp):

@@ -15,7 +15,7 @@ DEMO = Path("/pkg/configs/task/demo.yaml")
     [
         (["fit"], ["fit", "--config", str(DEMO)]),
         (["fit", "--trainer.max_steps=3"], ["fit", "--config", str(DEMO), "--trainer.max_steps=3"]),
-        (["fit", "--model.lr", "1e-3"], ["fit", "--config", str(DEMO), "--model.lr", "1e-3"]),
+        (["fit", "--model.n_critic", "3"], ["fit", "--config", str(DEMO), "--model.n_critic", "3"]),
         (["fit", "--print_config"], ["fit", "--config", str(DEMO), "--print_config"]),
     ],
 )

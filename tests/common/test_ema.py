@@ -118,3 +118,29 @@ class TestStandingStatistics:
         assert normalization_layers(a) == [a[1], a[3]]
         with pytest.raises(ValueError, match="at least one batch"):
             standing_statistics(a, [])
+
+
+class TestNeverSynchronised:
+    """``Trainer(sync_batchnorm=True)`` converts the whole LightningModule; the EMA copy must stay per-process."""
+
+    def test_averaged_copy_keeps_plain_batch_norms_after_convert_sync_batchnorm(self):
+        owner = nn.Module()
+        owner.net = _net()
+        owner.ema = ExponentialMovingAverage(owner.net)
+        before = owner.state_dict(keep_vars=True)
+        converted = nn.SyncBatchNorm.convert_sync_batchnorm(owner)
+        assert isinstance(converted.net[1], nn.SyncBatchNorm)  # the trained network is synchronised ...
+        assert not any(isinstance(m, nn.SyncBatchNorm) for m in converted.ema.averaged.modules())  # ... its EMA not
+        assert isinstance(converted.ema.averaged[1], nn.modules.batchnorm._BatchNorm)
+        after = converted.state_dict(keep_vars=True)
+        assert after.keys() == before.keys()
+        assert all(after[key] is before[key] for key in before if key.startswith("ema."))  # the same tensors
+        converted.ema.averaged = nn.SyncBatchNorm.convert_sync_batchnorm(nn.Sequential(nn.BatchNorm1d(2)))
+        assert not any(isinstance(m, nn.SyncBatchNorm) for m in converted.ema.averaged.modules())
+        assert standing_statistics(converted.ema.averaged, [(torch.randn(4, 2),)]) == 1
+
+    def test_standing_statistics_refuses_sync_batch_norm_under_a_process_group(self, tmp_path, monkeypatch):
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(_net())
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        with pytest.raises(RuntimeError, match="collective every process must join"):
+            standing_statistics(net, [(torch.randn(4, 3),)])

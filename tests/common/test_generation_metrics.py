@@ -31,6 +31,8 @@ from common.metrics.generation import (
     strict_float32,
     to_uint8,
 )
+from common.metrics.generation import metrics as metrics_module
+from common.metrics.generation.metrics import subset_keys
 
 META = {"extractor_name": "table", "key": "toy"}
 
@@ -107,8 +109,10 @@ class TestGenerationMetrics:
         is_mean, is_std = numpy_is(logits.numpy(), 10)
         assert out["is_mean"].item() == pytest.approx(is_mean, rel=1e-5)
         assert out["is_std"].item() == pytest.approx(is_std, rel=1e-4)
-        precision, recall = brute_precision_recall(real[:100].numpy(), fake[:100].numpy())
-        assert out["precision"].item() == pytest.approx(precision, abs=1e-6)  # on the first 100 of each side
+        # on the seeded random subsets: the 100 smallest keys of each side
+        real_subset, fake_subset = (x[torch.argsort(subset_keys(torch.arange(len(x))))[:100]] for x in (real, fake))
+        precision, recall = brute_precision_recall(real_subset.numpy(), fake_subset.numpy())
+        assert out["precision"].item() == pytest.approx(precision, abs=1e-6)
         assert out["recall"].item() == pytest.approx(recall, abs=1e-6)
 
     def test_kid_against_unbiased_mmd(self, features):
@@ -132,6 +136,53 @@ class TestGenerationMetrics:
         for other in (parts, shuffled.compute()):
             for key in whole:
                 torch.testing.assert_close(whole[key], other[key], rtol=1e-6, atol=1e-6)
+
+    def test_kid_pr_subset_is_a_seeded_random_subset(self):
+        """The KID / P&R rows are the kid_prc_num_samples smallest keys of their positions: not the first rows of a
+        class-sorted set, the same rows however the updates are ordered, batched or pruned, other rows for another
+        seed."""
+        n, k, per_class = 40, 4, 100  # a class-sorted set: class c at positions c * 100 .. c * 100 + 99
+        positions = torch.arange(k * per_class)
+        expected = set(torch.argsort(subset_keys(positions, seed=0))[:n].tolist())
+        counts = np.bincount([p // per_class for p in expected], minlength=k)
+        assert counts.min() >= 4 and counts.max() <= 20, counts  # every class, about n / k each (first-N: 40/0/0/0)
+        assert set(torch.argsort(subset_keys(positions, seed=1))[:n].tolist()) != expected
+        features = torch.randn(k * per_class, 6, generator=torch.Generator().manual_seed(0)).double()
+        for order in (positions, positions.flip(0), positions[torch.randperm(len(positions))]):
+            for chunk in (7, 400):  # chunks of 7 prune many times (more than 2n rows stored)
+                metric = GenerationMetrics(6, kid_prc_num_samples=n)
+                for idx in order.split(chunk):
+                    metric.update(features[idx], None, idx, real=True)
+                    assert sum(t.shape[0] for t in metric.real_keys) <= 2 * n + chunk
+                kept = torch.cat(metric.real_features)[torch.argsort(torch.cat(metric.real_keys))[:n]]
+                torch.testing.assert_close(
+                    kept, features[sorted(expected, key=lambda p: subset_keys(torch.tensor([p]))[0].item())].float()
+                )
+
+    def test_self_score_of_a_class_sorted_set(self, monkeypatch):
+        """Four well-separated classes scored against the same distribution, the reference fed in dataset order
+        (class-sorted) and the generated side in the evaluator's canonical order (class-balanced): KID within noise
+        of 0, precision and recall near 1. With the former first-N selection planted back (keys = positions) the
+        reference subset is class 0 only and the same checks fail."""
+        gen = torch.Generator().manual_seed(0)
+        centres, k, per_class = torch.rand(4, 8, generator=gen), 4, 400
+
+        def scores():
+            metric = GenerationMetrics(8, is_splits=2, kid_prc_num_samples=200)
+            real, fake = (
+                torch.cat([c + 0.1 * torch.randn(per_class, 8, generator=gen) for c in centres]) for _ in "rf"
+            )
+            metric.update(real.double(), None, torch.arange(k * per_class), real=True)
+            canonical = torch.arange(per_class).repeat(k) * k + torch.arange(k).repeat_interleave(per_class)
+            metric.update(fake.double(), torch.randn(k * per_class, 5, generator=gen), canonical, real=False)
+            return {key: value.item() for key, value in metric.compute().items()}
+
+        good = scores()
+        assert abs(good["kid_mean"]) < 0.01 and good["precision"] >= 0.75 and good["recall"] >= 0.75, good
+        monkeypatch.setattr(metrics_module, "subset_keys", lambda positions, seed=0: positions.cpu().long())
+        planted = scores()
+        assert not (abs(planted["kid_mean"]) < 0.01 and planted["precision"] >= 0.75), planted
+        assert planted["kid_mean"] > 0.05 and planted["precision"] < 0.5, planted  # what the first-N rule gave
 
     @pytest.mark.filterwarnings("ignore:The ``compute`` method:UserWarning")
     def test_reset_keeps_reference(self, features):
@@ -170,6 +221,13 @@ class TestGenerationMetrics:
             target.load_reference(path, {**META, "extractor_name": "other"})
         with pytest.raises(ValueError, match="kid_prc_num_samples"):
             GenerationMetrics(6, kid_prc_num_samples=5).load_reference(path, META)
+        with pytest.raises(ValueError, match="kid_prc_subset: file has '.*seed 0', expected '.*seed 3'"):
+            GenerationMetrics(6, kid_prc_num_samples=100, subset_seed=3).load_reference(path, META)
+        stale = torch.load(path, weights_only=True)
+        del stale["kid_prc_subset"]  # a cache written under the former first-N rule
+        torch.save(stale, tmp_path / "stale.pt")
+        with pytest.raises(ValueError, match="kid_prc_subset: file has None.*Delete the file"):
+            target.load_reference(tmp_path / "stale.pt", META)
         torch.save({"something": torch.zeros(3)}, tmp_path / "foreign.pt")
         with pytest.raises(ValueError, match="not a generation reference file"):
             target.load_reference(tmp_path / "foreign.pt", META)

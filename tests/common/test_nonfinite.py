@@ -79,8 +79,10 @@ def test_finite_run_is_untouched(tmp_path):
 
 def test_skip_leaves_weights_and_optimizer_alone_and_counts(tmp_path):
     guard = NonFiniteGuard("skip")
-    with pytest.warns(UserWarning, match="skipping the update: non-finite loss at optimiser step 3"):
+    match = r"skipping the update \(1 skipped so far; training goes on\): non-finite loss at optimiser step 3"
+    with pytest.warns(UserWarning, match=match) as caught:
         model, trainer = fit(tmp_path, guard, bad_step=3)
+    assert not any("Training stopped" in str(w.message) for w in caught)  # skip does not stop
     assert guard.skipped == 1
     assert torch.equal(model.weights[3], model.weights[2])  # step 3 did not update
     assert not torch.equal(model.weights[4], model.weights[3])  # training went on

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _args(root: Path, *extra: str) -> list[str]:
     return ["--config", str(ROOT / "configs/an_gan/demo.yaml"), "--data.init_args.batch_size=8",
             "--model.generator.init_args.ch=1", "--model.generator.init_args.z_dim=16",
-            "--model.generator.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
-            "--model.discriminator.init_args.num_entities=4", "--model.ema.standing_batch_size=4",
+            "--model.generator.init_args.long_range.init_args.num_entities=4", "--model.discriminator.init_args.ch=1",
+            "--model.discriminator.init_args.long_range.init_args.num_entities=4", "--model.ema.standing_batch_size=4",
             "--model.ema.standing_batches=1", "--model.val_evaluator=null", "--model.pictures.every_n_steps=0",
             "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
             "--trainer.max_steps=6", f"--trainer.default_root_dir={root}", *extra]  # fmt: skip

@@ -109,6 +109,13 @@ class InceptionFeatureExtractor(nn.Module):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         path = _resolve_inception_weights(weights_path)
+        try:  # weights are data: torch-fidelity unpickles the file (weights_only=False), so it must pass as data first
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:
+            raise RuntimeError(
+                f"{path} is not a plain weights file (a tensor dict loadable with torch.load(weights_only=True)): "
+                f"refused ({type(error).__name__}). " + _missing_weights_message("use the original file")
+            ) from error
         try:
             self.net = FeatureExtractorInceptionV3(
                 "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)

@@ -38,13 +38,16 @@ def _terms(loss: Tensor, logs: dict[str, Any]) -> tuple[list[str], Tensor]:
     return names, torch.stack(values)
 
 
-def _describe(step: int, name: str, names: list[str], values: list[float]) -> str:
+def _describe(step: int, name: str, names: list[str], values: list[float], stops: bool = True) -> str:
     bad = [f"{n} = {v}" for n, v in zip(names, values, strict=True) if not torch.isfinite(torch.tensor(v))]
     good = [f"{n} = {v:.4g}" for n, v in zip(names, values, strict=True) if torch.isfinite(torch.tensor(v))]
+    text = f"non-finite loss at optimiser step {step} ({name} update): {', '.join(bad)}" + (
+        f" (finite: {', '.join(good)})" if good else ""
+    )
+    if not stops:
+        return text
     return (
-        f"non-finite loss at optimiser step {step} ({name} update): {', '.join(bad)}"
-        + (f" (finite: {', '.join(good)})" if good else "")
-        + ". Training stopped; the run's last checkpoint is from before this step. Lower the learning rate, use "
+        text + ". Training stopped; the run's last checkpoint is from before this step. Lower the learning rate, use "
         "--trainer.precision 32, or set --nonfinite.policy skip to skip such steps."
     )
 
@@ -91,7 +94,10 @@ class NonFiniteGuard(Callback):
                     f"{self.skipped} non-finite losses skipped, more than max_skips={self.max_skips}; last: "
                     + _describe(step, name, names, values_host)
                 )
-            pl.utilities.rank_zero_warn(f"skipping the update: {_describe(step, name, names, values_host)}")
+            pl.utilities.rank_zero_warn(
+                f"skipping the update ({self.skipped} skipped so far; training goes on): "
+                + _describe(step, name, names, values_host, stops=False)
+            )
             return False
         bad = ~torch.isfinite(values).all()
         key = (name, tuple(names))

@@ -7,6 +7,11 @@ for every DDP rank (gathered to rank 0, which writes the checkpoint) under ``che
 resume, gives each rank its own state back right before the first training batch, after everything else that
 resuming does (building data loaders, validation before fit) has run. The losses after the resume then equal the
 uninterrupted run's, step for step, on the CPU.
+
+That holds for checkpoints written at a batch boundary (the periodic ``last.ckpt``, Ctrl-C and SIGTERM stops,
+validation, the end of training). A checkpoint written inside a training step (SLURM's pre-emption signal makes
+Lightning save ``hpc_ckpt_*.ckpt`` at once, wherever the step is) holds a half-applied batch: it is marked
+(``checkpoint["resume_exact"]``) and loading it warns; the CLI's ``--ckpt_path last`` prefers exact checkpoints.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-__all__ = ["ExactResume", "capture_rng_state", "restore_rng_state"]
+__all__ = ["EXACT_KEY", "ExactResume", "capture_rng_state", "restore_rng_state", "inexact_reason"]
 
 KEY = "rng_states"
+#: ``None`` when resuming from the checkpoint continues exactly, else why not (a sentence).
+EXACT_KEY = "resume_exact"
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -77,10 +84,22 @@ class ExactResume(Callback):
         else:
             gathered = [state]
         checkpoint[KEY] = gathered
+        progress = trainer.fit_loop.epoch_loop.batch_progress.total
+        if trainer.state.fn == "fit" and progress.started > progress.processed:
+            checkpoint[EXACT_KEY] = (
+                f"written inside training step {trainer.global_step} (after batch {progress.processed}): part of that "
+                "batch's updates may be applied and the random state is mid-batch"
+            )
+        else:
+            checkpoint[EXACT_KEY] = None
         _rewind_unfinished_batch(checkpoint)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        """Keep this rank's saved RNG state (rank ``r % saved_ranks``, with a warning when the rank count changed)."""
+        """Keep this rank's saved RNG state (rank ``r % saved_ranks``, with a warning when the rank count changed);
+        warn when the checkpoint cannot resume exactly."""
+        reason = inexact_reason(checkpoint)
+        if reason is not None:
+            pl.utilities.rank_zero_warn(f"resuming from this checkpoint is not exact: {reason}")
         states = checkpoint.get(KEY)
         if not states:
             self._pending = None
@@ -97,6 +116,15 @@ class ExactResume(Callback):
         if self._pending is not None:
             restore_rng_state(self._pending)
             self._pending = None
+
+
+def inexact_reason(checkpoint: dict) -> str | None:
+    """Why resuming from ``checkpoint`` does not continue exactly, or ``None`` when it does."""
+    if checkpoint.get(EXACT_KEY):
+        return str(checkpoint[EXACT_KEY])
+    if "loops" in checkpoint and not checkpoint.get(KEY):
+        return "it holds no random-number states (written without ExactResume)"
+    return None
 
 
 def _rewind_unfinished_batch(checkpoint: dict) -> None:
