@@ -24,6 +24,11 @@ LightningCLI (``common.training.cli.ANLightningCLI``) over :class:`an_gan.module
       python -m an_gan evaluate --samples samples/ --data common.data.imagenet.ImageNetDataModule \\
           --data.init_args.root /data/imagenet
 
+  The default protocol is the paper's test (50,000 images: 50 per class on ImageNet, and 5,000 per class for the
+  intra-FID of all classes); ``--num_per_class``, ``--intra_fid_classes`` and ``--intra_fid_num_per_class`` set its
+  counts (``--num_per_class 0``: intra-FID only, e.g. for a folder with a few classes), and a class folder with too
+  few images is an error that names these flags. ``--device auto`` (default) extracts features on the GPU if any.
+
 * ``prepare`` is ``python -m common.data.prepare imagenet``: ImageNet resized once and written with LitData, for
   ``--data common.data.prepared.PreparedImageNetDataModule --data.init_args.root OUT``::
 
@@ -43,7 +48,7 @@ from typing import Any, ClassVar
 from jsonargparse import ArgumentParser
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from an_gan.evaluation import GenerationEvaluator
+from an_gan.evaluation import FolderTooSmallError, GenerationEvaluator
 from an_gan.module import ANGAN
 from an_gan.networks import Discriminator, Generator
 from an_gan.predict import ClassFolderWriter
@@ -165,6 +170,37 @@ def _first_image_size(samples: Path) -> int:
     raise FileNotFoundError(f"no class sub-folders with images in {samples}")
 
 
+def _resolve_device(device: str) -> str:
+    """``"auto"``: ``"cuda"`` when a GPU is visible, else ``"cpu"``; any other value as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _apply_protocol_flags(evaluator: GenerationEvaluator, cfg: Any, num_classes: int) -> None:
+    """``--num_per_class`` / ``--intra_fid_classes`` / ``--intra_fid_num_per_class`` over the evaluator's settings."""
+    if cfg.num_per_class is not None:
+        evaluator.num_samples = cfg.num_per_class * num_classes
+    if cfg.intra_fid_classes is not None:
+        evaluator.intra_fid_classes = None if cfg.intra_fid_classes == "none" else cfg.intra_fid_classes
+    if cfg.intra_fid_num_per_class is not None:
+        evaluator.intra_fid_num_per_class = cfg.intra_fid_num_per_class
+    evaluator.check()
+    evaluator.classes(num_classes)  # a class list is checked against the reference
+
+
+def _too_few_images(error: FolderTooSmallError, evaluator: GenerationEvaluator, num_classes: int) -> str:
+    per_class = evaluator.num_samples / num_classes
+    return (
+        f"{error}. The protocol's counts are flags: --num_per_class (now {per_class:g}; 0: intra-FID only), "
+        f"--intra_fid_num_per_class (now {evaluator.intra_fid_num_per_class}) and --intra_fid_classes (now "
+        f"{evaluator.intra_fid_classes!r}; 'none', 'table2' or a list such as '[14, 141]'): lower them to what the "
+        "folder holds, or write more images (predict --predict_writer.num_per_class N)"
+    )
+
+
 def evaluate_main(args: list[str] | None = None) -> dict[str, Any]:
     """``evaluate``: score a folder of generated images (class sub-folders); print a table, write JSON."""
     parser = ArgumentParser(
@@ -178,7 +214,28 @@ def evaluate_main(args: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_subclass_arguments(ClassImageDataModule, "data", required=False, help="or: a datamodule as reference")
     parser.add_subclass_arguments(GenerationEvaluator, "evaluator", help="the protocol (default: the paper's test)")
-    parser.add_argument("--device", type=str, default="cpu", help="device for the feature extractor")
+    parser.add_argument(
+        "--num_per_class",
+        type=int | None,
+        default=None,
+        help="FID / IS / KID / PR images per class (evaluator num_samples = this x classes; 0: intra-FID only); "
+        "default: the evaluator's (50,000 images: 50 per class on ImageNet)",
+    )
+    parser.add_argument(
+        "--intra_fid_classes",
+        type=list[int] | str | None,
+        default=None,
+        help="intra-FID classes: 'all', 'table2', a list such as '[14, 141]', or 'none'; default: the evaluator's",
+    )
+    parser.add_argument(
+        "--intra_fid_num_per_class",
+        type=int | None,
+        default=None,
+        help="images per intra-FID class (default: the evaluator's, 5,000)",
+    )
+    parser.add_argument(
+        "--device", type=str, default="auto", help="device for the feature extractor (auto: the GPU if there is one)"
+    )
     parser.add_argument("--demo_quality", type=bool, default=False, help="also the digits judge (digits samples)")
     parser.add_argument("--output", type=str | None, default=None, help="JSON file for the scores")
     parser.set_defaults({"evaluator": MODEL_DEFAULTS["model.test_evaluator"]})
@@ -194,8 +251,17 @@ def evaluate_main(args: list[str] | None = None) -> dict[str, Any]:
     else:
         reference = init.data
     evaluator: GenerationEvaluator = init.evaluator
-    scores = evaluator.score_folder(samples, reference, device=cfg.device)
+    try:
+        _apply_protocol_flags(evaluator, cfg, reference.num_classes)
+    except ValueError as error:
+        parser.error(f"{error} (--num_per_class / --intra_fid_classes / --intra_fid_num_per_class)")
+    device = _resolve_device(cfg.device)
+    try:
+        scores = evaluator.score_folder(samples, reference, device=device)
+    except FolderTooSmallError as error:
+        parser.error(_too_few_images(error, evaluator, reference.num_classes))
     result: dict[str, Any] = {
+        "device": device,
         "samples": str(samples),
         "reference": cfg.reference or type(reference).__name__,
         "protocol": evaluator.describe(reference.num_classes),

@@ -49,29 +49,23 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from an_gan.noise import class_counts, class_folders, generate_batch, pack_batches, positions, read_batch
-from an_gan.reference_data import ReferenceData, eval_mode
+from an_gan.reference_data import ReferenceData, ReferenceStatistics, eval_mode
 from common.data.images import list_images
 from common.metrics.generation import (
     ClassStatistics,
     GenerationMetrics,
     InceptionFeatureExtractor,
     class_frechet_distance,
-    class_reference_path,
     extract,
     extractor_name,
     feature_dim,
-    load_payload,
-    reference_cache_path,
     resolve_intra_fid_classes,
-    save_payload,
     strict_float32,
 )
 from common.training.prefetch import prefetch
-from common.visualization import to_unit
 
-__all__ = ["GenerationEvaluator", "ReferenceData", "eval_mode"]
+__all__ = ["FolderTooSmallError", "GenerationEvaluator", "ReferenceData", "eval_mode"]
 
-_MAX_CLASSES_IN_MEMORY = 64  # per-class reference features kept in memory (beyond that: read from the cache)
 _MAX_LOGGED_CLASSES = 20  # per-class intra-FID values returned as keys (all are in ``last_intra_fid``)
 _PREFETCH_DEPTH = 2  # batches made ahead when overlapping (uint8 images: 4.9 MB per 100 images at 128 px)
 
@@ -80,11 +74,28 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-class GenerationEvaluator:
+class FolderTooSmallError(ValueError):
+    """A class folder holds fewer images than the protocol needs (:meth:`GenerationEvaluator.score_folder`).
+
+    Attributes:
+        cls, folder, have: the class, its folder and its number of images.
+        fid_count, intra_count: the images it needs for FID / IS / KID / PR and for intra-FID.
+    """
+
+    def __init__(self, cls: int, folder: Path, have: int, fid_count: int, intra_count: int, protocol: str) -> None:
+        self.cls, self.folder, self.have, self.fid_count, self.intra_count = cls, folder, have, fid_count, intra_count
+        super().__init__(
+            f"class {cls} needs {max(fid_count, intra_count)} images but {folder} holds {have}: {fid_count} for "
+            f"FID / IS / KID / PR and {intra_count} for intra-FID ({protocol})"
+        )
+
+
+class GenerationEvaluator(ReferenceStatistics):
     """FID / IS / KID / precision-recall / intra-FID of a class-conditional generator (module docstring).
 
     Args:
-        num_samples: generated images for FID, IS, KID, precision / recall (paper: 50,000).
+        num_samples: generated images for FID, IS, KID, precision / recall (paper: 50,000), class-balanced; 0: none
+            of these, intra-FID only (e.g. a folder with a few classes; needs ``intra_fid_classes``).
         seed: seed of the generated set (use different seeds for model selection and for reported scores).
         batch_size: generation and feature-extraction batch size.
         reference_split: split of the FID / KID / precision-recall reference (``"train"``, ``"val"``, ``"test"``).
@@ -101,8 +112,7 @@ class GenerationEvaluator:
         reference_cache_dir: folder for cached reference statistics; None: keep them in memory only.
         overlap: make the next batch (generate it, or read its files) in a background thread, on CUDA on its own
             stream, while the extractor processes the current one (:mod:`common.training.prefetch`); False: one after
-            the
-            other. The same batches in the same order either way: identical images and scores (tested).
+            the other. The same batches in the same order either way: identical images and scores (tested).
     """
 
     def __init__(
@@ -122,15 +132,8 @@ class GenerationEvaluator:
         reference_cache_dir: str | None = "runs/fid_refs",
         overlap: bool = True,
     ) -> None:
-        if num_samples < 2 or batch_size < 1 or intra_fid_num_per_class < 2 or kid_prc_num_samples < 0:
-            raise ValueError(
-                "need num_samples >= 2, batch_size >= 1, intra_fid_num_per_class >= 2 and kid_prc_num_samples >= 0, "
-                f"got {num_samples}, {batch_size}, {intra_fid_num_per_class}, {kid_prc_num_samples}"
-            )
         if not isinstance(overlap, bool):
             raise TypeError(f"overlap must be True or False, got {overlap!r}")
-        if num_samples < is_splits:
-            raise ValueError(f"num_samples ({num_samples}) must be at least is_splits ({is_splits})")
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
         self.reference_split, self.reference_num_samples = reference_split, reference_num_samples
         self.intra_fid_classes, self.intra_fid_num_per_class = intra_fid_classes, intra_fid_num_per_class
@@ -143,6 +146,25 @@ class GenerationEvaluator:
         self._class_refs: dict[int, Tensor] = {}
         self._class_key: str | None = None
         self.last_intra_fid: dict[int, float] = {}
+        self.check()
+
+    def check(self) -> None:
+        """Validate the protocol's counts (called by the constructor; again after changing them, as ``evaluate``
+        does for its ``--num_per_class`` / ``--intra_fid_*`` flags).
+
+        Raises:
+            ValueError: a count out of range, or nothing to compute.
+        """
+        n, batch, intra, kid = self.num_samples, self.batch_size, self.intra_fid_num_per_class, self.kid_prc_num_samples
+        if n < 0 or n == 1 or batch < 1 or intra < 2 or kid < 0:
+            raise ValueError(
+                "need num_samples 0 or >= 2, batch_size >= 1, intra_fid_num_per_class >= 2 and kid_prc_num_samples "
+                f">= 0, got {n}, {batch}, {intra}, {kid}"
+            )
+        if 0 < n < self.is_splits:
+            raise ValueError(f"num_samples ({n}) must be at least is_splits ({self.is_splits})")
+        if n == 0 and self.intra_fid_classes is None:
+            raise ValueError("num_samples 0 (no FID / IS / KID / PR) and no intra_fid_classes: nothing to compute")
 
     # ------------------------------------------------------------------------------------------------- parts
     @property
@@ -188,70 +210,6 @@ class GenerationEvaluator:
         fid_counts = class_counts(self.num_samples, num_classes)
         intra = set(self.classes(num_classes))
         return [(c, fid_counts[c], self.intra_fid_num_per_class if c in intra else 0) for c in range(num_classes)]
-
-    # ---------------------------------------------------------------------------------------------- reference
-    @strict_float32()
-    def prepare(
-        self, reference: ReferenceData, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
-    ) -> None:
-        """Load or compute the reference statistics (pooled, and this process's intra-FID classes)."""
-        metrics = self.metrics(device)
-        key = reference.reference_key(self.reference_split, self.reference_num_samples, 0)
-        if key != self._pooled_key or not metrics.has_reference():
-            metrics.reset_reference()
-            meta = {"extractor_name": self.extractor_name, "key": key}
-            path = None
-            if self.reference_cache_dir is not None:
-                path = reference_cache_path(self.reference_cache_dir, key, self.extractor_name)
-            if path is None or not metrics.load_reference(path, meta):
-                loader = reference.reference_dataloader(
-                    self.reference_split, None, self.reference_num_samples, 0, self.batch_size, (rank, world)
-                )
-                total = len(reference.reference_indices(self.reference_split, None, self.reference_num_samples, 0))
-                offset = rank * total // world  # position of this shard's first image in the reference order
-                for batch in tqdm(loader, desc="reference features", disable=rank != 0, leave=False):
-                    features, _ = extract(self.feature_extractor, to_unit(batch["image"].to(device)))
-                    pos = torch.arange(offset, offset + features.shape[0])
-                    metrics.update(features, None, pos, real=True)
-                    offset += features.shape[0]
-                if path is not None:
-                    metrics.save_reference(path, meta)
-            self._pooled_key = key
-        class_key = reference.reference_key(self.intra_fid_split)
-        if class_key != self._class_key:
-            self._class_refs, self._class_key = {}, class_key
-
-    @strict_float32()
-    def class_reference(self, reference: ReferenceData, cls: int, device: torch.device | str = "cpu") -> Tensor:
-        """Features (n_c, D) of class ``cls``'s images of ``intra_fid_split`` (cached on disk and/or in memory)."""
-        if cls in self._class_refs:
-            return self._class_refs[cls]
-        key = reference.reference_key(self.intra_fid_split)
-        meta = {
-            "extractor_name": self.extractor_name,
-            "key": key,
-            "class": int(cls),
-            "feature_dim": self._feature_dim(),
-        }
-        path = None
-        payload = None
-        if self.reference_cache_dir is not None:
-            path = class_reference_path(self.reference_cache_dir, key, self.extractor_name, cls)
-            payload = load_payload(path, meta)
-        if payload is not None:
-            features = payload["features"]
-        else:
-            loader = reference.reference_dataloader(self.intra_fid_split, [cls], None, 0, self.batch_size)
-            chunks = [self._real_features(batch["image"], device) for batch in loader]
-            features = torch.cat(chunks)
-            if path is not None:
-                save_payload(path, meta, {"features": features})
-        if path is None or len(self.classes(reference.num_classes)) <= _MAX_CLASSES_IN_MEMORY:
-            self._class_refs[cls] = features
-        return features
-
-    def _real_features(self, images: Tensor, device) -> Tensor:
-        return extract(self.feature_extractor, to_unit(images.to(device)))[0].cpu()
 
     # ------------------------------------------------------------------------------------------------ scoring
     def _score(self, batches, produce, counts, reference: ReferenceData, device, desc: str, quiet: bool) -> dict:
@@ -310,7 +268,7 @@ class GenerationEvaluator:
         if _distributed():
             torch.distributed.all_reduce(values)
             torch.distributed.all_reduce(seen)
-        scores = {k: float(v) for k, v in self._metrics.compute().items()}
+        scores = {k: float(v) for k, v in self._metrics.compute().items()} if self.num_samples else {}
         self._metrics.reset()
         self.last_intra_fid = {c: float(values[i] / seen[i]) if seen[i] else math.nan for i, c in enumerate(classes)}
         if classes:
@@ -363,8 +321,9 @@ class GenerationEvaluator:
         ``intra_fid_num_per_class`` for intra-FID. Files are read in a background thread when overlapping.
 
         Raises:
-            FileNotFoundError / ValueError: a missing folder, unknown class folders, too few images in a class, or
-                images whose size differs from the reference resolution.
+            FolderTooSmallError: too few images in a class folder (or no folder for a class the protocol needs).
+            FileNotFoundError / ValueError: a missing folder, unknown class folders, or images whose size differs
+                from the reference resolution.
         """
         device = torch.device(device or "cpu")
         folders = class_folders(Path(samples), reference.class_names, reference.num_classes)
@@ -374,10 +333,12 @@ class GenerationEvaluator:
         for cls, (fid_count, intra_count) in counts.items():
             files[cls] = list_images(folders[cls]) if cls in folders else []
             if len(files[cls]) < max(fid_count, intra_count):
-                raise ValueError(
-                    f"class {cls} needs {max(fid_count, intra_count)} images (FID set {fid_count}, intra-FID "
-                    f"{intra_count}) but {folders.get(cls, Path(samples) / f'{cls:04d}')} holds {len(files[cls])}"
+                protocol = (
+                    f"num_samples {self.num_samples} over {k} classes, intra_fid_num_per_class "
+                    f"{self.intra_fid_num_per_class} for intra_fid_classes {self.intra_fid_classes!r}"
                 )
+                folder = folders.get(cls, Path(samples) / f"{cls:04d}")
+                raise FolderTooSmallError(cls, folder, len(files[cls]), fid_count, intra_count, protocol)
         self.prepare(reference, device)
         self.metrics(device).reset()
         batches = pack_batches([(c, max(n)) for c, n in counts.items()], self.batch_size)

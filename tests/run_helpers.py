@@ -152,17 +152,27 @@ class StopAt(pl.Callback):
 
     At optimiser step ``step`` (``trainer.global_step`` when an optimiser is about to step, i.e. inside a training
     step, after that update's backward) on rank ``rank`` (``None``: every rank): ``how`` = ``"kill"`` (SIGKILL this
-    process), ``"sigint"`` / ``"sigterm"`` (send it that signal), ``"raise"`` (raise ``RuntimeError``).
+    process), ``"sigint"`` / ``"sigterm"`` (send it that signal), ``"raise"`` (raise ``RuntimeError``);
+    ``"raise_between"``: raise before the batch whose first optimiser step would be ``step`` starts (what a corrupt
+    image in one rank's shard does).
     """
 
     def __init__(self, step: int, how: str = "kill", rank: int | None = None) -> None:
         self.step, self.how, self.rank, self.done = step, how, rank, False
 
+    def _now(self, trainer) -> bool:
+        return not self.done and trainer.global_step == self.step and self.rank in (None, trainer.global_rank)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.how == "raise_between" and self._now(trainer):
+            self.done = True
+            raise RuntimeError(f"simulated failure before optimiser step {self.step} on rank {trainer.global_rank}")
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         import os
         import signal
 
-        if self.done or trainer.global_step != self.step or self.rank not in (None, trainer.global_rank):
+        if self.how == "raise_between" or not self._now(trainer):
             return
         self.done = True
         if self.how == "raise":
@@ -173,13 +183,18 @@ class StopAt(pl.Callback):
 
 def run_task(task: str, args: list[str], folder: Path, timeout: int = 600):
     """``python -m <task> *args`` in a fresh process in ``folder`` (1 CPU thread, W&B off, ``tests/`` importable for
-    :class:`StopAt`); returns the ``CompletedProcess`` (the test checks the exit status)."""
+    :class:`StopAt`, a free port for DDP); returns the ``CompletedProcess`` (the test checks the exit status)."""
     import os
+    import socket
     import subprocess
     import sys
 
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "tests"), env.get("PYTHONPATH", "")])
     folder.mkdir(parents=True, exist_ok=True)
     return subprocess.run(

@@ -45,6 +45,7 @@ from common.training.callbacks.checkpointing import (
     InterruptCheckpoint,
     PeriodicCheckpoint,
     WandbRunId,
+    checkpoint_dir,
     stored_wandb_run_id,
 )
 from common.training.callbacks.nonfinite import NonFiniteGuard
@@ -195,9 +196,6 @@ class ANLightningCLI(LightningCLI):
                 "init_args": {"project": "attentive-norm", "save_dir": f"runs/{self.task_name}"},
             },
             "callbacks": [
-                # last.ckpt only (overwritten, never last-v1: PeriodicCheckpoint writes the same file); tasks add their
-                # best-by-metric
-                ModelCheckpoint(save_top_k=0, save_last=True, enable_version_counter=False),
                 InterruptCheckpoint(),
                 GracefulStop(),
                 ExactResume(),
@@ -242,7 +240,7 @@ class ANLightningCLI(LightningCLI):
         (:class:`common.training.callbacks.speed.SpeedOptions`). Tasks extend this (call ``super()``)."""
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(NonFiniteGuard, "nonfinite")
-        parser.add_lightning_class_args(PeriodicCheckpoint, "autosave")
+        parser.add_lightning_class_args(PeriodicCheckpoint, "autosave")  # owns last.ckpt (tasks add a best-by-metric)
         parser.add_lightning_class_args(SpeedOptions, "speed")
 
     def _check_output_writable(self) -> None:
@@ -356,12 +354,12 @@ class ANLightningCLI(LightningCLI):
     def _report(self) -> None:
         folder = results_dir(self.trainer)
         lines = [f"results in {folder}"]
+        last = checkpoint_dir(self.trainer) / PeriodicCheckpoint.FILENAME
+        if last.is_file():
+            lines.append(f"  last checkpoint: {last}")
         for cb in self.trainer.checkpoint_callbacks:
-            if isinstance(cb, ModelCheckpoint):
-                if cb.best_model_path:
-                    lines.append(f"  best checkpoint: {cb.best_model_path}")
-                if cb.last_model_path:
-                    lines.append(f"  last checkpoint: {cb.last_model_path}")
+            if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
+                lines.append(f"  best checkpoint: {cb.best_model_path}")
         images = folder / "images"
         if images.is_dir():
             lines.append(f"  pictures: {images}")

@@ -108,17 +108,18 @@ def _fit(accumulate: int, nets: str, monkeypatch, steps_: int = 4, **kwargs) -> 
 @pytest.mark.parametrize(("nets", "accumulate"), [("linear", 2), ("linear", 4), ("linear", 3), ("paper", 2)])
 def test_k_micro_batches_update_like_the_whole_batch(monkeypatch, nets, accumulate):
     """2 iterations (D + G steps) with batch 8 in ``accumulate`` micro-batches (3: uneven, 3 + 3 + 2) give the
-    weights of the same steps on the whole batch, to float tolerance."""
+    weights of the same steps on the whole batch, to float tolerance (1e-4 of each parameter's update): networks
+    without batch statistics, and the paper's networks with their conditional BN frozen."""
     whole = _fit(1, nets, monkeypatch)
     initial = {n: p.detach().clone() for n, p in _model(1, nets)[0].named_parameters()}
     parts = _fit(accumulate, nets, monkeypatch)
     assert whole.num_g_steps == parts.num_g_steps == 2
     moved = 0
     for (name, a), b in zip(whole.named_parameters(), parts.parameters(), strict=True):
-        if name.startswith("ema."):
-            continue
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
-        moved += int(not torch.allclose(a, initial[name]))
+        update = (a - initial[name]).abs().max().item()  # what the two steps moved this parameter by
+        error = (b - a).abs().max().item()
+        assert error <= 1e-4 * update + 1e-7, (name, error, update)  # float rounding of the summed gradients
+        moved += update > 0
     assert moved == len(initial)  # every parameter was updated
 
 

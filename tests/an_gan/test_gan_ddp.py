@@ -3,10 +3,11 @@ checkpoint under DDP gives the numbers of one process (FID / IS / KID / P&R / in
 extractor; 30 samples over 2 ranks and batches of 8, so the last batches are uneven)."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
-from run_helpers import run_cli_processes
+from run_helpers import run_cli_processes, run_task, stop_at
 
 from an_gan.cli import cli_main
 
@@ -60,3 +61,22 @@ def test_fit_validate_test_under_ddp_and_the_same_numbers_as_one_process(tmp_pat
             key
         )  # float sums in another order
     assert validated["val/fid"] == pytest.approx(fit["val/fid"], rel=1e-4)  # the last in-training validation
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("rank", "how"), [(1, "raise_between"), (0, "raise_between"), (1, "raise")])
+def test_one_failing_rank_ends_the_job(tmp_path, rank, how):
+    # An exception on one rank only (a corrupt image in its shard, a bug): every process ends, non-zero, in bounded
+    # time, with the failing rank's error printed; no checkpoint is attempted (it would need the other rank).
+    root = tmp_path / "run"
+    start = time.monotonic()
+    done = run_task("an_gan", ["fit", *_args(root), *DDP, "--trainer.max_steps=40", stop_at(4, how, rank)], root,
+                    timeout=300)  # fmt: skip
+    elapsed = time.monotonic() - start
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"optimiser step 4 on rank {rank}" in output and "simulated failure" in output
+    assert f"[rank {rank}] RuntimeError" in output and "no on_exception.ckpt written" in output
+    assert not (root / "checkpoints" / "on_exception.ckpt").exists()
+    assert elapsed < 240, elapsed

@@ -372,3 +372,19 @@ def test_no_host_synchronisation_per_batch_on_cuda(data, overlap):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert float(evaluator.metrics(device).fake_n) == 30
+
+
+def test_intra_fid_only_protocol(data):
+    """num_samples 0: no FID set (and no pooled reference pass), the intra-FID of the chosen classes as usual."""
+
+    class NoPooledReference(type(data)):
+        def reference_dataloader(self, split, classes=None, *args, **kwargs):
+            assert classes is not None, "the pooled reference should not be read"
+            return super().reference_dataloader(split, classes, *args, **kwargs)
+
+    only = NoPooledReference(data.hparams.root, resolution=16, num_workers=0, val_root=data.hparams.val_root)
+    scores = _evaluator(num_samples=0).evaluate(ToyGenerator(), only)
+    assert set(scores) == {"intra_fid", "intra_fid/0", "intra_fid/2"}
+    assert scores["intra_fid/2"] == pytest.approx(_evaluator().evaluate(ToyGenerator(), data)["intra_fid/2"])
+    with pytest.raises(ValueError, match="nothing to compute"):
+        _evaluator(num_samples=0, intra_fid_classes=None)

@@ -48,14 +48,18 @@ def _make(args):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path):
-    full, _ = fit_recorded(_make, _args(tmp_path / "full"))
+@pytest.mark.parametrize("accumulate", [1, 2])  # 2: each D and G step in two micro-batches of 4
+def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path, accumulate):
+    def args(root):
+        return [*_args(root), f"--model.accumulate={accumulate}"]
+
+    full, _ = fit_recorded(_make, args(tmp_path / "full"))
     assert len(full) == 7  # 7 iterations of one D and one G step (14 optimiser steps), validations after 3 and 6
     assert {"train/d_loss", "train/g_loss"} <= full[0]["logs"].keys()
     cut_root = tmp_path / "cut"
-    first, _ = fit_recorded(_make, _args(cut_root), crash_at=5)  # crash before the 5th batch, mid-epoch
+    first, _ = fit_recorded(_make, args(cut_root), crash_at=5)  # crash before the 5th batch, mid-epoch
     assert first == full[:4]
-    second, trainer = fit_recorded(_make, _args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
+    second, trainer = fit_recorded(_make, args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
     assert trainer.global_step == 14
     assert_same_steps(first + second, full)
 
@@ -99,3 +103,18 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, how, step, r
     reference, resumed, output = _stopped_then_resumed(tmp_path, how, step)
     assert f"--ckpt_path last: resuming {Path(resumed).parent / resumes_from}" in output
     assert_same_final_state(resumed, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_finished_run_continued_equals_the_direct_run(tmp_path):
+    # 8 optimiser steps, then the same run continued from its last.ckpt to 14: the same end as 14 steps directly
+    # (last.ckpt is written after the last batch, before the end-of-training pictures and the demo's judge draw
+    # random numbers).
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run_task("an_gan", ["fit", *_args(full)], full).returncode == 0
+    short = [arg.replace("--trainer.max_steps=14", "--trainer.max_steps=8") for arg in _args(cut)]
+    assert run_task("an_gan", ["fit", *short], cut).returncode == 0
+    last = cut / "checkpoints" / "last.ckpt"
+    assert run_task("an_gan", ["fit", *_args(cut), f"--ckpt_path={last}"], cut).returncode == 0
+    assert_same_final_state(last, full / "checkpoints" / "last.ckpt")

@@ -19,14 +19,14 @@ from common.layers import AttentiveNorm2d
 K = 4
 
 
-def _module() -> ANGAN:
+def _module(eval_generator: str = "ema") -> ANGAN:
     torch.manual_seed(0)
     an = functools.partial(AttentiveNorm2d, num_entities=4)
     return ANGAN(
         generator=Generator(K, 32, z_dim=8, ch=1, long_range=an, long_range_block=1),
         discriminator=Discriminator(K, 32, ch=1, long_range=an),
         ema=EMASettings(decay=0.5, start_step=0, standing_batches=2, standing_batch_size=8),
-        eval_generator="ema",
+        eval_generator=eval_generator,
         pictures=PictureSettings(every_n_steps=0, per_class=2),
     )
 
@@ -48,7 +48,7 @@ def test_the_ema_copy_of_a_converted_module_has_no_sync_batchnorm():
     assert grid.shape[0] == 3 and not converted._ema_stale
 
 
-def _rank_zero_pictures(rank: int, world: int, init_file: str, backend: str) -> None:
+def _rank_zero_pictures(rank: int, world: int, init_file: str, backend: str, which: str) -> None:
     torch.distributed.init_process_group(
         backend, init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
     )
@@ -56,8 +56,8 @@ def _rank_zero_pictures(rank: int, world: int, init_file: str, backend: str) -> 
         device = torch.device(f"cuda:{rank}") if backend == "nccl" else torch.device("cpu")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        module = TorchSyncBatchNorm().apply(_module()).to(device)
-        if rank == 0:  # log_pictures: rank 0 alone runs the EMA generator's standing statistics and the grid
+        module = TorchSyncBatchNorm().apply(_module(which)).to(device)
+        if rank == 0:  # log_pictures: rank 0 alone draws the grid (EMA: after its standing statistics)
             module.sample_grid()
         torch.distributed.barrier()
     finally:
@@ -65,13 +65,14 @@ def _rank_zero_pictures(rank: int, world: int, init_file: str, backend: str) -> 
 
 
 @pytest.mark.slow
-def test_rank_zero_alone_makes_the_ema_pictures_under_two_gloo_processes(tmp_path):
-    """Two processes, rank 0 alone runs the pictures path: no collective (a ``SyncBatchNorm`` in training mode would
-    raise on the CPU or wait for rank 1 until the 60 s timeout)."""
-    mp.spawn(_rank_zero_pictures, args=(2, str(tmp_path / "init"), "gloo"), nprocs=2, join=True)
+@pytest.mark.parametrize("which", ["ema", "raw"])
+def test_rank_zero_alone_makes_the_pictures_under_two_gloo_processes(tmp_path, which):
+    """Two processes, rank 0 alone runs the pictures path with the EMA or the raw generator: no collective (a
+    ``SyncBatchNorm`` in training mode would raise on the CPU or wait for rank 1 until the 60 s timeout)."""
+    mp.spawn(_rank_zero_pictures, args=(2, str(tmp_path / "init"), "gloo", which), nprocs=2, join=True)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL)")
 def test_rank_zero_alone_makes_the_ema_pictures_under_two_nccl_processes(tmp_path):
     """The same on two GPUs with NCCL, where a collective on one rank hangs until the timeout."""
-    mp.spawn(_rank_zero_pictures, args=(2, str(tmp_path / "init"), "nccl"), nprocs=2, join=True)
+    mp.spawn(_rank_zero_pictures, args=(2, str(tmp_path / "init"), "nccl", "ema"), nprocs=2, join=True)

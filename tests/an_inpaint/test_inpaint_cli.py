@@ -20,6 +20,7 @@ from an_inpaint.predict import load_inpainter
 from common.data.inpainting import ParisStreetViewDataModule
 from common.data.inpainting_demo import DemoInpaintingDataModule
 from common.layers import AttentiveNorm2d
+from common.training.callbacks.checkpointing import checkpoint_dir
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "an_inpaint"
 PARIS = str(CONFIGS / "paris256.yaml")
@@ -202,7 +203,7 @@ def test_protocol_pipeline_fit_test_predict_baseline_evaluate(tmp_path):
         + ["--trainer.max_steps=6", "--trainer.enable_checkpointing=true"]
     )
     assert int(cli.model.phase) == 2
-    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    ckpt = str(checkpoint_dir(cli.trainer) / "last.ckpt")  # written after the last batch
     loaded = load_inpainter(ckpt)
     assert loaded.generator.cnum == 4
     torch.testing.assert_close(loaded.state_dict()["phase"], torch.tensor(2))

@@ -5,7 +5,14 @@ data order, crops, masks, augmentation)."""
 from pathlib import Path
 
 import pytest
-from run_helpers import assert_same_steps, fit_recorded, interrupt_checkpoint
+from run_helpers import (
+    assert_same_final_state,
+    assert_same_steps,
+    fit_recorded,
+    interrupt_checkpoint,
+    run_task,
+    stop_at,
+)
 
 from an_inpaint.cli import cli_main
 
@@ -43,3 +50,24 @@ def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path):
     second, trainer = fit_recorded(_make, _args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
     assert_same_steps(first + second, full)
     assert int(trainer.lightning_module.critic_steps) == 5  # batches 4..8 of phase 2, across the interruption
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("how", "step", "resumes_from"), [("kill", 9, "last.ckpt"), ("sigint", 8, "on_exception.ckpt")]
+)
+def test_a_stop_in_its_own_process_resumes_to_the_uninterrupted_end(tmp_path, how, step, resumes_from):
+    # `python -m an_inpaint fit` killed with SIGKILL (no warning: the periodic last.ckpt, every 3 optimiser steps, is
+    # what is left) or stopped with Ctrl-C inside a step of phase 2, then `--ckpt_path last`: the same final weights,
+    # buffers (phase, critic steps) and optimiser states as the run that never stopped.
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    autosave = ["--autosave.every_n_steps=3", "--autosave.every_minutes=null"]
+    done = run_task("an_inpaint", ["fit", *_args(full), *autosave], full)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stopped = run_task("an_inpaint", ["fit", *_args(cut), *autosave, stop_at(step, how)], cut)
+    assert stopped.returncode == {"kill": -9, "sigint": 130}[how], stopped.stderr[-3000:]
+    resumed = run_task("an_inpaint", ["fit", *_args(cut), *autosave, "--ckpt_path=last"], cut)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"--ckpt_path last: resuming {cut / 'checkpoints' / resumes_from}" in resumed.stdout + resumed.stderr
+    assert_same_final_state(cut / "checkpoints" / "last.ckpt", full / "checkpoints" / "last.ckpt")

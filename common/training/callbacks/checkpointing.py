@@ -99,17 +99,22 @@ class InterruptCheckpoint(Callback):
 
 
 class PeriodicCheckpoint(Callback):
-    """Write ``last.ckpt`` (atomically, through the trainer's checkpoint I/O) while training, so that a process killed
-    without warning (``kill -9``, the OOM killer, a lost node) loses at most the work since the last one.
+    """Own the run's ``last.ckpt``: written (atomically, through the trainer's checkpoint I/O) during training, so that
+    a process killed without warning (``kill -9``, the OOM killer, a lost node) loses at most the work since the last
+    one, and at the end of the last training batch.
 
-    Written at the end of a training batch, a batch boundary where resuming is exact, every ``every_minutes`` minutes
-    of training (rank 0's clock, broadcast so that every DDP rank saves together) and / or every ``every_n_steps``
-    optimiser steps (``trainer.global_step``, which counts the steps of every optimiser: a GAN iteration with one D
-    and one G step is 2). Both ``None``: only Lightning's own ``last.ckpt`` (after validation and at the end).
+    Every write happens at the end of a training batch, a batch boundary where resuming is exact: every
+    ``every_minutes`` minutes of training (rank 0's clock, broadcast so that every DDP rank saves together) and / or
+    every ``every_n_steps`` optimiser steps (``trainer.global_step``, which counts the steps of every optimiser: a GAN
+    iteration with one D and one G step is 2), and always after the batch that ends training (``max_steps`` reached,
+    or the last batch of the last epoch), before anything the end of training does (final validation, pictures, the
+    demo's judge) draws random numbers, so that ``fit --ckpt_path last.ckpt --trainer.max_steps <more>`` continues
+    exactly as a run that went there directly.
 
     Args:
-        every_minutes: minutes of training between two saves (default 10: a paper run loses at most ~10 minutes).
-        every_n_steps: optimiser steps between two saves.
+        every_minutes: minutes of training between two saves (default 10: a paper run loses at most ~10 minutes);
+            ``None``: no time-based saves.
+        every_n_steps: optimiser steps between two saves; ``None``: no step-based saves.
     """
 
     FILENAME = "last.ckpt"
@@ -137,14 +142,23 @@ class PeriodicCheckpoint(Callback):
             due = due or late
         return due and step > (self._last_step or 0)
 
+    @staticmethod
+    def _training_ends(trainer: pl.Trainer) -> bool:
+        """Whether the batch that just ended is the last one of ``fit`` (the same on every rank)."""
+        if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+            return True
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        epoch_ends = progress.is_last_batch or progress.current.ready >= trainer.num_training_batches
+        max_epochs = trainer.max_epochs
+        return epoch_ends and max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        """Save ``last.ckpt`` when it is due."""
-        if self.every_minutes is None and self.every_n_steps is None:
-            return
-        if self._due(trainer):
-            trainer.save_checkpoint(checkpoint_dir(trainer) / self.FILENAME)
+        """Save ``last.ckpt`` when it is due, and after the last training batch."""
+        if self._due(trainer) or self._training_ends(trainer):
+            path = checkpoint_dir(trainer) / self.FILENAME
+            trainer.save_checkpoint(path)
             self._last_time, self._last_step = time.monotonic(), trainer.global_step
-            rank_zero_info(f"saved {checkpoint_dir(trainer) / self.FILENAME} at optimiser step {trainer.global_step}")
+            rank_zero_info(f"saved {path} at optimiser step {trainer.global_step}")
 
 
 class WandbRunId(Callback):
