@@ -116,6 +116,9 @@ class ClassImageDataModule(pl.LightningDataModule, ABC):
         return self._datasets[split]
 
     def _loader(self, dataset: Dataset, train: bool, batch_size: int | None = None) -> DataLoader:
+        # Its own seeded generator: a DataLoader without one draws its workers' base seed from the global torch RNG
+        # each time it is iterated, and the reference loaders run only when the reference cache misses, so the
+        # training stream of a seeded run would depend on the state of the cache.
         return DataLoader(
             dataset,
             batch_size=batch_size or self.batch_size,
@@ -124,6 +127,7 @@ class ClassImageDataModule(pl.LightningDataModule, ABC):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=train and self.num_workers > 0,
+            generator=torch.Generator().manual_seed(0),
         )
 
     def train_dataloader(self) -> DataLoader:

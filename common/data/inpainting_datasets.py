@@ -12,6 +12,7 @@ filter). The choice changes the scores (see the README), so it is an option of e
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -330,7 +331,10 @@ class PredictFolderDataset(Dataset):
 
     Args:
         image_root: Folder of images.
-        mask_root: Folder of masks (white or non-zero = missing unless ``invert_masks``).
+        mask_root: Folder of masks (:data:`common.data.masks.MASK_FILE_ENCODING`: white, or 1 in a 0/1 file, =
+            missing unless ``invert_masks``); colour masks and grey masks whose hole is not above half of full scale
+            (e.g. 100 of 255) are refused with an error naming the file, an all-black mask is warned about (its
+            output is its input).
         invert_masks: Masks use 1 = known.
 
     Raises:
@@ -362,4 +366,9 @@ class PredictFolderDataset(Dataset):
             validate_mask(mask, image, allow_empty=True)
         except ValueError as err:
             raise ValueError(f"mask {mask_path.name} for image {path.name}: {err}") from err
+        if not mask.any():
+            warnings.warn(
+                f"mask {mask_path} marks no pixel missing (all black): the output for {path.name} is its input",
+                stacklevel=2,
+            )
         return {"image": image, "mask": mask, "name": path.stem}

@@ -37,6 +37,7 @@ from torch import Tensor
 from common.data.images import list_images, load_rgb
 
 __all__ = [
+    "MASK_FILE_ENCODING",
     "CenterSquareMasks",
     "FolderMasks",
     "FreeFormMasks",
@@ -223,12 +224,25 @@ class FreeFormMasks(MaskGenerator):
         return (mask > 0.5).float().contiguous()
 
 
+#: How mask files are read (:class:`FolderMasks`); quoted by its errors.
+MASK_FILE_ENCODING = (
+    "mask files are grey images: black (0) = known, white (255) = missing (any grey level above the threshold, "
+    "half of full scale by default, counts as white), or a 0/1 file with 1 = missing"
+)
+_COLOUR_SPREAD = 64  # a pixel whose R, G, B differ by more than this is coloured (JPEG noise of grey masks: a few)
+
+
 class FolderMasks(MaskGenerator):
     """Masks read from a folder of image files.
 
     Files are read as grayscale and resized (nearest) to the requested size. A pixel is missing when its value,
     scaled to [0, 1], is above ``threshold`` (white = missing); files whose values are only 0 and 1 (masks saved as
     0/1 bytes) are read as they are. ``invert=True`` is for masks that use white = known.
+
+    Files that this convention would misread are refused with an error naming the file (never read as "no hole"): a
+    colour image (e.g. a pure red hole, whose grey level 76 is below the threshold) and a grey file whose brightest
+    level is above 1 but not above the threshold (e.g. a hole of 100 on black). An all-black file is a mask without
+    a hole.
 
     Args:
         root: Folder of mask images (see ``common.data.images.IMAGE_EXTENSIONS``).
@@ -269,7 +283,14 @@ class FolderMasks(MaskGenerator):
 
         A file of another size is resized (nearest), or with ``exact=True`` rejected with a ``ValueError``.
         """
-        gray = load_rgb(path).convert("L")
+        rgb = np.asarray(load_rgb(path), dtype=np.uint8)
+        spread = int((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).max()) if rgb.size else 0
+        if spread > _COLOUR_SPREAD:
+            raise ValueError(
+                f"mask {path} is a colour image (R, G and B differ by up to {spread} of 255, e.g. a red hole); "
+                f"{MASK_FILE_ENCODING}. Save it as a black-and-white image."
+            )
+        gray = Image.fromarray(rgb).convert("L")
         if gray.size != (width, height):
             if exact:
                 raise ValueError(
@@ -277,7 +298,14 @@ class FolderMasks(MaskGenerator):
                 )
             gray = gray.resize((width, height), Image.Resampling.NEAREST)
         values = np.asarray(gray, dtype=np.uint8)
-        missing = values > 0 if values.max() <= 1 else values.astype(np.float32) / 255.0 > self.threshold
+        top = int(values.max()) if values.size else 0
+        missing = values > 0 if top <= 1 else values.astype(np.float32) / 255.0 > self.threshold
+        if top > 1 and not missing.any():
+            raise ValueError(
+                f"mask {path}: its brightest grey level is {top} of 255, not above the threshold "
+                f"{self.threshold:g} ({self.threshold * 255:.0f} of 255), so it would mark no pixel "
+                f"{'known' if self.invert else 'missing'}; {MASK_FILE_ENCODING}. Rescale it (e.g. to 0 and 255)."
+            )
         if self.invert:
             missing = ~missing
         return torch.from_numpy(missing.astype(np.float32)).unsqueeze(0)

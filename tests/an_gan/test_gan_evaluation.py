@@ -183,6 +183,22 @@ class TestEvaluator:
         second = _evaluator(reference_cache_dir=str(tmp_path / "refs")).evaluate(ToyGenerator(), cached)
         assert second == pytest.approx(first)
 
+    def test_evaluation_draws_nothing_from_the_global_rngs(self, data, tmp_path):
+        # Cold cache (the reference loaders run) and warm cache (they do not): a seeded training run must not see
+        # the difference, so neither may touch torch's, numpy's or Python's global random state.
+        import random
+
+        def states():
+            return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+        for cache in ("cold", "warm"):
+            before = states()
+            _evaluator(reference_cache_dir=str(tmp_path / "refs")).evaluate(ToyGenerator(), data)
+            after = states()
+            assert torch.equal(before[0], after[0]), f"{cache} cache: torch's global RNG was used"
+            assert np.array_equal(before[1], after[1]), f"{cache} cache: numpy's global RNG was used"
+            assert before[2] == after[2], f"{cache} cache: Python's global RNG was used"
+
     def test_processes_share_the_classes(self):
         plan = _evaluator(intra_fid_classes="all", num_samples=10).plan(3)
         assert plan == [(0, 4, 5), (1, 3, 5), (2, 3, 5)]

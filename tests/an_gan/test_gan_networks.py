@@ -56,10 +56,12 @@ def counted(kind: str) -> int:
         "g_an": lambda: Generator(),
         "g_an_before": lambda: Generator(an_placement="before_cbn"),
         "g_sa": lambda: Generator(long_range=SelfAttention2d, long_range_block=2),
+        "g_sa64": lambda: Generator(long_range=SelfAttention2d, long_range_block=3),
         "d_none": lambda: Discriminator(long_range=None),
         "d_narrow": lambda: Discriminator(long_range=None, wide=False),
         "d_an": lambda: Discriminator(),
         "d_sa": lambda: Discriminator(long_range=SelfAttention2d, long_range_block=1),
+        "d_sa64": lambda: Discriminator(long_range=SelfAttention2d, long_range_block=0),
         "d_five": lambda: Discriminator(long_range=None, num_blocks=5),
     }[kind]
     return count_parameters(build())
@@ -85,6 +87,11 @@ class TestParameterCounts:
         assert counted("g_sa") == counted("g_none") + count_parameters(sa_g)
         assert counted("d_sa") == counted("d_none") + count_parameters(sa_d)
         assert round((counted("g_sa") + counted("d_sa")) / 1e6, 1) == 81.5
+        # sagan.yaml: attention on the 64x64 maps (generator_test_64 / discriminator_test_64), 128 and 64 channels
+        sa_g64, sa_d64 = SelfAttention2d(128), SelfAttention2d(64)
+        assert counted("g_sa64") == counted("g_none") + count_parameters(sa_g64)
+        assert counted("d_sa64") == counted("d_none") + count_parameters(sa_d64)
+        assert counted("g_sa64") + counted("d_sa64") == 81_465_670
 
     def test_an_model(self):
         an_g, an_d = count_parameters(AttentiveNorm2d(256, 16)), count_parameters(AttentiveNorm2d(64, 16))

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from run_helpers import (
     assert_same_final_state,
     assert_same_steps,
@@ -62,6 +63,28 @@ def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path, accumulate):
     second, trainer = fit_recorded(_make, args(cut_root), ckpt_path=interrupt_checkpoint(cut_root))
     assert trainer.global_step == 14
     assert_same_steps(first + second, full)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_same_seed_gives_the_same_run_with_a_cold_or_a_warm_reference_cache(tmp_path):
+    # The first run computes the FID references at its first validation (cold cache), the second reads them (warm):
+    # the evaluation draws nothing from the global RNG, so the training stream and the end are the same.
+    refs = tmp_path / "refs"
+
+    def args(root):
+        return [a for a in _args(root) if ".reference_cache_dir=" not in a] + [
+            f"--model.val_evaluator.init_args.reference_cache_dir={refs}"
+        ]
+
+    cold, cold_trainer = fit_recorded(_make, args(tmp_path / "cold"))
+    assert list(refs.glob("*.pt")), "the first run should have filled the reference cache"
+    warm, warm_trainer = fit_recorded(_make, args(tmp_path / "warm"))
+    assert_same_steps(warm, cold)
+    left, right = cold_trainer.lightning_module.state_dict(), warm_trainer.lightning_module.state_dict()
+    assert left.keys() == right.keys()
+    for key, value in left.items():
+        assert torch.equal(value, right[key]), key
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -202,6 +202,31 @@ class TestPredictFolder:
         with pytest.raises(ValueError, match="no mask of the same name.*dog.png"):
             PredictFolderDataset(images, masks)
 
+    def test_masks_it_would_misread_are_refused(self, tmp_path):
+        # A hole of grey level 100 or a pure red hole used to read as "no hole": predict gave output = input silently.
+        images, masks = tmp_path / "images", tmp_path / "masks"
+        images.mkdir()
+        masks.mkdir()
+        Image.fromarray(skdata.chelsea()[:16, :16]).save(images / "cat.png")
+        grey = np.zeros((16, 16), np.uint8)
+        grey[4:10, 4:10] = 100
+        Image.fromarray(grey).save(masks / "cat.png")
+        with pytest.raises(ValueError, match=r"cat\.png: its brightest grey level is 100 of 255.*white \(255\) = missing"):
+            PredictFolderDataset(images, masks)[0]
+        red = np.zeros((16, 16, 3), np.uint8)
+        red[4:10, 4:10, 0] = 255
+        Image.fromarray(red).save(masks / "cat.png")
+        with pytest.raises(ValueError, match=r"cat\.png is a colour image.*black \(0\) = known"):
+            PredictFolderDataset(images, masks)[0]
+        Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks / "cat.png")
+        with pytest.warns(UserWarning, match=r"cat\.png marks no pixel missing.*output for cat\.png is its input"):
+            sample = PredictFolderDataset(images, masks)[0]
+        assert not sample["mask"].any()
+        for hole in (255, 200, 1):  # white, light grey, a 0/1 file: read as holes
+            grey[4:10, 4:10] = hole
+            Image.fromarray(grey).save(masks / "cat.png")
+            assert PredictFolderDataset(images, masks)[0]["mask"].sum() == 36, hole
+
 
 class TestDemo:
     def test_demo_splits(self):
