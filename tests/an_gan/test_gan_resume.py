@@ -92,23 +92,27 @@ def test_the_same_seed_gives_the_same_run_with_a_cold_or_a_warm_reference_cache(
 # exception inside the G update. 14 optimiser steps (7 iterations of one D and one G step), last.ckpt every 4 steps.
 
 
-def _stopped_then_resumed(tmp_path: Path, how: str, step: int) -> tuple[Path, Path, str]:
-    """Run to the end (reference), run with a stop at ``step``, resume with ``--ckpt_path last``; return both final
-    checkpoints and the stopped run's output."""
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    autosave = ["--autosave.every_n_steps=4", "--autosave.every_minutes=null"]
-    done = run_task("an_gan", ["fit", *_args(full), *autosave], full)
+AUTOSAVE = ["--autosave.every_n_steps=4", "--autosave.every_minutes=null"]
+
+
+@pytest.fixture(scope="module")
+def reference_end(tmp_path_factory) -> Path:
+    """The final ``last.ckpt`` of the uninterrupted run (one run, shared by the stop tests)."""
+    full = tmp_path_factory.mktemp("full")
+    done = run_task("an_gan", ["fit", *_args(full), *AUTOSAVE], full)
     assert done.returncode == 0, done.stderr[-3000:]
-    stopped = run_task("an_gan", ["fit", *_args(cut), *autosave, stop_at(step, how)], cut)
+    return full / "checkpoints" / "last.ckpt"
+
+
+def _stopped_then_resumed(tmp_path: Path, how: str, step: int) -> tuple[Path, str]:
+    """Run with a stop at ``step``, resume with ``--ckpt_path last``; return the final checkpoint and the output."""
+    cut = tmp_path / "cut"
+    stopped = run_task("an_gan", ["fit", *_args(cut), *AUTOSAVE, stop_at(step, how)], cut)
     expected = {"kill": -9, "sigint": 130, "sigterm": 143, "raise": 1}[how]
     assert stopped.returncode == expected, (stopped.returncode, stopped.stderr[-3000:])
-    resumed = run_task("an_gan", ["fit", *_args(cut), *autosave, "--ckpt_path=last"], cut)
+    resumed = run_task("an_gan", ["fit", *_args(cut), *AUTOSAVE, "--ckpt_path=last"], cut)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return (
-        full / "checkpoints" / "last.ckpt",
-        cut / "checkpoints" / "last.ckpt",
-        stopped.stdout + stopped.stderr + (resumed.stdout + resumed.stderr),
-    )
+    return cut / "checkpoints" / "last.ckpt", stopped.stdout + stopped.stderr + resumed.stdout + resumed.stderr
 
 
 @pytest.mark.slow
@@ -122,22 +126,21 @@ def _stopped_then_resumed(tmp_path: Path, how: str, step: int) -> tuple[Path, Pa
         ("raise", 11, "last.ckpt"),  # an exception inside the G update (the batch's D update is applied)
     ],
 )
-def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, how, step, resumes_from):
-    reference, resumed, output = _stopped_then_resumed(tmp_path, how, step)
-    assert f"--ckpt_path last: resuming {Path(resumed).parent / resumes_from}" in output
-    assert_same_final_state(resumed, reference)
+def test_a_stop_anywhere_resumes_to_the_uninterrupted_end(tmp_path, reference_end, how, step, resumes_from):
+    resumed, output = _stopped_then_resumed(tmp_path, how, step)
+    assert f"--ckpt_path last: resuming {resumed.parent / resumes_from}" in output
+    assert_same_final_state(resumed, reference_end)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_finished_run_continued_equals_the_direct_run(tmp_path):
+def test_a_finished_run_continued_equals_the_direct_run(tmp_path, reference_end):
     # 8 optimiser steps, then the same run continued from its last.ckpt to 14: the same end as 14 steps directly
     # (last.ckpt is written after the last batch, before the end-of-training pictures and the demo's judge draw
     # random numbers).
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    assert run_task("an_gan", ["fit", *_args(full)], full).returncode == 0
+    cut = tmp_path / "cut"
     short = [arg.replace("--trainer.max_steps=14", "--trainer.max_steps=8") for arg in _args(cut)]
     assert run_task("an_gan", ["fit", *short], cut).returncode == 0
     last = cut / "checkpoints" / "last.ckpt"
     assert run_task("an_gan", ["fit", *_args(cut), f"--ckpt_path={last}"], cut).returncode == 0
-    assert_same_final_state(last, full / "checkpoints" / "last.ckpt")
+    assert_same_final_state(last, reference_end)

@@ -52,22 +52,31 @@ def test_crash_and_resume_matches_the_uninterrupted_run(tmp_path):
     assert int(trainer.lightning_module.critic_steps) == 5  # batches 4..8 of phase 2, across the interruption
 
 
+AUTOSAVE = ["--autosave.every_n_steps=3", "--autosave.every_minutes=null"]
+
+
+@pytest.fixture(scope="module")
+def reference_end(tmp_path_factory) -> Path:
+    """The final ``last.ckpt`` of the uninterrupted run in its own process (shared by the stop tests)."""
+    full = tmp_path_factory.mktemp("full")
+    done = run_task("an_inpaint", ["fit", *_args(full), *AUTOSAVE], full)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return full / "checkpoints" / "last.ckpt"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     ("how", "step", "resumes_from"), [("kill", 9, "last.ckpt"), ("sigint", 8, "on_exception.ckpt")]
 )
-def test_a_stop_in_its_own_process_resumes_to_the_uninterrupted_end(tmp_path, how, step, resumes_from):
+def test_a_stop_in_its_own_process_resumes_to_the_uninterrupted_end(tmp_path, reference_end, how, step, resumes_from):
     # `python -m an_inpaint fit` killed with SIGKILL (no warning: the periodic last.ckpt, every 3 optimiser steps, is
     # what is left) or stopped with Ctrl-C inside a step of phase 2, then `--ckpt_path last`: the same final weights,
     # buffers (phase, critic steps) and optimiser states as the run that never stopped.
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    autosave = ["--autosave.every_n_steps=3", "--autosave.every_minutes=null"]
-    done = run_task("an_inpaint", ["fit", *_args(full), *autosave], full)
-    assert done.returncode == 0, done.stderr[-3000:]
-    stopped = run_task("an_inpaint", ["fit", *_args(cut), *autosave, stop_at(step, how)], cut)
+    cut = tmp_path / "cut"
+    stopped = run_task("an_inpaint", ["fit", *_args(cut), *AUTOSAVE, stop_at(step, how)], cut)
     assert stopped.returncode == {"kill": -9, "sigint": 130}[how], stopped.stderr[-3000:]
-    resumed = run_task("an_inpaint", ["fit", *_args(cut), *autosave, "--ckpt_path=last"], cut)
+    resumed = run_task("an_inpaint", ["fit", *_args(cut), *AUTOSAVE, "--ckpt_path=last"], cut)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"--ckpt_path last: resuming {cut / 'checkpoints' / resumes_from}" in resumed.stdout + resumed.stderr
-    assert_same_final_state(cut / "checkpoints" / "last.ckpt", full / "checkpoints" / "last.ckpt")
+    assert_same_final_state(cut / "checkpoints" / "last.ckpt", reference_end)
