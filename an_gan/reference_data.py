@@ -48,13 +48,20 @@ class ReferenceData(Protocol):
         """Cache key of those images."""
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 class ReferenceStatistics:
     """The reference statistics of :class:`an_gan.evaluation.GenerationEvaluator` (a base class of it; it provides
     the protocol's settings, ``metrics()``, the feature extractor and the in-memory caches these methods use).
 
     Pooled statistics (FID / KID / precision-recall) of ``reference_split`` and per-class features (intra-FID) of
     ``intra_fid_split`` come from the on-disk cache (``reference_cache_dir``, :mod:`common.metrics.generation.cache`)
-    or are computed once and cached there; under DDP each process computes its shard of the pooled statistics.
+    or are computed once and cached there; under DDP each process computes its shard of the pooled statistics. The
+    ranks agree on the pooled cache: unless every rank finds the file (a relative ``reference_cache_dir`` resolves
+    against each process's working folder, and nodes may not share it), all of them compute the statistics, so no
+    rank waits in a collective the others never join.
     """
 
     @strict_float32()
@@ -71,7 +78,14 @@ class ReferenceStatistics:
             path = None
             if self.reference_cache_dir is not None:
                 path = reference_cache_path(self.reference_cache_dir, key, self.extractor_name)
-            if path is None or not metrics.load_reference(path, meta):
+            loaded = path is not None and metrics.load_reference(path, meta)
+            if _distributed():  # every rank must take the same path (save_reference gathers across ranks)
+                flag = torch.tensor([int(loaded)], device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+                if loaded and not int(flag.item()):  # another rank's cache is cold (another folder or node)
+                    metrics.reset_reference()
+                    loaded = False
+            if not loaded:
                 loader = reference.reference_dataloader(
                     self.reference_split, None, self.reference_num_samples, 0, self.batch_size, (rank, world)
                 )

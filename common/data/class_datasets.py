@@ -106,13 +106,17 @@ def list_class_images(folder: Path, extensions: frozenset[str]) -> list[Path]:
     Raises:
         ValueError: the folder holds no images, or none with those extensions.
     """
+    fix = (
+        f"every sub-folder of {folder.parent} is a class, and a class without images cannot be trained or "
+        "evaluated: put its images in it or remove the folder (the classes are renumbered)"
+    )
     try:
         files = list_images(folder)
     except ValueError as err:
-        raise ValueError(f"class folder {folder} holds no images: {err}") from err
+        raise ValueError(f"class folder {folder} holds no images ({err}); {fix}") from err
     files = [p for p in files if p.suffix.lower() in extensions]
     if not files:
-        raise ValueError(f"class folder {folder} holds no images with extensions {sorted(extensions)}")
+        raise ValueError(f"class folder {folder} holds no images with extensions {sorted(extensions)}; {fix}")
     return files
 
 

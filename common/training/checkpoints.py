@@ -20,7 +20,9 @@ command built and raises :class:`CheckpointMismatchError` naming both sides when
   SA-GAN attention, another width or another number of AN entities),
 
 instead of Lightning's long ``load_state_dict`` traceback or, worse, a run that starts from the wrong weights.
-Checkpoints without a stamp (written before it existed) are checked by their weights alone.
+Checkpoints without a stamp (written before it existed) are checked by their weights alone. The stamp also records
+the package version that wrote the checkpoint (:func:`package_version`), which the CLI names when a checkpoint's
+stored arguments do not parse in this version (:class:`CheckpointVersionError`).
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ __all__ = [
     "ALLOWED_CLASS_PREFIXES",
     "CheckpointMismatchError",
     "CheckpointStamp",
+    "CheckpointVersionError",
     "CheckpointWriteError",
     "ForeignClassError",
     "check_class_paths",
     "check_checkpoint",
     "describe_networks",
+    "package_version",
     "stamp_checkpoint",
 ]
 
@@ -183,6 +187,26 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint written by another task or for another architecture than the run that loads it."""
 
 
+class CheckpointVersionError(CheckpointMismatchError):
+    """A checkpoint whose stored arguments this version of the package does not accept (written by another,
+    usually older, version)."""
+
+
+#: The distribution name of this package (``setup.cfg``).
+DISTRIBUTION = "attentive-norm"
+
+
+def package_version() -> str | None:
+    """The installed version of this package (``importlib.metadata``), None when it is not installed (a bare
+    checkout on ``PYTHONPATH``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return None
+
+
 def _qualname(obj: Any) -> str:
     cls = obj if isinstance(obj, type) else type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -223,7 +247,8 @@ def stamp_checkpoint(
 ) -> None:
     """Write the stamp into ``checkpoint`` unless one is there (the CLI's callback runs before the module's hook).
 
-    Besides the module class and the network descriptions it records ``network_configs``: ``{name: {"class_path",
+    Besides the module class, the package version (:func:`package_version`, ``None`` when not installed) and the
+    network descriptions it records ``network_configs``: ``{name: {"class_path",
     "init_args"}}`` of the networks that expose their constructor arguments as a ``config`` dict, so that a module
     trained through the plain ``Trainer`` API can be rebuilt too (:func:`common.training.runs.load_run`), with
     ``settings``:
@@ -238,6 +263,7 @@ def stamp_checkpoint(
     }
     checkpoint[STAMP_KEY] = {
         "module": _qualname(module),
+        "package_version": package_version(),
         "networks": describe_networks(module),
         "network_configs": configs,
         "settings": settings or {},

@@ -27,6 +27,7 @@ What every task gets from :class:`ANLightningCLI`:
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import sys
 import warnings
@@ -36,6 +37,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import torch
 import yaml
+from jsonargparse import ArgumentError
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.utilities import rank_zero_info
@@ -56,8 +58,10 @@ from common.training.checkpoints import (
     STAMP_KEY,
     CheckpointMismatchError,
     CheckpointStamp,
+    CheckpointVersionError,
     check_checkpoint,
     check_class_paths,
+    package_version,
 )
 from common.training.runs import results_dir
 from common.training.tracking import ANWandbLogger
@@ -320,9 +324,12 @@ class ANLightningCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Lightning copies the checkpoint's hyperparameters into the model config before anything is built; a
-        checkpoint of the other task would fail there with a parser error, so name the two tasks first."""
+        checkpoint of the other task would fail there with a parser error, so name the two tasks first, and a
+        checkpoint whose arguments this version does not accept (an older version's) fails with
+        :class:`CheckpointVersionError` naming the keys and both versions instead of a bare parser error."""
         subcommand = self.config.get("subcommand") if hasattr(self, "config") else None
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        checkpoint = None
         if ckpt_path and Path(ckpt_path).is_file():
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
             stamp = checkpoint.get(STAMP_KEY) or {}
@@ -336,7 +343,48 @@ class ANLightningCLI(LightningCLI):
                     f"but this is {ours} (task {ours.split('.')[0]}): use it with "
                     f"`python -m {stamp['module'].split('.')[0]}`"
                 )
-        super()._parse_ckpt_path()
+        parsers = [self.parser, *getattr(self, "_subcommand_parsers", {}).values()]
+        exits = [p.exit_on_error for p in parsers]
+        for p in parsers:  # raise the parser's error here instead of printing it and exiting
+            p.exit_on_error = False
+        try:
+            super()._parse_ckpt_path()
+        except ArgumentError as err:
+            raise self._version_error(ckpt_path, checkpoint or {}, subcommand, err) from err
+        finally:
+            for p, exit_on_error in zip(parsers, exits, strict=True):
+                p.exit_on_error = exit_on_error
+
+    def _version_error(self, ckpt_path: str, checkpoint: dict, subcommand: str, err: Exception) -> Exception:
+        """The error for a checkpoint whose hyperparameters this version's parser refused: the keys this version
+        does not know, the parser's message, the version that wrote it (when stamped) and this one, what to do."""
+        hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+        known = set(inspect.signature(self._model_class.__init__).parameters) - {"self"}
+        unknown = sorted(k for k in hparams if known and k not in known)
+        written = (checkpoint.get(STAMP_KEY) or {}).get("package_version")
+        here = package_version()
+        task = self._model_class.__module__.split(".")[0]
+        if written is None:
+            origin = "a version that did not record itself, probably an older one"
+        elif written == here:
+            origin = f"attentive-norm {written} too, from a checkout with other arguments (the number is not bumped)"
+        else:
+            origin = f"attentive-norm {written}, probably an older one"
+        lines = [
+            f"checkpoint {ckpt_path}: its stored model arguments do not match this version of the package "
+            f"(attentive-norm {here or 'from a source checkout'}); it was written by {origin}.",
+        ]
+        if unknown:
+            lines.append(f"  arguments this version does not know: {', '.join(unknown)}")
+        parser = " ".join(line.strip() for line in str(err).strip().splitlines()[:3]) or type(err).__name__
+        lines.append(f"  parser: {parser}")
+        lines.append(
+            "  use the checkpoint with the version that wrote it"
+            + (f" (pip install attentive-norm=={written})" if written else "")
+            + f", with that run's config: python -m {task} {subcommand} --config <run>/config.yaml "
+            f"--ckpt_path {ckpt_path} (the run folder holds config.yaml next to checkpoints/)"
+        )
+        return CheckpointVersionError("\n".join(lines))
 
     def before_validate(self) -> None:
         """Check that ``--ckpt_path`` (if given) is a checkpoint of this task and architecture."""

@@ -4,6 +4,7 @@ model selection never uses the test protocol, resume continues the step count.""
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,21 @@ def _tiny(tmp_path: Path) -> list[str]:
                  f"{prefix}.reference_cache_dir={tmp_path / 'refs'}",
                  f"{prefix}.feature_extractor={json.dumps(RANDOM_FEATURES)}"]  # fmt: skip
     return args
+
+
+def test_an_empty_class_folder_fails_before_training_and_leaves_no_checkpoint(tmp_path):
+    root = _imagenet_tree(tmp_path / "imagenet")
+    empty = root / "train" / WNIDS[1]
+    for image in empty.iterdir():
+        image.unlink()
+    args = ["fit", "--config", str(Path(__file__).resolve().parents[2] / "configs/an_gan/imagenet128.yaml"),
+            *_tiny(tmp_path), f"--data.init_args.root={root}", "--data.init_args.resolution=32",
+            "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", "--model.pictures.classes=null",
+            "--trainer.logger=false", "--trainer.max_steps=2",
+            f"--trainer.default_root_dir={tmp_path / 'run'}"]  # fmt: skip
+    with pytest.raises(ValueError, match=rf"class folder {re.escape(str(empty))} holds no images .*put its images in"):
+        cli_main(args)
+    assert not list(tmp_path.rglob("*.ckpt"))  # nothing that --ckpt_path last could resume
 
 
 def _config_args(config: Path, tmp_path: Path) -> list[str]:

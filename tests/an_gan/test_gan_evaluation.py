@@ -199,6 +199,19 @@ class TestEvaluator:
             assert np.array_equal(before[1], after[1]), f"{cache} cache: numpy's global RNG was used"
             assert before[2] == after[2], f"{cache} cache: Python's global RNG was used"
 
+    @pytest.mark.slow
+    def test_ranks_whose_reference_caches_differ_agree(self, data, tmp_path):
+        # A relative reference_cache_dir resolves against each process's working folder: rank 0's cache warm and
+        # rank 1's cold must give the one-process scores, not a rank waiting in a collective the other never joins.
+        import torch.multiprocessing as mp
+
+        expected = _evaluator(reference_cache_dir=str(tmp_path / "refs0")).evaluate(ToyGenerator(), data)
+        assert list((tmp_path / "refs0").glob("*.pt"))  # rank 0's cache is warm, rank 1's (refs1) is empty
+        roots = (data.hparams.root, data.hparams.val_root)
+        mp.spawn(_cache_worker, args=(2, str(tmp_path / "init"), str(tmp_path), roots), nprocs=2, join=True)
+        scores = torch.load(tmp_path / "scores.pt")
+        assert scores == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
     def test_processes_share_the_classes(self):
         plan = _evaluator(intra_fid_classes="all", num_samples=10).plan(3)
         assert plan == [(0, 4, 5), (1, 3, 5), (2, 3, 5)]
@@ -237,6 +250,23 @@ class _Recording(nn.Module):
     def forward(self, *args):
         self.calls.append(tuple(a.detach().cpu().clone() for a in args))
         return self.inner(*args)
+
+
+def _cache_worker(rank, world, init_file, out_dir, roots):
+    from datetime import timedelta
+
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        data = ClassFolderDataModule(roots[0], resolution=16, batch_size=4, num_workers=0, val_root=roots[1])
+        evaluator = _evaluator(reference_cache_dir=f"{out_dir}/refs{rank}")
+        evaluator.prepare(data, "cpu", rank, world)
+        scores = evaluator.run(ToyGenerator(), data, "cpu", rank, world)
+        if rank == 0:
+            torch.save(scores, f"{out_dir}/scores.pt")
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def _small_generator():

@@ -10,7 +10,14 @@ from torch import nn
 
 from an_gan.cli import cli_main as gan_cli
 from an_inpaint.cli import cli_main as inpaint_cli
-from common.training.checkpoints import STAMP_KEY, CheckpointMismatchError, check_checkpoint, describe_networks
+from common.training.checkpoints import (
+    STAMP_KEY,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    check_checkpoint,
+    describe_networks,
+    package_version,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = {"class_path": "common.metrics.generation.RandomProjectionExtractor", "init_args": {"feature_dim": 8}}
@@ -56,6 +63,43 @@ def test_checkpoints_carry_the_stamp(checkpoints):
     stamp = torch.load(checkpoints["gan"], weights_only=True)[STAMP_KEY]
     assert stamp["module"] == "an_gan.module.ANGAN"
     assert "AttentiveNorm2d" in stamp["networks"]["generator"] and "'num_entities': 4" in stamp["networks"]["generator"]
+
+
+@pytest.mark.timeout(600)
+def test_checkpoints_record_the_package_version(checkpoints):
+    stamp = torch.load(checkpoints["gan"], weights_only=True)[STAMP_KEY]
+    assert stamp["package_version"] == package_version()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"norm_type": "an"}, "arguments this version does not know: norm_type"),  # an argument since removed
+        ({"n_dis": "two"}, "model.n_dis"),  # a value of a type this version does not accept
+    ],
+)
+def test_an_older_versions_checkpoint_says_so(checkpoints, tmp_path, change, named):
+    # What an older version's checkpoint looks like to this one: hyperparameters this version's parser refuses.
+    old = torch.load(checkpoints["gan"], weights_only=True)
+    old["hyper_parameters"].update(change)
+    old[STAMP_KEY]["package_version"] = "0.0.9"
+    path = tmp_path / "old.ckpt"
+    torch.save(old, path)
+    for command in ("fit", "validate"):
+        with pytest.raises(CheckpointVersionError) as info:
+            gan_cli([command, *_gan_args(tmp_path / command), f"--ckpt_path={path}"])
+        message = str(info.value)
+        assert f"checkpoint {path}: its stored model arguments do not match this version" in message
+        assert "written by attentive-norm 0.0.9, probably an older one" in message
+        assert named in message
+        assert f"(pip install attentive-norm==0.0.9), with that run's config: python -m an_gan {command} " in message
+        assert "--config <run>/config.yaml" in message
+    if package_version() is not None:  # the same number: a checkout with other arguments
+        old[STAMP_KEY]["package_version"] = package_version()
+        torch.save(old, path)
+        with pytest.raises(CheckpointVersionError, match="too, from a checkout with other arguments"):
+            gan_cli(["validate", *_gan_args(tmp_path / "same"), f"--ckpt_path={path}"])
 
 
 @pytest.mark.timeout(600)

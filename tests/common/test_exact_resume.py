@@ -7,6 +7,7 @@ must log the same losses, step for step, as the run that was never interrupted.
 import contextlib
 import os
 import signal
+import warnings
 
 import pytest
 import pytorch_lightning as pl
@@ -15,7 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from common.data.resumable import ResumableSampler, SampleIndex, resumable_train_loader, sample_generator
 from common.training.callbacks import InterruptCheckpoint
-from common.training.callbacks.resume import ExactResume, capture_rng_state, restore_rng_state
+from common.training.callbacks.resume import LAYOUT_KEY, ExactResume, capture_rng_state, restore_rng_state
 
 
 class NoisyDataset(torch.utils.data.Dataset):
@@ -30,12 +31,14 @@ class NoisyDataset(torch.utils.data.Dataset):
 
 
 class Data(pl.LightningDataModule):
-    def __init__(self, num_workers=0):
+    def __init__(self, num_workers=0, batch_size=3):
         super().__init__()
-        self.num_workers = num_workers
+        self.num_workers, self.batch_size = num_workers, batch_size
 
     def train_dataloader(self):
-        return resumable_train_loader(self, NoisyDataset(), batch_size=3, seed=5, num_workers=self.num_workers)
+        return resumable_train_loader(
+            self, NoisyDataset(), batch_size=self.batch_size, seed=5, num_workers=self.num_workers
+        )
 
 
 class Model(pl.LightningModule):
@@ -64,7 +67,7 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def fit(root, ckpt_path=None, num_workers=0, **model_kwargs):
+def fit(root, ckpt_path=None, num_workers=0, batch_size=3, **model_kwargs):
     pl.seed_everything(0)
     model = Model(**model_kwargs)
     trainer = pl.Trainer(
@@ -80,7 +83,7 @@ def fit(root, ckpt_path=None, num_workers=0, **model_kwargs):
         ],
     )
     with contextlib.suppress(RuntimeError, SystemExit):
-        trainer.fit(model, datamodule=Data(num_workers), ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=Data(num_workers, batch_size), ckpt_path=ckpt_path)
     return model.record
 
 
@@ -106,6 +109,30 @@ def test_resume_matches_uninterrupted_run(tmp_path, how, num_workers):
     second = fit(root, ckpt_path=str(ckpt), num_workers=num_workers)
     assert second[0][0] == len(first) == (5 if how == "sigterm" else 4)  # SIGTERM lets step 4 finish first
     assert first + second == full
+
+
+def test_resuming_with_another_batch_or_world_size_warns(tmp_path):
+    # The sampler resumes an epoch after the batches already trained, counted in the new batch and world size.
+    root = tmp_path / "cut"
+    fit(root, fail_at=4, how="between")  # stops in epoch 1 after its first batch of 3 (10 samples, 3 per batch)
+    ckpt = next(root.rglob(InterruptCheckpoint.FILENAME))
+    checkpoint = torch.load(ckpt, weights_only=True)
+    assert checkpoint[LAYOUT_KEY] == {"batch_size": 3, "world_size": 1}
+    with warnings.catch_warnings(record=True) as same:
+        warnings.simplefilter("always")
+        fit(tmp_path / "same", ckpt_path=str(ckpt))
+    assert not [w for w in same if "per-device batch size" in str(w.message)]
+    with pytest.warns(UserWarning, match=(
+        r"resuming epoch 1 after 1 batches with per-device batch size 2 and world size 1, but the checkpoint's run "
+        r"had batch size 3 and world size 1: .* 1 samples of it are trained twice in this epoch .*"
+        r"--data.init_args.batch_size 3 on 1 device"
+    )):  # fmt: skip
+        fit(tmp_path / "smaller", ckpt_path=str(ckpt), batch_size=2)
+    checkpoint[LAYOUT_KEY] = {"batch_size": 3, "world_size": 2}  # as a 2-rank run would have written it
+    two_ranks = tmp_path / "two_ranks.ckpt"
+    torch.save(checkpoint, two_ranks)
+    with pytest.warns(UserWarning, match=r"world size 2: it trained the epoch's first 6 samples .* 3 samples of it"):
+        fit(tmp_path / "fewer", ckpt_path=str(two_ranks))
 
 
 def test_sampler_orders_positions_and_ranks():

@@ -8,6 +8,13 @@ resume, gives each rank its own state back right before the first training batch
 resuming does (building data loaders, validation before fit) has run. The losses after the resume then equal the
 uninterrupted run's, step for step, on the CPU.
 
+The checkpoint also records the training loader's per-device batch size and world size (under
+``checkpoint["train_data_layout"]``, :func:`train_data_layout`). The sampler resumes an interrupted epoch after the
+number of batches already trained, counted in the resumed run's batch size and world size, so resuming mid-epoch
+with other ones repeats or skips samples of that epoch (later epochs are whole): the resume warns, naming both
+layouts and the samples concerned. It warns rather than refuses: moving a pre-empted run to fewer or more devices,
+or to a smaller batch, is a legitimate way to keep it going, and the cost is bounded (part of one epoch).
+
 That holds for checkpoints written at a batch boundary (the periodic ``last.ckpt``, Ctrl-C and SIGTERM stops,
 validation, the end of training). A checkpoint written inside a training step (SLURM's pre-emption signal makes
 Lightning save ``hpc_ckpt_*.ckpt`` at once, wherever the step is) holds a half-applied batch: it is marked
@@ -24,11 +31,45 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-__all__ = ["EXACT_KEY", "ExactResume", "capture_rng_state", "restore_rng_state", "inexact_reason"]
+from common.data.resumable import ResumableSampler, trainer_position
+
+__all__ = [
+    "EXACT_KEY",
+    "LAYOUT_KEY",
+    "ExactResume",
+    "capture_rng_state",
+    "inexact_reason",
+    "restore_rng_state",
+    "train_data_layout",
+]
 
 KEY = "rng_states"
 #: ``None`` when resuming from the checkpoint continues exactly, else why not (a sentence).
 EXACT_KEY = "resume_exact"
+#: ``{"batch_size", "world_size"}`` of the run's resumable training loader (:func:`train_data_layout`).
+LAYOUT_KEY = "train_data_layout"
+
+
+def _loaders(node: Any):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _loaders(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _loaders(value)
+    elif node is not None:
+        yield node
+
+
+def train_data_layout(trainer: pl.Trainer) -> dict[str, int] | None:
+    """``{"batch_size": per-device batch size, "world_size": ranks}`` of the trainer's training loader whose sampler
+    is a :class:`common.data.resumable.ResumableSampler` (what its position in an epoch is counted in); None when it
+    has none (no training loader yet, or a user's own sampler)."""
+    for loader in _loaders(getattr(trainer, "train_dataloader", None)):
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, ResumableSampler):
+            return {"batch_size": int(sampler.batch_size), "world_size": int(sampler.num_replicas)}
+    return None
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -61,11 +102,13 @@ class ExactResume(Callback):
     """Save every rank's RNG state in checkpoints and restore it before the first training batch of a resume.
 
     A checkpoint written with a different number of ranks restores rank ``r``'s state from rank
-    ``r % saved_ranks`` (so the run continues, though not bit-for-bit; a warning says so).
+    ``r % saved_ranks`` (so the run continues, though not bit-for-bit; a warning says so). Resuming mid-epoch with
+    another per-device batch size or world size than the checkpoint's warns too (module docstring).
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
+        self._saved_layout: dict[str, int] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         """Empty: the RNG states travel in ``checkpoint['rng_states']`` (:meth:`on_save_checkpoint`), not in the
@@ -84,6 +127,9 @@ class ExactResume(Callback):
         else:
             gathered = [state]
         checkpoint[KEY] = gathered
+        layout = train_data_layout(trainer)
+        if layout is not None:
+            checkpoint[LAYOUT_KEY] = layout
         progress = trainer.fit_loop.epoch_loop.batch_progress.total
         if trainer.state.fn == "fit" and progress.started > progress.processed:
             checkpoint[EXACT_KEY] = (
@@ -100,6 +146,7 @@ class ExactResume(Callback):
         reason = inexact_reason(checkpoint)
         if reason is not None:
             pl.utilities.rank_zero_warn(f"resuming from this checkpoint is not exact: {reason}")
+        self._saved_layout = checkpoint.get(LAYOUT_KEY)
         states = checkpoint.get(KEY)
         if not states:
             self._pending = None
@@ -110,6 +157,32 @@ class ExactResume(Callback):
                 "rank r resumes with saved rank r % n's state, so the continuation is not bit-for-bit"
             )
         self._pending = states[trainer.global_rank % len(states)]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """After a resume: warn when the interrupted epoch continues with another per-device batch size or world
+        size than the checkpoint's (the sampler's position is counted in batches of the new layout)."""
+        saved, self._saved_layout = self._saved_layout, None
+        now = train_data_layout(trainer)
+        if not saved or now is None or saved == now:
+            return
+        epoch, batches = trainer_position(trainer)
+        if batches == 0:  # an epoch boundary: the next epoch is whole whatever the layout
+            return
+        trained = batches * saved["batch_size"] * saved["world_size"]
+        skipped = batches * now["batch_size"] * now["world_size"]
+        effect = (
+            f"{skipped - trained} samples of it are never trained in this epoch"
+            if skipped > trained
+            else f"{trained - skipped} samples of it are trained twice in this epoch"
+        )
+        pl.utilities.rank_zero_warn(
+            f"resuming epoch {epoch} after {batches} batches with per-device batch size {now['batch_size']} and "
+            f"world size {now['world_size']}, but the checkpoint's run had batch size {saved['batch_size']} and "
+            f"world size {saved['world_size']}: it trained the epoch's first {trained} samples and this run resumes "
+            f"after sample {skipped}, so {effect} (later epochs are whole; the continuation is not exact). Resume with "
+            f"--data.init_args.batch_size {saved['batch_size']} on {saved['world_size']} device(s) in all to continue "
+            "exactly."
+        )
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int):
         """Restore the pending RNG state before the first training batch after a resume (once)."""
