@@ -131,8 +131,9 @@ def _config_args(config: Path, tmp_path: Path) -> list[str]:
         args += ["--config", str(config)]
     root = _imagenet_tree(tmp_path / "imagenet")
     resolution = 64 if config.name == "sagan.yaml" else 32  # SA-GAN's attention on 64x64 maps needs 64 px or more
-    args += [f"--data.init_args.root={root}", f"--data.init_args.resolution={resolution}", "--data.init_args.batch_size=2",
-             "--data.init_args.num_workers=0", "--model.pictures.classes=null", "--trainer.logger=false"]  # fmt: skip
+    args += [f"--data.init_args.root={root}", f"--data.init_args.resolution={resolution}",
+             "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", "--model.pictures.classes=null",
+             "--trainer.logger=false"]  # fmt: skip
     for stage in ("val_evaluator", "test_evaluator"):
         args += [f"--model.{stage}.init_args.intra_fid_classes=all"]  # Table 2's classes need 1000 classes
     return args
@@ -159,7 +160,9 @@ def test_config_parses_and_lands_in_the_objects(config, tmp_path):
     cli = cli_main([*_config_args(config, tmp_path), *_tiny(tmp_path)], run=False)
     model, promised = cli.model, _merged(config)
     assert model.generator.num_classes == (10 if config.name == "demo.yaml" else len(WNIDS))
-    assert model.generator.resolution == {"demo.yaml": 8, "sagan.yaml": 64}.get(config.name, 32)  # the digits demo: native 8x8
+    assert model.generator.resolution == {"demo.yaml": 8, "sagan.yaml": 64}.get(
+        config.name, 32
+    )  # the digits demo: native 8x8
     for net in ("generator", "discriminator"):
         built = getattr(model, net).config
         for key, value in promised.get(net, {}).get("init_args", {}).items():
