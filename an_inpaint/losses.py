@@ -176,17 +176,20 @@ class ReconstructionLoss:
     def __call__(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """``(loss, {"hole", "known"[, "ssim"]})`` of the generator output ``out`` (``coarse``, ``refined``, and
         ``inpainted`` for the SSIM term) for ``batch`` (``image``, ``mask``); the logged L1 terms are before
-        ``hole_weight`` / ``known_weight``."""
+        ``hole_weight`` / ``known_weight``. Without ``refined`` in ``out``, the coarse terms only (and no SSIM term:
+        the authors' coarse pretraining, ``PhaseSchedule(phase1_stages="coarse")``)."""
         target, mask = batch["image"], batch["mask"].to(batch["image"].dtype)
-        coarse, refined = out["coarse"], out["refined"]
+        coarse, refined = out["coarse"], out.get("refined")
         weights = spatial_discount(mask, self.gamma) if self.discount == "hole" else None  # once for both stages
         hole = self.coarse_weight * self._hole_term(coarse, target, mask, weights)
-        hole = hole + self._hole_term(refined, target, mask, weights)
         known = 1.0 - mask
-        known_term = self.coarse_weight * masked_l1(coarse, target, known) + masked_l1(refined, target, known)
+        known_term = self.coarse_weight * masked_l1(coarse, target, known)
+        if refined is not None:
+            hole = hole + self._hole_term(refined, target, mask, weights)
+            known_term = known_term + masked_l1(refined, target, known)
         loss = self.hole_weight * hole + self.known_weight * known_term
         logs = {"hole": hole.detach(), "known": known_term.detach()}
-        if self.ssim_weight:
+        if self.ssim_weight and refined is not None:
             unit = ((out["inpainted"] + 1) / 2, (target + 1) / 2)
             ssim = reduce_ssim_map(ssim_map(*unit, double=False)).mean()
             loss = loss + self.ssim_weight * (1 - ssim)

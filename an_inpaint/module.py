@@ -41,6 +41,7 @@ from an_inpaint.evaluation import InpaintingEvaluator
 from an_inpaint.generator import InpaintGenerator, pad_to_multiple
 from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
 from an_inpaint.panels import log_panels
+from an_inpaint.reporting import PHASE2_METRIC, RULE, checkpoint_label
 from an_inpaint.settings import PhaseSchedule, PictureSettings
 from common.layers import orthogonal_loss
 from common.training.ddp import allow_unused_parameters
@@ -78,7 +79,8 @@ class ANInpaint(pl.LightningModule):
             al. 2017); ``ANGAN`` keeps SN-GAN's name for the same ratio, ``n_dis``.
         orthogonal_weight: Weight of AN's orthogonality loss ``||W W^T - I||_F^2`` (summed over AN layers; the
             authors' 1e-3 inside the layer times 0.2 in the loss).
-        val_evaluator: Protocol of validation (model selection by ``val/psnr``, the plateau switch): an
+        val_evaluator: Protocol of validation (``val/psnr``; in phase 2 also ``val/psnr_phase2``, the best phase-2
+            checkpoint of :mod:`an_inpaint.reporting`; the plateau switch): an
             :class:`an_inpaint.evaluation.InpaintingEvaluator` (baselines, area bins, SSIM convention, LPIPS, FID).
             None: ``InpaintingEvaluator()`` (no baselines, no bins, scikit-image SSIM, no LPIPS / FID). Validation
             always runs (``val/rec_loss`` drives the plateau switch); ``--trainer.limit_val_batches 0`` skips it.
@@ -135,6 +137,7 @@ class ANInpaint(pl.LightningModule):
         self._rec_count = 0
         self._panel: dict[str, Any] | None = None
         self._host_phase_state: dict[str, int] | None = None
+        self._loaded_step: int | None = None  # global_step of the checkpoint loaded for validate / test
 
     # ------------------------------------------------------------------------------------------------ helpers
     @property
@@ -208,8 +211,14 @@ class ANInpaint(pl.LightningModule):
         for group in g_opt.param_groups:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
+    def _reconstruction(self, out: dict[str, Tensor], batch: dict[str, Tensor]):
+        """The reconstruction loss; in phase 1 with ``schedule.phase1_stages="coarse"`` of the coarse output only."""
+        if self.schedule.phase1_stages == "coarse" and not self.in_adversarial_phase:
+            out = {"coarse": out["coarse"]}
+        return self.reconstruction(out, batch)
+
     def _generator_loss(self, out: dict[str, Tensor], batch: dict[str, Tensor], adversarial: bool):
-        loss, logs = self.reconstruction(out, batch)
+        loss, logs = self._reconstruction(out, batch)
         logs["rec"] = loss.detach()
         if self.orthogonal_weight and (adversarial or self.schedule.orthogonal_in_phase1):
             orth = orthogonal_loss(self.generator)
@@ -261,7 +270,7 @@ class ANInpaint(pl.LightningModule):
         out = self.generator(image, mask)
         out.update(evaluator.update_batch(image, mask, out["inpainted"]))
         if with_loss:
-            rec, _ = self.reconstruction(out, batch)
+            rec, _ = self._reconstruction(out, batch)
             self._rec_sum += float(rec) * image.shape[0]
             self._rec_count += image.shape[0]
         return out
@@ -275,6 +284,18 @@ class ANInpaint(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         """Reset the validation metrics."""
         self._start_eval(self.val_evaluator)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the checkpoint's ``global_step`` (``test`` does not restore the trainer's)."""
+        self._loaded_step = checkpoint.get("global_step")
+
+    def on_test_start(self) -> None:
+        """Print which checkpoint is scored and the Table 3 reporting rule (:mod:`an_inpaint.reporting`); rank 0."""
+        step = self._loaded_step if self._loaded_step is not None else self.trainer.global_step
+        label, sentence = checkpoint_label(self.trainer.ckpt_path, step, self.trainer.max_steps, int(self.phase))
+        self.test_checkpoint = {"checkpoint": self.trainer.ckpt_path, "label": label, "step": step}
+        if self.trainer.is_global_zero:
+            print(f"test: {sentence}.\n  {RULE}.", flush=True)
 
     def on_test_epoch_start(self) -> None:
         """Reset the test metrics."""
@@ -318,6 +339,8 @@ class ANInpaint(pl.LightningModule):
         if self._panel is not None:
             log_panels(self.trainer, self._panel)
         fitting = self.trainer.state.fn == "fit"
+        if fitting and self.in_adversarial_phase:  # what best-phase2-psnr-*.ckpt monitors (an_inpaint.reporting)
+            self.log(PHASE2_METRIC, values["val/psnr"], sync_dist=False)
         if fitting and self.schedule.plateau_patience is not None and not self.in_adversarial_phase:
             self._plateau_update(float(values["val/rec_loss"]))
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LR_DECAYS", "PhaseSchedule", "PictureSettings"]
+__all__ = ["LR_DECAYS", "PHASE1_STAGES", "PhaseSchedule", "PictureSettings"]
 
 #: The generator's learning-rate schedules (``PhaseSchedule.lr_decay``).
 LR_DECAYS: tuple[str, ...] = ("constant", "cosine")
+#: What the phase-1 reconstruction loss trains (``PhaseSchedule.phase1_stages``).
+PHASE1_STAGES: tuple[str, ...] = ("both", "coarse")
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class PhaseSchedule:
     Phase 1 trains the generator with the reconstruction loss only (the critics are neither used nor updated) until
     ``adversarial_start_step`` generator updates (during phase 1 this is ``trainer.global_step``), or earlier when
     ``plateau_patience`` validations pass without the validation reconstruction loss improving by
-    ``plateau_min_delta`` (relative); phase 2 adds the adversarial term and the critic updates.
+    ``plateau_min_delta`` (relative); phase 2 adds the adversarial term and the critic updates. DeepFill v1 has no
+    phase 1 (``PRETRAIN_COARSE_NETWORK: False`` in its ``inpaint.yml``): ``adversarial_start_step=0``.
 
     Attributes:
         adversarial_start_step: generator updates of phase 1 before the critics start (ours: 100,000; the paper
@@ -33,6 +36,10 @@ class PhaseSchedule:
         plateau_min_delta: relative improvement of the validation reconstruction loss that resets the plateau count.
         orthogonal_in_phase1: add AN's orthogonality loss in phase 1 too (``False``: phase 2 only, as the authors'
             code, whose pretraining phase has no orthogonality term).
+        phase1_stages: what phase 1's reconstruction loss (and validation's ``val/rec_loss`` in phase 1) covers:
+            ``"both"`` (default: the paper's Section 5.1, phase 1 is the same objective with ``lambda_adv = 0``, so
+            both stages) or ``"coarse"`` (the authors' ``--pretrain_network 1``: the L1 and known-region terms of the
+            coarse output only, so the refinement stage, AN included, gets no gradient until phase 2).
         lr_decay: the generator's learning rate: ``"constant"`` (DeepFill v1; the paper names no schedule) or
             ``"cosine"`` (the optimiser's initial learning rate times ``0.5 (1 + cos(pi t / T))``, ``t`` =
             ``trainer.global_step``, ``T`` = ``trainer.max_steps``: a half cosine to 0, for short runs). The critics'
@@ -44,12 +51,15 @@ class PhaseSchedule:
     plateau_min_delta: float = 1e-3
     orthogonal_in_phase1: bool = True
     lr_decay: str = "constant"
+    phase1_stages: str = "both"
 
     def __post_init__(self) -> None:
         if self.adversarial_start_step < 0:
             raise ValueError(f"adversarial_start_step must be >= 0, got {self.adversarial_start_step}")
         if self.plateau_patience is not None and self.plateau_patience < 1:
             raise ValueError(f"plateau_patience must be >= 1 or None, got {self.plateau_patience}")
+        if self.phase1_stages not in PHASE1_STAGES:
+            raise ValueError(f"phase1_stages must be one of {PHASE1_STAGES}, got {self.phase1_stages!r}")
         if self.lr_decay not in LR_DECAYS:
             raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
 

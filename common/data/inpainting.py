@@ -9,12 +9,12 @@ DDP every evaluation image is seen by exactly one process (:func:`common.data.di
 
 * :class:`ParisStreetViewDataModule` (paper Section 5, Pathak et al. 2016's Paris StreetView): training on
   ``root/paris_train_original/*.JPG`` (14,900 images of 936x537) minus the validation images, with random 256x256
-  crops (or the centre square resized) and horizontal flips; validation on ``val_images`` (100) images of
-  ``paris_train_original`` chosen once and for all (see :func:`paris_validation_split`), their centre square resized
-  to 256 with the centre 128x128 hole; test on ``root/paris_eval_gt/*_im.png`` (100 images of 227x227;
-  ``root/paris_eval/paris_eval_gt`` is accepted too) resized to 256, centre 128x128 hole by default (the protocol
-  of the authors' test script) or any mask generator, e.g. binned free-form masks. The dataset is shared by its
-  authors on request only, so the module cannot download it.
+  crops (or the centre crop, or the centre square resized) and horizontal flips; validation on ``val_images`` (100)
+  images of ``paris_train_original`` chosen once and for all (see :func:`paris_validation_split`), their centre
+  227x227 pixels resized to 256 like the test images (``val_scale``), centre 128x128 hole; test on
+  ``root/paris_eval_gt/*_im.png`` (100 images of 227x227; ``root/paris_eval/paris_eval_gt`` is accepted too) resized
+  to 256, centre 128x128 hole by default (the protocol of the authors' test script) or any mask generator, e.g.
+  binned free-form masks. The dataset is shared by its authors on request only, so the module cannot download it.
 * :class:`ImageFolderInpaintingDataModule`: any folder of training images; validation from ``val_root`` or held out
   of the training folder (``val_split``); test from ``test_root``.
 
@@ -48,8 +48,12 @@ __all__ = [
     "paris_validation_split",
 ]
 
-TrainTransform = Literal["random_crop", "resize"]
+TrainTransform = Literal["random_crop", "center_crop", "resize"]
 PredictSplit = Literal["folder", "val", "test"]
+ValScale = Literal["test", "square"]
+#: ``val_scale="test"``: the share of a training image's short side its validation crop takes, that of the 227x227
+#: test images in the 537-pixel-high originals (so 227 px of a 936x537 image; inferred: they are 227 px crops).
+PARIS_TEST_CROP = 227 / 537
 
 PARIS_LAYOUT = """expected layout:
   <root>/paris_train_original/*.JPG     (14,900 training images, 936x537)
@@ -224,10 +228,13 @@ class InpaintingDataModule(pl.LightningDataModule):
         """Prediction batches: one image per batch from the folders (any size), else the val / test split's batches."""
         return self._loader(self.predict_set, 1 if self.predict_split == "folder" else self.val_batch_size)
 
-    def _eval_set(self, paths: list[Path], masks: MaskGenerator, folder: FolderMasks | None = None) -> Dataset:
+    def _eval_set(
+        self, paths: list[Path], masks: MaskGenerator, folder: FolderMasks | None = None, crop: float | None = None
+    ) -> Dataset:
         return InpaintingDataset(
-            paths, self.resolution, "resize", masks=masks, mask_folder=folder, fixed_masks=True, resize=self.eval_resize
-        )
+            paths, self.resolution, "resize", masks=masks, mask_folder=folder, fixed_masks=True,
+            resize=self.eval_resize, crop=crop,
+        )  # fmt: skip
 
 
 class ParisStreetViewDataModule(InpaintingDataModule):
@@ -238,20 +245,26 @@ class ParisStreetViewDataModule(InpaintingDataModule):
         resolution: Training crop size and evaluation size (paper: 256).
         batch_size: Training batch size (paper: 16).
         num_workers: DataLoader workers.
-        train_transform: ``"random_crop"`` (random ``resolution`` crops of the 936x537 images) or ``"resize"``
-            (centre square resized to ``resolution``).
+        train_transform: ``"random_crop"`` (random ``resolution`` crops of the 936x537 images; DeepFill v1),
+            ``"center_crop"`` (their centre ``resolution`` crop, what the AN authors' code trains on, with
+            ``flip=False``) or ``"resize"`` (centre square resized to ``resolution``).
         train_masks: Training mask generator (default ``RandomRectangleMasks()``, DeepFill's random boxes).
         val_masks: Validation mask generator (default ``CenterSquareMasks(0.5)``: the centre 128x128 hole).
         test_masks: Test mask generator (default ``CenterSquareMasks(0.5)``; e.g. ``AreaBinnedMasks()`` for the
             binned free-form evaluation).
         val_images: Images of ``paris_train_original`` held out for validation (:func:`paris_validation_split`).
-        flip: Random horizontal flips for training.
+        flip: Random horizontal flips for training (ours; neither DeepFill v1 nor the authors' code flips).
         val_batch_size: Evaluation batch size (default: ``batch_size``).
         eval_resize: Filter resizing evaluation images to ``resolution``: ``"bilinear"`` (OpenCV, the authors' test
             script; default) or ``"lanczos"``.
         predict_root: Folder of images to inpaint with ``predict`` (``predict_split="folder"``).
         predict_mask_root: Folder of their masks (same file stems).
         predict_split: What ``predict`` inpaints: ``"folder"``, ``"val"`` or ``"test"``.
+        val_scale: ``"test"`` (default): validation images are the native-scale centre square of each held-out image
+            that a test image is of the originals (227 of 537 pixels, :data:`PARIS_TEST_CROP`), resized to
+            ``resolution`` with ``eval_resize``: selection and test see one scale and one pipeline (227 -> 256
+            upsampling, as the authors' test script does to the test images). ``"square"``: the whole 537x537 centre
+            square resized (a 2.1x downscale, unlike both the native-scale training crops and the test images).
     """
 
     def __init__(
@@ -271,12 +284,16 @@ class ParisStreetViewDataModule(InpaintingDataModule):
         predict_root: str | None = None,
         predict_mask_root: str | None = None,
         predict_split: PredictSplit = "folder",
+        val_scale: ValScale = "test",
     ) -> None:
         super().__init__(
             resolution, batch_size, num_workers, predict_root, predict_mask_root, val_batch_size, predict_split,
             eval_resize,
         )  # fmt: skip
         self.root = root
+        if val_scale not in ("test", "square"):
+            raise ValueError(f"val_scale must be 'test' or 'square', got {val_scale!r}")
+        self.val_scale = val_scale
         self.train_transform = train_transform
         self.train_masks = train_masks if train_masks is not None else RandomRectangleMasks()
         self.val_masks = val_masks if val_masks is not None else CenterSquareMasks(0.5)
@@ -297,7 +314,8 @@ class ParisStreetViewDataModule(InpaintingDataModule):
             self.train_set = InpaintingDataset(
                 train, self.resolution, self.train_transform, flip=self.flip, masks=self.train_masks
             )
-        self.val_set = self._eval_set(val, self.val_masks)
+        crop = PARIS_TEST_CROP if self.val_scale == "test" else None
+        self.val_set = self._eval_set(val, self.val_masks, crop=crop)
         if stage in (None, "test"):
             test = sorted(eval_dir.glob("*_im.png"))
             if not test:
@@ -320,7 +338,7 @@ class ImageFolderInpaintingDataModule(InpaintingDataModule):
         resolution: Image size (divisible by 8).
         batch_size: Training batch size.
         num_workers: DataLoader workers.
-        train_transform: ``"random_crop"`` or ``"resize"`` (centre square resized).
+        train_transform: ``"random_crop"``, ``"center_crop"`` or ``"resize"`` (centre square resized).
         train_masks: Training mask generator (default ``RandomRectangleMasks()``).
         val_masks: Validation mask generator, drawn with a fixed seed per image (default ``CenterSquareMasks(0.5)``).
         test_masks: Test mask generator (default ``CenterSquareMasks(0.5)``).

@@ -69,21 +69,35 @@ def eval_resize(image: Image.Image, size: int, method: EvalResize = "bilinear") 
     return cv2.resize(np.asarray(square, dtype=np.uint8), (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def base_image(source: Image.Image, resolution: int, transform: str, resize: EvalResize = "bilinear") -> np.ndarray:
+def base_image(
+    source: Image.Image, resolution: int, transform: str, resize: EvalResize = "bilinear", crop: float | None = None
+) -> np.ndarray:
     """The deterministic part of an inpainting sample, as an ``(H, W, 3)`` uint8 array (what
     :mod:`common.data.prepare` stores once, so that prepared data gives the same pixels).
 
     ``"random_crop"``: the image itself, upscaled (PIL bicubic) first when its short side is below ``resolution``
-    (the random crop then needs no resize). ``"resize"``: its centre square resized by :func:`eval_resize`.
+    (the random crop then needs no resize). ``"center_crop"``: the centre ``resolution`` square of that image (the
+    AN authors' training data: TF ``resize_image_with_crop_or_pad``). ``"resize"``: its centre square resized by
+    :func:`eval_resize`; with ``crop`` (in (0, 1]), the centre square of ``round(crop * short side)`` pixels at
+    native scale is what gets resized.
     """
     if transform == "resize":
+        if crop is not None:
+            width, height = source.size
+            side = max(1, round(min(width, height) * crop))
+            left, top = (width - side) // 2, (height - side) // 2
+            source = source.crop((left, top, left + side, top + side))
         return eval_resize(source, resolution, resize)
     width, height = source.size
     if min(width, height) < resolution:
         scale = resolution / min(width, height)
         size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
         source = source.resize(size, Image.BICUBIC)
-    return np.asarray(source, dtype=np.uint8)
+    image = np.asarray(source, dtype=np.uint8)
+    if transform == "center_crop":
+        top, left = (image.shape[0] - resolution) // 2, (image.shape[1] - resolution) // 2
+        return image[top : top + resolution, left : left + resolution]
+    return image
 
 
 def _random_crop(image: np.ndarray, size: int, generator: torch.Generator | None = None) -> np.ndarray:
@@ -160,8 +174,9 @@ class InpaintingDataset(Dataset):
     Args:
         paths: Image files.
         resolution: Output height and width.
-        transform: ``"random_crop"`` (random ``resolution`` crop; images smaller than that are upscaled first) or
-            ``"resize"`` (centre square resized to ``resolution`` with ``resize``; deterministic).
+        transform: ``"random_crop"`` (random ``resolution`` crop; images smaller than that are upscaled first),
+            ``"center_crop"`` (the centre ``resolution`` crop, likewise) or ``"resize"`` (centre square resized to
+            ``resolution`` with ``resize``; deterministic). See :func:`base_image`.
         flip: Random horizontal flips.
         masks: Mask generator called as ``masks(H, W, generator)``; ignored when ``mask_folder`` is given.
         mask_folder: Masks read from files matched by image stem (validated against the image size).
@@ -169,22 +184,27 @@ class InpaintingDataset(Dataset):
             epoch); otherwise masks come from the global RNG.
         seed: Base seed of the fixed masks.
         resize: Filter of ``transform="resize"`` (see :func:`eval_resize`).
+        crop: With ``transform="resize"``: resize the centre square of side ``crop`` (in (0, 1]) times the short side
+            (native scale) instead of the whole centre square (see :func:`base_image`).
     """
 
     def __init__(
         self,
         paths: list[Path],
         resolution: int,
-        transform: Literal["random_crop", "resize"] = "resize",
+        transform: Literal["random_crop", "center_crop", "resize"] = "resize",
         flip: bool = False,
         masks: MaskGenerator | None = None,
         mask_folder: FolderMasks | None = None,
         fixed_masks: bool = False,
         seed: int = 0,
         resize: EvalResize = "bilinear",
+        crop: float | None = None,
     ) -> None:
-        if transform not in ("random_crop", "resize"):
-            raise ValueError(f"transform must be 'random_crop' or 'resize', got {transform!r}")
+        if transform not in ("random_crop", "center_crop", "resize"):
+            raise ValueError(f"transform must be 'random_crop', 'center_crop' or 'resize', got {transform!r}")
+        if crop is not None and (transform != "resize" or mask_folder is not None or not 0 < crop <= 1):
+            raise ValueError(f"crop={crop} needs transform='resize', no mask folder and 0 < crop <= 1")
         if resize not in EVAL_RESIZE:
             raise ValueError(f"resize must be one of {EVAL_RESIZE}, got {resize!r}")
         if masks is None and mask_folder is None:
@@ -200,6 +220,7 @@ class InpaintingDataset(Dataset):
         self.fixed_masks = fixed_masks
         self.seed = seed
         self.resize = resize
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -226,7 +247,7 @@ class InpaintingDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         source = load_rgb(path)
-        base = base_image(source, self.resolution, self.transform, self.resize)
+        base = base_image(source, self.resolution, self.transform, self.resize, self.crop)
         mask = self._folder_mask(path, source) if self.mask_folder is not None else None
         return inpainting_item(self, base, index, path.stem, mask)
 

@@ -62,7 +62,8 @@ class _SampleWriter:
             image, extra = square_image(ds.path(index), ds.resolution), {"label": int(ds.labels[index])}
         else:
             path = Path(ds.paths[index])
-            image, extra = base_image(load_rgb(path), ds.resolution, ds.transform, ds.resize), {"name": path.stem}
+            image = base_image(load_rgb(path), ds.resolution, ds.transform, ds.resize, ds.crop)
+            extra = {"name": path.stem}
         return {"index": int(index), "image": encode_image(image, self.encoding, self.jpeg_quality), **extra}
 
 
@@ -224,9 +225,10 @@ def prepare_paris(
     root: str,
     output: str,
     resolution: int = 256,
-    train_transform: Literal["random_crop", "resize"] = "random_crop",
+    train_transform: Literal["random_crop", "center_crop", "resize"] = "random_crop",
     eval_resize: EvalResize = "bilinear",
     val_images: int = 100,
+    val_scale: Literal["test", "square"] = "test",
     encoding: Encoding = "raw",
     jpeg_quality: int = 95,
     num_workers: int = 4,
@@ -240,9 +242,10 @@ def prepare_paris(
         root: Folder with ``paris_train_original/`` and ``paris_eval_gt/`` (see ``ParisStreetViewDataModule``).
         output: Local folder to write (``manifest.json``, ``train/``, ``val/``, ``test/``).
         resolution: Training crop size and evaluation size (paper: 256).
-        train_transform: ``random_crop`` (whole images stored; the crops stay random) or ``resize``.
+        train_transform: ``random_crop`` (whole images stored; the crops stay random), ``center_crop`` or ``resize``.
         eval_resize: Filter of the evaluation images: ``bilinear`` (OpenCV, default) or ``lanczos``.
         val_images: Training images held out for validation.
+        val_scale: Scale of the validation images: ``test`` or ``square`` (see ``ParisStreetViewDataModule``).
         encoding: ``raw`` (default), ``png`` or ``jpeg`` (see ``prepare_imagenet``).
         jpeg_quality: JPEG quality of ``encoding=jpeg``.
         num_workers: Processes preparing samples.
@@ -257,7 +260,7 @@ def prepare_paris(
 
     raw = ParisStreetViewDataModule(
         root, resolution, batch_size=1, num_workers=0, train_transform=train_transform, val_images=val_images,
-        eval_resize=eval_resize,
+        eval_resize=eval_resize, val_scale=val_scale,
     )  # fmt: skip
     raw.setup_splits(None)
     out = _start(output, overwrite, ("train", "val", "test"))
@@ -272,11 +275,12 @@ def prepare_paris(
     return _finish(out, {
         "dataset": "paris",
         "settings": {"resolution": resolution, "train_transform": train_transform, "eval_resize": eval_resize,
-                     "val_images": val_images},
+                     "val_images": val_images, "val_scale": val_scale},
         "encoding": encoding,
         "jpeg_quality": jpeg_quality if encoding == "jpeg" else None,
         "preprocessing": "train: whole image (bicubic upscale when smaller than a crop) for random_crop, else the "
-                         "centre square resized; val/test: centre square resized with eval_resize (base_image)",
+                         "centre crop or square resized; val: centre crop (val_scale), test: centre square, resized "
+                         "with eval_resize (base_image)",
         "source": {"root": str(Path(root).expanduser().resolve())},
         "splits": splits,
     })  # fmt: skip

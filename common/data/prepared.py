@@ -176,7 +176,7 @@ class PreparedParisStreetViewDataModule(InpaintingDataModule):
         resolution: Training crop size and evaluation size (paper: 256).
         batch_size: Training batch size (paper: 16).
         num_workers: DataLoader workers.
-        train_transform: ``"random_crop"`` or ``"resize"``, as prepared.
+        train_transform: ``"random_crop"``, ``"center_crop"`` or ``"resize"``, as prepared.
         train_masks: Training mask generator (default ``RandomRectangleMasks()``).
         val_masks: Validation mask generator (default ``CenterSquareMasks(0.5)``).
         test_masks: Test mask generator (default ``CenterSquareMasks(0.5)``).
@@ -184,6 +184,7 @@ class PreparedParisStreetViewDataModule(InpaintingDataModule):
         flip: Random horizontal flips for training.
         val_batch_size: Evaluation batch size (default: ``batch_size``).
         eval_resize: Filter of the evaluation images, as prepared.
+        val_scale: Scale of the validation images, as prepared (``"test"`` or ``"square"``, as the raw module's).
         predict_root: Folder of images to inpaint with ``predict`` (``predict_split="folder"``).
         predict_mask_root: Folder of their masks.
         predict_split: What ``predict`` inpaints: ``"folder"``, ``"val"`` or ``"test"``.
@@ -210,6 +211,7 @@ class PreparedParisStreetViewDataModule(InpaintingDataModule):
         predict_split: PredictSplit = "folder",
         cache_dir: str | None = None,
         storage_options: dict | None = None,
+        val_scale: str = "test",
     ) -> None:
         super().__init__(
             resolution, batch_size, num_workers, predict_root, predict_mask_root, val_batch_size, predict_split,
@@ -221,7 +223,7 @@ class PreparedParisStreetViewDataModule(InpaintingDataModule):
         self.val_masks = val_masks if val_masks is not None else CenterSquareMasks(0.5)
         self.test_masks = test_masks if test_masks is not None else CenterSquareMasks(0.5)
         settings = {"resolution": resolution, "train_transform": train_transform, "eval_resize": eval_resize,
-                    "val_images": val_images}  # fmt: skip
+                    "val_images": val_images, "val_scale": val_scale}  # fmt: skip
         self.manifest = load_manifest(root, "paris", settings, storage_options)
 
     def _prepared(self, split: str, transform: str, flip: bool, masks: MaskGenerator, fixed: bool):

@@ -2,7 +2,8 @@
 
 One concept per file: ``attentive_norm`` (AN, the paper's layer; its fused autograd function in
 ``attentive_norm_fused``, whose passes run in ``attentive_norm_chunked`` on any device or ``attentive_norm_triton``
-on CUDA, opt-in), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention``
+on CUDA, opt-in; the statistics of the authors' released layer, ``numerics="authors"``, in
+``attentive_norm_authors``), ``self_attention`` (the SA-GAN block of Zhang et al. 2019), ``contextual_attention``
 (DeepFill v1, Yu et al. 2018), ``factories`` (reading back the layer classes and partials that the networks take
 as arguments, ``norm_layer`` style) and ``layout_statistics`` (feature statistics inside the regions of a layout,
 paper Figure 4).

@@ -14,7 +14,8 @@ below, not the authors' TF code. Departures from that code, on purpose:
 * the normalised tensor is the input itself (no value convolution), with optional per-region affine;
   ``value_projection=True`` restores the authors' value branch (a 1x1 convolution ``v(X)`` of C channels is what
   gets normalised, the layout still comes from ``X``, and the output is ``X + rho * X_bar(v(X))``);
-* the region mean is a true soft-weighted mean and the variance a soft-weighted variance;
+* the region mean is a true soft-weighted mean and the variance a soft-weighted variance (``numerics="authors"``
+  restores theirs: :mod:`common.layers.attentive_norm_authors`);
 * ``t`` is not clipped; one set of sampled positions is drawn per sample, not per batch;
 * the orthogonality term is the squared Frobenius norm ``||W W^T - I||_F^2`` (never negative);
 * in eval mode the self-sampling branch is switched off (``t = 0``), so the output is deterministic.
@@ -38,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.layers.attentive_norm_authors import authors_coefficients, check_numerics
 from common.layers.attentive_norm_fused import attentive_norm_fused
 
 __all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
@@ -82,6 +84,11 @@ class AttentiveNorm2d(nn.Module):
             have so far run only in Triton's CPU interpreter: choose ``"triton"`` explicitly once
             ``benchmarks/gpu_check.sh`` has passed on your GPU; ``"reference"`` while ``torch.compile`` or a
             ``torch.func`` transform traces the layer.
+        numerics: ``"paper"`` (default: eq. 5-6 as the spec above) or ``"authors"``: the regional statistics of the
+            authors' released TF layer (:mod:`common.layers.attentive_norm_authors`: their mean is the weighted mean
+            over ``H*W``, their std the spread of the layout-weighted values, so the layer scales by a regional RMS
+            without centring) and entities initialised from N(0, 1) as theirs. Reference implementation only
+            (``"auto"`` picks it; ``"fused"`` / ``"triton"`` refuse it) and ``stats="instance"`` only.
     Shape:
         - Input: ``(B, C, H, W)``.
         - Output: ``(B, C, H, W)``, same dtype as the input.
@@ -110,6 +117,7 @@ class AttentiveNorm2d(nn.Module):
         eps: float = 1e-5,
         value_projection: bool = False,
         implementation: str = "auto",
+        numerics: str = "paper",
     ) -> None:
         super().__init__()
         if num_features < 1:
@@ -122,6 +130,8 @@ class AttentiveNorm2d(nn.Module):
             raise ValueError(f"stats must be one of {_STATS}, got {stats!r}")
         if implementation not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}")
+        check_numerics(numerics, stats, implementation)
+        self.numerics = numerics
         self.num_features = num_features
         self.num_entities = num_entities
         self.temperature = temperature
@@ -152,6 +162,8 @@ class AttentiveNorm2d(nn.Module):
         if not self_sampling:
             for p in (*self.key.parameters(), *self.query.parameters(), self.t):
                 p.requires_grad_(False)
+        if numerics == "authors":
+            nn.init.normal_(self.entities.weight, 0.0, 1.0)  # their mask_filters: tf.random_normal, stddev 1
         self.layout = None
 
     def extra_repr(self) -> str:
@@ -160,6 +172,7 @@ class AttentiveNorm2d(nn.Module):
             f"{self.num_features}, num_entities={self.num_entities}, temperature={self.temperature}, "
             f"self_sampling={self.self_sampling}, affine={self.affine}, stats={self.stats!r}, eps={self.eps}"
             + (", value_projection=True" if self.value_projection else "")
+            + (f", numerics={self.numerics!r}" if self.numerics != "paper" else "")
         )
 
     def orthogonal_loss(self) -> Tensor:
@@ -281,6 +294,9 @@ class AttentiveNorm2d(nn.Module):
         impl = self.implementation
         if impl not in _IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {impl!r}")
+        if self.numerics != "paper":
+            check_numerics(self.numerics, self.stats, impl)
+            return "reference"
         if impl == "triton" and not _triton_supports(x, self.num_entities):
             raise ValueError(
                 "implementation='triton' needs a CUDA tensor (or TRITON_INTERPRET=1) of dtype float32, bfloat16 or "
@@ -317,6 +333,10 @@ class AttentiveNorm2d(nn.Module):
             xf = x.flatten(2).to(stat_dtype)
             # vf is what gets normalised: x itself (the paper) or the authors' value projection v(x) (1x1 conv).
             vf = xf if self.value is None else self._project_value(xf, p)
+            if self.numerics == "authors":  # not centred: their statistics are not shift-invariant
+                gain, offset = authors_coefficients(vf, s, self.eps, p)
+                g, o = torch.bmm(torch.cat([gain, offset], dim=1), s).split([c, c], dim=1)
+                return (torch.addcmul(o, vf, g) + xf).view(b, c, h, w).to(x.dtype), s, None
             # Statistics of v - c0 with c0 the channel mean (per sample; over the batch for stats="batch"): second
             # moments of raw v lose precision when |mean| >> std. c0 cancels in (v - mu) exactly.
             center = vf.mean(dim=(0, 2) if self.stats == "batch" else (2,), keepdim=True).detach()  # (B|1, C, 1)

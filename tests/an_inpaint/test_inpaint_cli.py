@@ -131,14 +131,18 @@ class TestDefaults:
 EXTRAS = [[], ["paris256_ca.yaml"], ["paris256_ca_an.yaml"], ["paris256_authors.yaml"]]
 
 
-#: A value for every argument of AttentiveNorm2d but the channel count, none of them its default.
+#: A value for every argument of AttentiveNorm2d but the channel count, none of them its default (but numerics: the
+#: authors' statistics need stats="instance", so they get a second set).
 AN_SETTINGS = {"num_entities": 4, "temperature": 0.5, "self_sampling": False, "affine": False, "stats": "batch",
-               "eps": 1e-3, "value_projection": True, "implementation": "reference"}  # fmt: skip
+               "eps": 1e-3, "value_projection": True, "implementation": "reference", "numerics": "paper"}  # fmt: skip
+AN_AUTHORS = {**AN_SETTINGS, "stats": "instance", "numerics": "authors"}
 
 
-def test_every_an_argument_is_reachable_from_the_config(capsys):
+@pytest.mark.parametrize("settings", [AN_SETTINGS, AN_AUTHORS], ids=["paper", "authors"])
+def test_every_an_argument_is_reachable_from_the_config(capsys, settings):
     """Every AttentiveNorm2d argument, implementation included, set from the command line (as a config would) lands in
     the generator's AN layer, and --print_config shows them all."""
+    AN_SETTINGS = settings  # noqa: N806
     assert AN_SETTINGS.keys() == set(inspect.signature(AttentiveNorm2d).parameters) - {"num_features"}
     flags = ["--config", str(CONFIGS / "demo.yaml"), "--model.generator.init_args.cnum=4"]
     flags += [f"--model.generator.init_args.long_range.init_args.{k}={str(v).lower()}" for k, v in AN_SETTINGS.items()]
@@ -166,6 +170,7 @@ class TestConfigs:
             an = next(m for m in cli.model.generator.modules() if isinstance(m, AttentiveNorm2d))
             assert an.value is not None and not an.affine and cli.model.generator.branch_widths == "authors"
             assert not cli.model.schedule.orthogonal_in_phase1
+            assert an.numerics == "authors" and an.eps == 1e-7  # their released statistics (attentive_norm_authors)
 
     @pytest.mark.parametrize("extra", EXTRAS)
     def test_paris_fast_dev_run(self, paris_root, tmp_path, extra):
