@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from an_inpaint.baselines import METHODS, classical_inpaint_batch
 from common.data.images import list_images, load_rgb
 from common.data.inpainting_datasets import EvalResize, eval_resize
-from common.data.masks import CenterSquareMasks, FolderMasks, validate_mask
+from common.data.mask_files import FolderMasks
+from common.data.masks import CenterSquareMasks, validate_mask
 from common.metrics.inpainting import PSNR_CAP_DB, InpaintingMetrics
 from common.metrics.perceptual import FIDMetric, LPIPSMetric
 from common.metrics.ssim import SSIM_SIGMA, SSIM_WINDOW

@@ -15,10 +15,10 @@ from common.data.inpainting import (
 )
 from common.data.inpainting_datasets import Augmentation, InpaintingDataset, PredictFolderDataset, TensorCropDataset
 from common.data.inpainting_demo import DEMO_PHOTOS, DemoInpaintingDataModule, load_demo_photo
+from common.data.mask_files import FolderMasks
 from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
     CenterSquareMasks,
-    FolderMasks,
     FreeFormMasks,
     MaskGenerator,
     RandomRectangleMasks,

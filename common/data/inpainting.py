@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Dataset
 from common.data.distributed import eval_sampler
 from common.data.images import list_images
 from common.data.inpainting_datasets import EVAL_RESIZE, EvalResize, InpaintingDataset, PredictFolderDataset
-from common.data.masks import CenterSquareMasks, FolderMasks, MaskGenerator, RandomRectangleMasks
+from common.data.mask_files import FolderMasks
+from common.data.masks import CenterSquareMasks, MaskGenerator, RandomRectangleMasks
 from common.data.resumable import resumable_train_loader
 
 __all__ = [

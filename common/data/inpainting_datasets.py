@@ -25,7 +25,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.data.images import center_crop_long_side, list_images, load_rgb
-from common.data.masks import FolderMasks, MaskGenerator, validate_mask
+from common.data.mask_files import FolderMasks
+from common.data.masks import MaskGenerator, validate_mask
 from common.data.resumable import augmentation_generator
 
 __all__ = [
@@ -352,7 +353,7 @@ class PredictFolderDataset(Dataset):
 
     Args:
         image_root: Folder of images.
-        mask_root: Folder of masks (:data:`common.data.masks.MASK_FILE_ENCODING`: white, or 1 in a 0/1 file, =
+        mask_root: Folder of masks (:data:`common.data.mask_files.MASK_FILE_ENCODING`: white, or 1 in a 0/1 file, =
             missing unless ``invert_masks``); colour masks and grey masks whose hole is not above half of full scale
             (e.g. 100 of 255) are refused with an error naming the file, an all-black mask is warned about (its
             output is its input).

@@ -295,7 +295,7 @@ def test_binned_free_form_test_masks(tmp_path):
 
 def test_mask_files_follow_the_image_crop(tmp_path):
     """A non-square image and its same-size mask: the hole stays where it is in the image after crop + resize."""
-    from common.data.masks import FolderMasks
+    from common.data.mask_files import FolderMasks
 
     (tmp_path / "img").mkdir()
     (tmp_path / "masks").mkdir()

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from common.data.mask_files import FolderMasks
 from common.data.mask_mixtures import AreaBinnedMasks, MixedMasks
 from common.data.masks import (
     CenterSquareMasks,
-    FolderMasks,
     FreeFormMasks,
     MaskGenerator,
     RandomRectangleMasks,
