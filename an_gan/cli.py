@@ -1,4 +1,4 @@
-"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate|prepare``.
+"""Command line of the class-conditional AN GAN: ``python -m an_gan fit|validate|test|predict|evaluate|prepare|check``.
 
 LightningCLI (``common.training.cli.ANLightningCLI``) over :class:`an_gan.module.ANGAN` and any
 ``common.data.class_images.ClassImageDataModule`` subclass (``--data`` takes a ``class_path``).
@@ -291,8 +291,17 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> ANGANCLI | dict
         from common.data.prepare import main as prepare_main
 
         return prepare_main(["imagenet", *argv[1:]])
+    if isinstance(argv, list) and argv and argv[0] == "check":
+        from an_gan.check import GANCheck
+        from common.training.check import check_main
+
+        report = check_main(cli_main, argv[1:], GANCheck(ANGANCLI))
+        if args is None:  # the command line: exit 1 when a fail would stop the run
+            raise SystemExit(report.exit_status)
+        return report
     description = (
         "Class-conditional GAN with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
+        "check (the arguments of fit: a preflight of the run, docs/check.md), "
         "evaluate (score a folder of generated images: python -m an_gan evaluate --help) and prepare (ImageNet resized "
         "once for streaming: python -m an_gan prepare --help)."
     )

@@ -1,4 +1,4 @@
-"""Command line of the inpainting task: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline|prepare``.
+"""Inpainting command line: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline|prepare|check``.
 
 ``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo (``configs/an_inpaint/demo.yaml``, shipped
 with the package); every other run starts from the constructors' defaults, which are the paper's Paris StreetView
@@ -16,16 +16,18 @@ LitData, for ``--data common.data.prepared.PreparedParisStreetViewDataModule``).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from jsonargparse import ArgumentParser
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import SaveConfigCallback
 
 from an_inpaint.module import ANInpaint
 from an_inpaint.predict import InpaintingPredictionWriter
+from an_inpaint.reporting import best_phase2_checkpoint
+from common.training.check import Report, TaskCheck
 from common.training.cli import ANLightningCLI
 
-__all__ = ["ANInpaintCLI", "baseline_main", "cli_main", "evaluate_main"]
+__all__ = ["ANInpaintCLI", "InpaintCheck", "baseline_main", "cli_main", "evaluate_main"]
 
 
 class ANInpaintCLI(ANLightningCLI):
@@ -34,9 +36,7 @@ class ANInpaintCLI(ANLightningCLI):
     task_name = "an_inpaint"
     demo_config = "demo.yaml"
     task_trainer_defaults = {
-        "callbacks": [
-            ModelCheckpoint(monitor="val/psnr", mode="max", filename="best-step{step}", auto_insert_metric_name=False)
-        ],
+        "callbacks": [best_phase2_checkpoint()],  # the Table 3 rule: an_inpaint.reporting
     }
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -136,6 +136,65 @@ def baseline_main(args: list[str] | None = None) -> list:
     return written
 
 
+class InpaintCheck(TaskCheck):
+    """What ``python -m an_inpaint check`` knows about this task: splits, the paper's Paris StreetView numbers."""
+
+    task = "an_inpaint"
+    cli_class = ANInpaintCLI
+    paper_batch = 16  # DeepFill's batch, the paper's Paris StreetView setting
+    prepare_hint = "python -m an_inpaint prepare (docs/data.md)"
+
+    def splits(self, datamodule: Any) -> dict[str, Any]:
+        """The DataModule's train / val / test datasets (test only when configured)."""
+        datamodule.setup_splits(None)
+        found = {"train": datamodule.train_set, "val": datamodule.val_set, "test": datamodule.test_set}
+        return {name: data for name, data in found.items() if data is not None}
+
+    def expected(self, datamodule: Any) -> dict[str, int] | None:
+        """Paris StreetView: 14,900 training images (``val_images`` of them held out) and 100 test images."""
+        if "ParisStreetView" not in type(datamodule).__name__:
+            return None
+        held_out = getattr(datamodule, "val_images", 100)
+        return {"train": 14_900 - held_out, "val": held_out, "test": 100}
+
+    def evaluation(self, report: Report, cli: ANInpaintCLI, budget: int) -> dict[str, Any]:
+        """The images one validation and one test handle (the evaluators need no downloaded weights)."""
+        data = cli.datamodule
+        evaluator = cli.model.val_evaluator
+        if getattr(evaluator, "fid", None) is not None:
+            from common.metrics.generation.features import default_inception_weights_path
+
+            path = default_inception_weights_path()
+            status, detail = (
+                ("pass", "cached")
+                if path.is_file()
+                else ("warn", "not cached: the first validation downloads them (fails without network)")
+            )
+            report.add(
+                "evaluation",
+                "FID weights",
+                status,
+                f"Inception weights {path}: {detail}",
+                f"copy the file to {path} on every node, or --model.val_evaluator.init_args.fid false",
+            )
+        else:
+            report.add(
+                "evaluation",
+                "val_evaluator",
+                "pass",
+                f"{type(evaluator).__name__}: PSNR / SSIM / MAE, "
+                "no weights to download" + (" (LPIPS: torchvision's AlexNet)" if evaluator.lpips is not None else ""),
+            )
+        counts = {"validate": len(data.val_set) if data.val_set is not None else None}
+        counts["test"] = len(data.test_set) if data.test_set is not None else None
+        return counts
+
+    def extra_validations(self, cli: ANInpaintCLI) -> int:
+        """One validation before training (``--validate_before_fit``, new runs)."""
+        config = cli.config
+        return int(bool(config.get("validate_before_fit")) and not config.get("ckpt_path"))
+
+
 def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpaintCLI | dict | list:
     """Entry point. Returns the CLI object (for ``evaluate`` the scores, for ``baseline`` the written files, for
     ``prepare`` the manifest)."""
@@ -148,8 +207,16 @@ def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpain
         from common.data.prepare import main as prepare_main
 
         return prepare_main(["paris", *argv[1:]])
+    if isinstance(argv, list) and argv and argv[0] == "check":
+        from common.training.check import check_main
+
+        report = check_main(cli_main, argv[1:], InpaintCheck())
+        if args is None:  # the command line: exit 1 when a fail would stop the run
+            raise SystemExit(report.exit_status)
+        return report
     description = (
         "Generative inpainting with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
+        "check (the arguments of fit: a preflight of the run, docs/check.md), "
         "evaluate (score a folder of results: python -m an_inpaint evaluate --help), baseline (OpenCV's classical "
         "inpainting of a folder: python -m an_inpaint baseline --help) and prepare (Paris StreetView resized once for "
         "streaming: python -m an_inpaint prepare --help)."

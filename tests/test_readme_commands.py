@@ -150,6 +150,10 @@ def _stop_after_parsing(monkeypatch, cls) -> None:
 def check_command(module: str, argv: list[str], monkeypatch) -> None:
     """Run ``module``'s command line on ``argv`` up to the end of its argument parsing (raises on a bad option)."""
     monkeypatch.chdir(ROOT)
+    if module in CLIS and argv[:1] == ["check"]:  # its own options, then fit's arguments as fit parses them
+        from common.training.check import split_options
+
+        argv = ["fit", *split_options(argv[1:])[1]]
     if module in CLIS:
         demo = f"configs/{module}/demo.yaml"
         argv = [demo if a == "RUN/config.yaml" else a for a in argv]
@@ -181,8 +185,8 @@ def test_the_pages_have_the_commands_of_both_tasks():
         assert {(task, "fit"), (task, "test"), (task, "predict"), (task, "evaluate")} <= readme, task
     everywhere = {(m, a[0]) for _, m, a in COMMANDS if a and m in CLIS}
     for task, subcommands in {
-        "an_gan": {"fit", "validate", "test", "predict", "evaluate", "prepare"},
-        "an_inpaint": {"fit", "predict", "baseline", "evaluate", "prepare"},
+        "an_gan": {"fit", "validate", "test", "predict", "evaluate", "prepare", "check"},
+        "an_inpaint": {"fit", "predict", "baseline", "evaluate", "prepare", "check"},
     }.items():
         assert {(task, s) for s in subcommands} <= everywhere, task
     assert {m for _, m, _ in COMMANDS if m.startswith("benchmarks.")} >= {

@@ -114,9 +114,13 @@ class _Plan:
                 body(0, i, ps)
             return
 
+        # Grad and inference mode are thread-local: under the caller's inference mode (Lightning's validation) the
+        # buffers are inference tensors, and a worker thread must run in inference mode too to update them in place.
+        inference = torch.is_inference_mode_enabled()
+
         def task(w: int) -> None:
             torch.set_num_threads(max(1, self.threads // self.workers))
-            with torch.no_grad():
+            with torch.inference_mode(inference), torch.no_grad():
                 for i, ps in self.chunks[w :: self.workers]:
                     body(w, i, ps)
 

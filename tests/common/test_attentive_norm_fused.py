@@ -111,6 +111,25 @@ def test_chunk_workers(monkeypatch, threads):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("stats", ["instance", "batch"])
+def test_chunk_workers_under_inference_mode(monkeypatch, stats):
+    """Lightning validates under ``torch.inference_mode``: the worker threads update the inference-mode buffers in
+    place, so they must run in inference mode too (a CPU validation of the Paris model failed without it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _set_chunk(monkeypatch, 8 * 7)  # several chunks, two workers
+        layer = _layer(False, stats, value=False).eval()
+        x = torch.randn(2, 8, 7, 6)
+        expected = layer.float()._forward_reference(x, layer._tensors(), None)[0]
+        layer.implementation = "fused"
+        with torch.inference_mode():
+            out = layer(x)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def test_float32_as_accurate_as_reference(monkeypatch):
     """In float32 the fused path is as close to the float64 result as the reference implementation is."""
     _set_chunk(monkeypatch, 16 * 100)  # several chunks per sample

@@ -13,6 +13,8 @@ __all__ = ["STATUSES", "Item", "Report"]
 
 Status = Literal["pass", "warn", "fail"]
 STATUSES: tuple[str, ...] = ("pass", "warn", "fail")
+#: the order of the sections in the table and the JSON file
+SECTIONS: tuple[str, ...] = ("setup", "data", "training", "evaluation", "checkpoints", "logging")
 
 
 @dataclass
@@ -53,6 +55,11 @@ class Report:
         self.items.append(item)
         return item
 
+    def ordered(self) -> list[Item]:
+        """The items by section (:data:`SECTIONS`), in the order they were added within a section."""
+        rank = {name: i for i, name in enumerate(SECTIONS)}
+        return sorted(self.items, key=lambda item: rank.get(item.section, len(rank)))
+
     def counts(self) -> dict[str, int]:
         """How many items have each status."""
         return {s: sum(item.status == s for item in self.items) for s in STATUSES}
@@ -74,7 +81,7 @@ class Report:
             **self.context,
             "verdict": self.verdict,
             "counts": self.counts(),
-            "items": [asdict(i) for i in self.items],
+            "items": [asdict(i) for i in self.ordered()],
         }
 
     def write_json(self, path: str | Path) -> Path:
@@ -91,10 +98,11 @@ class Report:
         indent = sec + name + 4 + 6
         wrap = max(40, width - indent)
         lines = [f"{'section':<{sec}}  {'item':<{name}}  status  detail", "-" * width]
-        for i in self.items:
-            body = textwrap.wrap(i.detail, wrap) or [""]
+        keep = {"break_long_words": False, "break_on_hyphens": False}  # paths stay whole (copy-pasteable)
+        for i in self.ordered():
+            body = textwrap.wrap(i.detail, wrap, **keep) or [""]
             if i.fix and i.status != "pass":
-                body += textwrap.wrap("fix: " + i.fix, wrap)
+                body += textwrap.wrap("fix: " + i.fix, wrap, **keep)
             lines.append(f"{i.section:<{sec}}  {i.name:<{name}}  {i.status.upper():<6}  {body[0]}")
             lines += [" " * (indent + 2) + line for line in body[1:]]
         counts = self.counts()

@@ -21,7 +21,16 @@ from common.training.callbacks.resume import KEY as RNG_KEY
 from common.training.callbacks.resume import capture_rng_state
 from common.training.check.report import Report
 
-__all__ = ["Clock", "batch_images", "check_checkpoint_io", "check_logging", "data_items", "loader_speed", "same"]
+__all__ = [
+    "Clock",
+    "batch_images",
+    "check_checkpoint_io",
+    "check_logging",
+    "data_items",
+    "loader_item",
+    "loader_speed",
+    "same",
+]
 
 
 def batch_images(batch: Any) -> int:
@@ -45,7 +54,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
@@ -58,8 +67,15 @@ def _file_of(dataset: Any, index: int) -> str:
     return f"item {index}"
 
 
-def data_items(report: Report, splits: dict[str, Any], expected: dict[str, int] | None, classes: int | None,
-               per_split: int, seed: int, dataset_name: str) -> bool:  # fmt: skip
+def data_items(
+    report: Report,
+    splits: dict[str, Any],
+    expected: dict[str, int] | None,
+    classes: int | None,
+    per_split: int,
+    seed: int,
+    dataset_name: str,
+) -> bool:
     """Counts per split (against the paper's ``expected`` counts) and a seeded sample of every split decoded through
     the datasets' own ``__getitem__``; returns False when a fail was added."""
     counts = {name: len(ds) for name, ds in splits.items()}
@@ -67,17 +83,29 @@ def data_items(report: Report, splits: dict[str, Any], expected: dict[str, int] 
     empty = [k for k, v in counts.items() if v == 0]
     ok = True
     if empty:
-        report.add("data", "counts", "fail", f"{dataset_name}: {found}; no images in {', '.join(empty)}",
-                   "check the split folders against the layout in docs/data.md", counts=counts)  # fmt: skip
+        report.add(
+            "data",
+            "counts",
+            "fail",
+            f"{dataset_name}: {found}; no images in {', '.join(empty)}",
+            "check the split folders against the layout in docs/data.md",
+            counts=counts,
+        )
         ok = False
     elif expected:
         have = {**counts, **({"classes": classes} if classes else {})}
         differ = {k: (have.get(k), v) for k, v in expected.items() if have.get(k) != v}
         if differ:
             paper = ", ".join(f"{k} {v:,}" for k, v in expected.items())
-            report.add("data", "counts", "warn", f"{dataset_name}: {found}; the paper's: {paper}",
-                       "a subset or a different copy: the paper's numbers need the full dataset", counts=counts,
-                       expected=expected)  # fmt: skip
+            report.add(
+                "data",
+                "counts",
+                "warn",
+                f"{dataset_name}: {found}; the paper's: {paper}",
+                "a subset or a different copy: the paper's numbers need the full dataset",
+                counts=counts,
+                expected=expected,
+            )
         else:
             report.add("data", "counts", "pass", f"{dataset_name}: {found} (the paper's)", counts=counts)
     else:
@@ -95,33 +123,74 @@ def data_items(report: Report, splits: dict[str, Any], expected: dict[str, int] 
                 bad.append(f"{name}: {_file_of(ds, index)} ({type(error).__name__}: {str(error)[:80]})")
     sample = f"{decoded + len(bad)} files decoded (up to {per_split} per split, seed {seed})"
     if bad:
-        report.add("data", "decode", "fail", f"{sample}; {len(bad)} unreadable: " + "; ".join(bad[:10]),
-                   "replace or delete the unreadable files (a bad file stops the run when it is drawn)",
-                   unreadable=bad)  # fmt: skip
+        report.add(
+            "data",
+            "decode",
+            "fail",
+            f"{sample}; {len(bad)} unreadable: " + "; ".join(bad[:10]),
+            "replace or delete the unreadable files (a bad file stops the run when it is drawn)",
+            unreadable=bad,
+        )
         ok = False
     else:
         report.add("data", "decode", "pass", sample, decoded=decoded)
     return ok
 
 
+def _epochs(loader: Any):
+    """The loader's batches, epoch after epoch (as training draws them)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training loader yields no batch (fewer images than one batch?)")
+
+
 def loader_speed(loader: Any, batches: int) -> dict[str, float]:
-    """Images per second of ``loader`` over ``batches`` batches after the first (worker start-up excluded)."""
-    iterator = iter(loader)
+    """Images per second of ``loader`` over ``batches`` batches after the first (worker start-up excluded); a
+    loader shorter than that starts new epochs, as training does."""
+    iterator = _epochs(loader)
     start = time.perf_counter()
     next(iterator)
     first = time.perf_counter() - start
     images, start = 0, time.perf_counter()
     for _ in range(batches):
-        try:
-            images += batch_images(next(iterator))
-        except StopIteration:
-            break
+        images += batch_images(next(iterator))
     seconds = time.perf_counter() - start
     return {"images_per_s": images / seconds if seconds > 0 else math.inf, "first_batch_s": first, "images": images}
 
 
+def loader_item(
+    report: Report, dm: Any, speed: dict[str, Any] | Exception, timing: dict[str, Any], prepare_hint: str
+) -> None:
+    """The loader item: its speed (measured before the fit: the training loader follows the trainer's position)
+    against what training consumes."""
+    if isinstance(speed, Exception):
+        report.add("data", "loader", "fail", f"{type(speed).__name__}: {speed}", "see docs/data.md")
+        return
+    workers = getattr(dm, "num_workers", 0)
+    detail = (
+        f"{speed['images_per_s']:.0f} images/s with {workers} worker(s) (first batch {speed['first_batch_s']:.1f} s)"
+    )
+    if not timing:
+        report.add("data", "loader", "pass", detail + " (training did not run: nothing to compare)", **speed)
+        return
+    need = timing["images_per_s"]
+    detail += f"; training takes {need:.0f} images/s"
+    if speed["images_per_s"] < 1.2 * need:
+        hint = "more --data.init_args.num_workers" + (
+            f", or a prepared copy: {prepare_hint}" if prepare_hint and "Prepared" not in type(dm).__name__ else ""
+        )
+        report.add("data", "loader", "warn", detail + ": the loader may hold training back", hint, **speed)
+    else:
+        report.add("data", "loader", "pass", detail + " (a prepared copy would not help)", **speed)
+
+
 class Clock(pl.Callback):
-    """Times the training batches of a short ``fit`` and stops it after ``warmup + measure`` batches."""
+    """Times the training batches of a short ``fit``: ``warmup`` batches, then ``measure`` timed ones (a time mark
+    after each batch; the first mark after the warm-up starts the timing), then it stops the fit."""
 
     def __init__(self, warmup: int, measure: int) -> None:
         self.warmup, self.measure = warmup, measure
@@ -139,7 +208,7 @@ class Clock(pl.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         self.marks.append((time.perf_counter(), trainer.global_step, batch_images(batch)))
-        if len(self.marks) >= self.warmup + self.measure:
+        if len(self.marks) > self.warmup + self.measure:
             trainer.should_stop = True
 
     def summary(self) -> dict[str, float]:
@@ -168,13 +237,15 @@ def peak_memory(device: torch.device) -> tuple[str, float]:
 
 def checkpoints_kept(trainer: pl.Trainer) -> int:
     """Checkpoint files a run keeps at once: ``last.ckpt``, ``on_exception.ckpt`` and each best-by-metric's top k."""
-    best = sum(max(cb.save_top_k, 0) for cb in trainer.checkpoint_callbacks
-               if isinstance(cb, ModelCheckpoint) and cb.monitor)  # fmt: skip
+    best = sum(
+        max(cb.save_top_k, 0) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor
+    )
     return 2 + best
 
 
-def check_checkpoint_io(report: Report, trainer: pl.Trainer, model: pl.LightningModule, folder: Path,
-                        run_root: Path, kept: int) -> None:  # fmt: skip
+def check_checkpoint_io(
+    report: Report, trainer: pl.Trainer, model: pl.LightningModule, folder: Path, run_root: Path, kept: int
+) -> None:
     """Write a checkpoint with the trainer's checkpoint I/O (as ``fit`` does), reload it and compare weights,
     optimiser states and RNG states; compare the free disk space with the checkpoints the run keeps."""
     path = folder / "checkpoints" / "check.ckpt"
@@ -183,8 +254,13 @@ def check_checkpoint_io(report: Report, trainer: pl.Trainer, model: pl.Lightning
         rng_now = capture_rng_state()
         loaded = trainer.strategy.load_checkpoint(path)
     except Exception as error:
-        report.add("checkpoints", "write + reload", "fail", f"{path}: {type(error).__name__}: {error}",
-                   "free disk space or choose a writable --trainer.default_root_dir")  # fmt: skip
+        report.add(
+            "checkpoints",
+            "write + reload",
+            "fail",
+            f"{path}: {type(error).__name__}: {error}",
+            "free disk space or choose a writable --trainer.default_root_dir",
+        )
         return
     size = path.stat().st_size
     problems = []
@@ -197,8 +273,13 @@ def check_checkpoint_io(report: Report, trainer: pl.Trainer, model: pl.Lightning
         problems.append("RNG states missing or different")
     detail = f"{path} ({size / 2**20:.1f} MiB): weights, {len(trainer.optimizers)} optimiser state(s), RNG"
     if problems:
-        report.add("checkpoints", "write + reload", "fail", f"{detail}: " + ", ".join(problems),
-                   "a callback or the checkpoint I/O drops state: see docs/reliability.md")  # fmt: skip
+        report.add(
+            "checkpoints",
+            "write + reload",
+            "fail",
+            f"{detail}: " + ", ".join(problems),
+            "a callback or the checkpoint I/O drops state: see docs/reliability.md",
+        )
     else:
         report.add("checkpoints", "write + reload", "pass", detail + " identical after reload", bytes=size)
     path.unlink(missing_ok=True)
@@ -219,8 +300,13 @@ def check_logging(report: Report, logger: Any) -> None:
     elif isinstance(logger, ANWandbLogger):
         reason = getattr(logger, "offline_reason", None)
         if reason:
-            report.add("logging", "W&B", "warn", f"offline ({reason}): the run logs to {logger.save_dir}/wandb",
-                       "`wandb login` (or WANDB_API_KEY) on the node for online logging, or `wandb sync` later")  # fmt: skip
+            report.add(
+                "logging",
+                "W&B",
+                "warn",
+                f"offline ({reason}): the run logs to {logger.save_dir}/wandb",
+                "`wandb login` (or WANDB_API_KEY) on the node for online logging, or `wandb sync` later",
+            )
         else:
             report.add("logging", "W&B", "pass", f"online, project {logger.name}")
     else:
