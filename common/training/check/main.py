@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ __all__ = ["TaskCheck", "check_main", "format_duration", "split_options"]
 PREFIX = "--check."
 
 
-class TaskCheck:
+class TaskCheck(ABC):
     """What ``check`` needs to know about a task; subclassed in each task's ``cli.py``."""
 
     task = "an"
@@ -55,9 +56,9 @@ class TaskCheck:
     #: how to make a prepared (streaming) copy of the data
     prepare_hint = ""
 
+    @abstractmethod
     def splits(self, datamodule: Any) -> dict[str, Any]:
         """The datasets of every split, built by the DataModule itself (a broken layout raises)."""
-        raise NotImplementedError
 
     def expected(self, datamodule: Any) -> dict[str, int] | None:
         """The paper's counts for this DataModule (``{"train": ..., "classes": ...}``), or None."""
