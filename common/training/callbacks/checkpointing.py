@@ -87,7 +87,7 @@ class InterruptCheckpoint(Callback):
             )
             return
         try:
-            trainer.save_checkpoint(checkpoint_dir(trainer) / self.FILENAME)
+            trainer.save_checkpoint(checkpoint_dir(trainer) / self.FILENAME, weights_only=False)
         except CheckpointWriteError as err:
             rank_zero_warn(f"{err} (while handling {type(exception).__name__}: {exception})")
 
@@ -156,7 +156,7 @@ class PeriodicCheckpoint(Callback):
         """Save ``last.ckpt`` when it is due, and after the last training batch."""
         if self._due(trainer) or self._training_ends(trainer):
             path = checkpoint_dir(trainer) / self.FILENAME
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the full state (weights, optimisers, loops, RNG)
             self._last_time, self._last_step = time.monotonic(), trainer.global_step
             rank_zero_info(f"saved {path} at optimiser step {trainer.global_step}")
 
