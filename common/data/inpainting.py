@@ -25,6 +25,7 @@ the evaluation split as the metrics see it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Literal
 
@@ -113,7 +114,7 @@ def find_paris_folders(root: str | Path) -> tuple[Path, Path]:
     return train, evaluation
 
 
-class InpaintingDataModule(pl.LightningDataModule):
+class InpaintingDataModule(pl.LightningDataModule, ABC):
     """Shared loaders, evaluation sharding and prediction of the inpainting DataModules.
 
     Subclasses fill ``train_set``, ``val_set`` and ``test_set`` in :meth:`setup_splits`. Batches are dicts
@@ -161,9 +162,9 @@ class InpaintingDataModule(pl.LightningDataModule):
         self.test_set: Dataset | None = None
         self.predict_set: Dataset | None = None
 
+    @abstractmethod
     def setup_splits(self, stage: str | None) -> None:
         """Fill ``train_set`` (for ``fit``), ``val_set`` and ``test_set`` (what ``stage`` needs)."""
-        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         """Build the splits of ``stage`` (:meth:`setup_splits`); ``predict`` uses the folder pair or the val / test

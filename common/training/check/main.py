@@ -324,13 +324,7 @@ def _evaluation(
             try:
                 estimate = task.estimate(cli, stage, trainer.strategy.root_device)
             except Exception as error:
-                report.add(
-                    "evaluation",
-                    f"one {stage}",
-                    "fail",
-                    f"{type(error).__name__}: {str(error)[:400]}",
-                    "the message names the problem; a real fit stops the same way at its first validation",
-                )
+                _evaluation_failed(report, stage, error)
                 continue
             if estimate is None:
                 report.add(
@@ -355,13 +349,7 @@ def _evaluation(
         try:
             seconds[stage] = _timed(lambda run=run: run(model, datamodule=dm, verbose=False))
         except Exception as error:
-            report.add(
-                "evaluation",
-                f"one {stage}",
-                "fail",
-                f"{type(error).__name__}: {str(error)[:400]}",
-                "the message names the problem; a real fit stops the same way at its first validation",
-            )
+            _evaluation_failed(report, stage, error)
             continue
         report.add(
             "evaluation",
@@ -393,3 +381,14 @@ def _evaluation(
         validation_s=val_s,
     )
     report.context["projected_wall_s"] = wall
+
+
+def _evaluation_failed(report: Report, stage: str, error: Exception) -> None:
+    """The fail line of a validation / test (or its estimate) that raised."""
+    report.add(
+        "evaluation",
+        f"one {stage}",
+        "fail",
+        f"{type(error).__name__}: {str(error)[:400]}",
+        "the message names the problem; a real fit stops the same way at its first validation",
+    )
