@@ -25,7 +25,7 @@ from torch import Tensor
 
 from an_inpaint.fill import harmonic_fill
 
-__all__ = ["METHODS", "classical_fill", "classical_inpaint", "classical_inpaint_batch", "inpaint_folder", "parse_fill"]
+__all__ = ["METHODS", "classical_inpaint", "classical_inpaint_batch", "inpaint_folder"]
 
 _OPENCV = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 METHODS: tuple[str, ...] = ("telea", "ns", "harmonic")
@@ -73,34 +73,6 @@ def classical_inpaint_batch(image: Tensor, mask: Tensor, method: str = "telea", 
         for p, h in zip(pixels, holes, strict=True)
     ]
     return (torch.stack(out).float() / 127.5 - 1.0).to(device=image.device, dtype=image.dtype)
-
-
-def parse_fill(spec: str) -> tuple[str, float]:
-    """``"telea"``, ``"telea:1"``, ``"ns:3"`` or ``"harmonic"`` -> ``(method, radius)`` (radius 3 unless given).
-
-    Raises:
-        ValueError: Unknown method or a radius that is not a positive number.
-    """
-    method, _, radius = spec.partition(":")
-    if method not in METHODS:
-        raise ValueError(f"unknown fill {spec!r}: the method must be one of {sorted(METHODS)} (e.g. 'telea:1')")
-    try:
-        value = float(radius) if radius else 3.0
-    except ValueError:
-        raise ValueError(f"fill {spec!r}: the radius after ':' must be a number") from None
-    if value <= 0 or (radius and method == "harmonic"):
-        raise ValueError(f"fill {spec!r}: the radius must be positive and is only for 'telea' / 'ns'")
-    return method, value
-
-
-def classical_fill(image: Tensor, mask: Tensor, spec: str) -> Tensor:
-    """The fill ``spec`` (:func:`parse_fill`) of a batch ``(B, 3, H, W)`` in [-1, 1] with masks ``(B, 1, H, W)``:
-    ``"harmonic"`` in full precision (:func:`an_inpaint.fill.harmonic_fill`, any value range), OpenCV's methods
-    through :func:`classical_inpaint_batch` (8-bit, on the CPU). No gradient."""
-    method, radius = parse_fill(spec)
-    if method == "harmonic":
-        return harmonic_fill(image, mask)
-    return classical_inpaint_batch(image, mask, method, radius)
 
 
 def inpaint_folder(

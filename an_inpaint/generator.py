@@ -47,13 +47,8 @@ at 1/4 resolution (64x64x128 for 256x256 inputs). The CA baseline of the paper's
   and makes both stages residual inside the hole: the coarse output is that fill plus the coarse network's output
   times the mask, the refined output the pasted coarse result plus the refinement network's output times the mask
   (both last convolutions start at zero, so an untrained generator returns the harmonic fill; outside the hole the
-  outputs are the known pixels, so the known-region loss term is zero). ``"mixture"`` (not in the paper) starts
-  from a learned per-pixel mixture of classical fills (``mixture_fills``; default the harmonic fill, OpenCV Telea
-  with radius 3 and 1 and Navier-Stokes with radius 3, :func:`an_inpaint.baselines.classical_fill`): the coarse
-  network sees the blanked image and every fill and outputs, next to its residual, one logit per fill; the hole
-  starts from the softmax-weighted sum of the fills (uniform at initialisation) plus the residual, and the
-  refinement stage is residual as with ``"harmonic"``. OpenCV's fills run on the CPU in 8 bits (a host round trip
-  per forward pass: a demo / small-data option, not a fast path); the weights are returned as ``"fill_weights"``.
+  outputs are the known pixels, so the known-region loss term is zero). The fill is torch code on the input's
+  device (no copy of the images to the host).
 
 The forward pass returns a dict ``{"coarse", "refined", "inpainted"}`` (plus ``"offsets"`` with CA), computed once
 and used by training, validation, panels, predict and the benchmark; ``inpainted`` is the refined output pasted
@@ -70,23 +65,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from an_inpaint.baselines import classical_fill, parse_fill
 from an_inpaint.fill import harmonic_fill
 from common.layers import AttentiveNorm2d, ContextualAttention2d, collect_layouts
 from common.layers.factories import builds
 
-__all__ = [
-    "DEFAULT_MIXTURE_FILLS",
-    "InpaintGenerator",
-    "compose",
-    "known_statistics",
-    "pad_to_multiple",
-]
+__all__ = ["InpaintGenerator", "compose", "known_statistics", "pad_to_multiple"]
 
 BranchWidths = Literal["deepfill", "authors"]
-HoleFill = Literal["blank", "harmonic", "mixture"]
-#: The classical fills that ``hole_fill="mixture"`` mixes unless told otherwise.
-DEFAULT_MIXTURE_FILLS: tuple[str, ...] = ("harmonic", "telea:3", "telea:1", "ns:3")
+HoleFill = Literal["blank", "harmonic"]
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -150,8 +136,8 @@ def _dilated(ch: int) -> nn.Sequential:
     return nn.Sequential(*[_conv(ch, ch, 3, rate=r) for r in (2, 4, 8, 16)])
 
 
-def _decoder(cin: int, cnum: int, out: int = 3) -> nn.Sequential:
-    """Two convs at 1/4, upsample, conv, upsample, conv to cnum/2, ``out``-channel output conv (no activation)."""
+def _decoder(cin: int, cnum: int) -> nn.Sequential:
+    """Two convs at 1/4, upsample, conv, upsample, conv to cnum/2, 3-channel output conv (no activation)."""
     return nn.Sequential(
         _conv(cin, 4 * cnum),
         _conv(4 * cnum, 4 * cnum),
@@ -159,7 +145,7 @@ def _decoder(cin: int, cnum: int, out: int = 3) -> nn.Sequential:
         _conv(2 * cnum, 2 * cnum),
         _Upsample(2 * cnum, cnum),
         _conv(cnum, max(cnum // 2, 1)),
-        _conv(max(cnum // 2, 1), out, act=False),
+        _conv(max(cnum // 2, 1), 3, act=False),
     )
 
 
@@ -186,18 +172,14 @@ class InpaintGenerator(nn.Module):
             ``"authors"`` (the AN authors' code: ``c, 2c, 2c, 4c`` in both branches).
         normalize_known: Predict in units standardised by each sample's known pixels, the hole filled with their
             mean (see the module docstring; off in the paper's model).
-        hole_fill: ``"blank"`` (DeepFill, the paper), ``"harmonic"`` (start from the harmonic fill of the hole
-            and predict residuals) or ``"mixture"`` (start from a learned mixture of classical fills); see the module
-            docstring.
-        mixture_fills: The fills that ``"mixture"`` mixes (:func:`an_inpaint.baselines.parse_fill` specs such as
-            ``"telea:1"``; default :data:`DEFAULT_MIXTURE_FILLS`).
+        hole_fill: ``"blank"`` (DeepFill, the paper) or ``"harmonic"`` (start from the harmonic fill of the hole
+            and predict residuals); see the module docstring.
 
     Shape:
         - image: ``(B, 3, H, W)`` in [-1, 1], ``H`` and ``W`` divisible by 8 (the hole content is ignored).
         - mask: ``(B, 1, H, W)``, 1 = missing.
         - output: ``{"coarse", "refined", "inpainted"}``, each ``(B, 3, H, W)`` in [-1, 1] (``coarse`` and
-          ``refined`` raw, ``inpainted`` composited), plus ``"offsets"`` ``(B, 2, H/8, W/8)`` with CA and
-          ``"fill_weights"`` ``(B, K, H, W)`` with ``hole_fill="mixture"``.
+          ``refined`` raw, ``inpainted`` composited), plus ``"offsets"`` ``(B, 2, H/8, W/8)`` with CA.
     """
 
     def __init__(
@@ -208,39 +190,28 @@ class InpaintGenerator(nn.Module):
         branch_widths: BranchWidths = "deepfill",
         normalize_known: bool = False,
         hole_fill: HoleFill = "blank",
-        mixture_fills: list[str] | None = None,
     ) -> None:
         super().__init__()
         _check_layer("long_range", long_range, "a layer class or partial called with the channel count")
         _check_layer("contextual_attention", contextual_attention, "ContextualAttention2d or a partial of it")
         if branch_widths not in ("deepfill", "authors"):
             raise ValueError(f"branch_widths must be 'deepfill' or 'authors', got {branch_widths!r}")
-        if hole_fill not in ("blank", "harmonic", "mixture"):
-            raise ValueError(f"hole_fill must be 'blank', 'harmonic' or 'mixture', got {hole_fill!r}")
-        if mixture_fills is not None and hole_fill != "mixture":
-            raise ValueError(f"mixture_fills is only used with hole_fill='mixture' (got hole_fill={hole_fill!r})")
-        fills = tuple(DEFAULT_MIXTURE_FILLS if mixture_fills is None else mixture_fills)
-        if hole_fill == "mixture":
-            if not fills:
-                raise ValueError("mixture_fills must name at least one fill")
-            for spec in fills:
-                parse_fill(spec)
+        if hole_fill not in ("blank", "harmonic"):
+            raise ValueError(f"hole_fill must be 'blank' or 'harmonic', got {hole_fill!r}")
         if cnum < 2:
             raise ValueError(f"cnum must be >= 2, got {cnum}")
         self.cnum = cnum
         self.branch_widths = branch_widths
         self.normalize_known = normalize_known
         self.hole_fill = hole_fill
-        self.mixture_fills = fills if hole_fill == "mixture" else ()
-        k = len(self.mixture_fills)
         c = cnum
         # Coarse stage.
         self.coarse = nn.Sequential(
-            _encoder(5 + 3 * k, (c, 2 * c, 2 * c, 4 * c)),
+            _encoder(5, (c, 2 * c, 2 * c, 4 * c)),
             _conv(4 * c, 4 * c),
             _conv(4 * c, 4 * c),
             _dilated(4 * c),
-            _decoder(4 * c, c, 3 + k),
+            _decoder(4 * c, c),
         )
         # Refinement stage: hallucination branch.
         if branch_widths == "deepfill":
@@ -280,7 +251,7 @@ class InpaintGenerator(nn.Module):
                 self.attention_post = _conv(4 * c, 4 * c)
         self.attention_out = _conv(4 * c, 4 * c)
         self.refine_decoder = _decoder(8 * c, c)
-        if hole_fill != "blank":  # residual stages: an untrained generator returns its starting fill
+        if hole_fill == "harmonic":  # residual stages: an untrained generator returns the harmonic fill
             for decoder in (self.coarse[-1], self.refine_decoder):
                 nn.init.zeros_(decoder[-1][0].weight)
                 nn.init.zeros_(decoder[-1][0].bias)
@@ -313,17 +284,10 @@ class InpaintGenerator(nn.Module):
         else:
             mean, std = torch.zeros_like(image[:, :, :1, :1]), torch.ones_like(image[:, :, :1, :1])
         units = (image - mean) / std * (1 - mask)  # the hole blanked: 0 (the known mean in standardised units)
-        residual = self.hole_fill != "blank"
-        fills, weights = [], None
-        if self.hole_fill == "harmonic":
+        residual = self.hole_fill == "harmonic"
+        if residual:
             units = harmonic_fill(units, mask)
-        elif self.hole_fill == "mixture":
-            fills = [compose((classical_fill(image, mask, f) - mean) / std, units, mask) for f in self.mixture_fills]
-        coarse = self.coarse(torch.cat([units, *fills, ones, mask], dim=1))
-        if fills:
-            weights = torch.softmax(coarse[:, 3:], dim=1)  # (B, K, H, W)
-            units = (weights.unsqueeze(2) * torch.stack(fills, dim=1)).sum(dim=1)
-            coarse = coarse[:, :3]
+        coarse = self.coarse(torch.cat([units, ones, mask], dim=1))
         coarse = ((units + coarse * mask if residual else coarse) * std + mean).clamp(-1, 1)
         pasted = compose(coarse, image, mask)  # the coarse result stays in the hole
         pasted_units = (pasted - mean) / std
@@ -338,6 +302,4 @@ class InpaintGenerator(nn.Module):
         out = {"coarse": coarse, "refined": refined, "inpainted": compose(refined, image, mask)}
         if self.contextual is not None:
             out["offsets"] = self.contextual.last_offsets
-        if weights is not None:
-            out["fill_weights"] = weights
         return out

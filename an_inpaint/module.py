@@ -309,7 +309,6 @@ class ANInpaint(pl.LightningModule):
             self._panel = {"image": batch["image"][:n], "mask": batch["mask"][:n]}
             self._panel.update({k: v[:n] for k, v in out.items()})
             self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
-            self._panel["fill_names"] = list(getattr(self.generator, "mixture_fills", ()))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Update the test metrics."""

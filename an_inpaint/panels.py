@@ -24,15 +24,10 @@ from common.visualization import image_grid, layout_panel, to_unit
 __all__ = ["log_panels", "result_panel"]
 
 
-_PALETTE = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 1.0), (0.0, 1.0, 1.0)]
-_COLOURS = ["red", "green", "blue", "yellow", "magenta", "cyan"]
-
-
 def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
     """The result grid ``(3, H', W')`` in [0, 1] of a dict with ``image``, ``mask``, ``coarse``, ``refined``,
-    ``inpainted`` (all in [-1, 1]), optional baseline outputs under their method names, optional CA
-    ``offsets`` and optional ``fill_weights`` (``hole_fill="mixture"``, named by ``fill_names``: up to six fills
-    drawn in colours); and its caption (the column names)."""
+    ``inpainted`` (all in [-1, 1]), optional baseline outputs under their method names and optional CA
+    ``offsets``; and its caption (the column names)."""
     image, mask = panel["image"], panel["mask"]
     masked = image * (1 - mask) + mask  # the hole shown in white
     columns = [("input with hole", masked), ("coarse", panel["coarse"]), ("refined", panel["refined"])]
@@ -40,16 +35,6 @@ def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
     columns += [(m, panel[m]) for m in METHODS if m in panel]
     columns.append(("ground truth", image))
     tiles = [to_unit(t.float()) for _, t in columns]
-    # hole_fill="mixture": the learned weights inside the hole, one colour per fill (grey: known pixels).
-    if panel.get("fill_weights") is not None and panel["fill_weights"].shape[1] <= len(_PALETTE):
-        weights = panel["fill_weights"].float().cpu()
-        palette = torch.tensor(_PALETTE[: weights.shape[1]])  # (K, 3)
-        tile = torch.einsum("bkhw,kc->bchw", weights, palette)
-        hole = mask.float().cpu()
-        tiles.append(tile * hole + 0.5 * (1 - hole))
-        names = panel.get("fill_names") or [f"fill {k}" for k in range(weights.shape[1])]
-        legend = ", ".join(f"{n} {c}" for n, c in zip(names, _COLOURS, strict=False))
-        columns.append((f"fill weights ({legend})", None))
     if panel.get("offsets") is not None:
         flow = F.interpolate(offsets_to_image(panel["offsets"].float()), size=image.shape[-2:], mode="nearest")
         tiles.append(flow.cpu())

@@ -115,12 +115,21 @@ class TestDefaults:
             cli_main(["fit", "--print_config"])
         bare = yaml.safe_load(capsys.readouterr().out)
         assert _canonical(bare["data"])["class_path"] is DemoInpaintingDataModule
-        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "mixture"  # not the paper's default
+        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "harmonic"  # not the paper's default
         with pytest.raises(SystemExit):
             cli_main(["fit", "--config", str(CONFIGS / "demo.yaml"), "--print_config"])
         demo = yaml.safe_load(capsys.readouterr().out)
         for key in ("model", "data", "trainer", "validate_before_fit"):
             assert _canonical(bare[key]) == _canonical(demo[key]), key
+
+    def test_photo_demo_config(self, capsys):
+        """photos.yaml (the bundled photographs) parses, with the in-graph harmonic start and known-pixel units."""
+        with pytest.raises(SystemExit):
+            cli_main(["fit", "--config", str(CONFIGS / "photos.yaml"), "--print_config"])
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert _canonical(printed["data"])["class_path"] is DemoInpaintingDataModule
+        generator = printed["model"]["generator"]["init_args"]
+        assert generator["hole_fill"] == "harmonic" and generator["normalize_known"] is True
 
     def test_unknown_key(self, capsys):
         with pytest.raises(SystemExit):

@@ -2,7 +2,6 @@
 
 import functools
 
-import numpy as np
 import pytest
 import torch
 
@@ -215,63 +214,12 @@ class TestInpaintGenerator:
         assert torch.equal(moved[mask.expand_as(image) == 0], out["refined"][mask.expand_as(image) == 0])
         assert (moved - out["refined"]).abs().max() > 0.05
 
-    @pytest.mark.parametrize("normalize_known", [False, True])
-    def test_mixture_fill_start(self, normalize_known):
-        """hole_fill="mixture": an untrained generator returns the plain mean of the classical fills (OpenCV called
-        directly here); a large logit selects one fill; known pixels are the input's; the weights are a softmax."""
-        import cv2
-
-        gen = InpaintGenerator(cnum=4, hole_fill="mixture", normalize_known=normalize_known).eval()
-        assert gen.mixture_fills == ("harmonic", "telea:3", "telea:1", "ns:3")
-        image, mask = _batch()
-        image = ((image + 1) * 127.5).round() / 127.5 - 1  # 8-bit values, as OpenCV sees them
-        with torch.no_grad():
-            out = gen(image, mask)
-        pixels = ((image + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        holes = (mask[:, 0] > 0).numpy().astype("uint8") * 255
-
-        def opencv(flag, radius):
-            filled = [
-                cv2.inpaint(p * (1 - h[..., None] // 255), h, radius, flag) for p, h in zip(pixels, holes, strict=True)
-            ]
-            return torch.tensor(np.stack(filled)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-        fills = [harmonic_fill(image, mask), opencv(cv2.INPAINT_TELEA, 3), opencv(cv2.INPAINT_TELEA, 1)]
-        fills.append(opencv(cv2.INPAINT_NS, 3))
-        expected = compose(sum(fills) / 4, image, mask).clamp(-1, 1)
-        torch.testing.assert_close(out["coarse"], expected, atol=1e-5, rtol=0)
-        torch.testing.assert_close(out["refined"], expected, atol=1e-5, rtol=0)
-        assert torch.equal(out["inpainted"][mask.expand_as(image) == 0], image[mask.expand_as(image) == 0])
-        weights = out["fill_weights"]
-        assert weights.shape == (2, 4, 32, 48)
-        torch.testing.assert_close(weights, torch.full_like(weights, 0.25))
-        with torch.no_grad():
-            gen.coarse[-1][-1][0].bias[3 + 1] = 30.0  # the logit of "telea:3"
-            picked = gen(image, mask)
-        torch.testing.assert_close(picked["coarse"], compose(fills[1], image, mask), atol=1e-5, rtol=0)
-        torch.testing.assert_close(picked["fill_weights"].sum(1), torch.ones(2, 32, 48))
-
-    def test_mixture_gradients_and_errors(self):
-        """The mixture logits learn (gradient on their output rows); bad fill specs are refused by name."""
-        gen = InpaintGenerator(cnum=4, hole_fill="mixture", mixture_fills=["harmonic", "telea:2"])
-        image, mask = _batch()
-        out = gen(image, mask)
-        ((out["inpainted"] - image) ** 2).sum().backward()
-        weight_grad = gen.coarse[-1][-1][0].weight.grad  # (3 + 2, cin, 3, 3): residual rows, then the logits
-        assert weight_grad.shape[0] == 5 and weight_grad[3:].abs().sum() > 0 and weight_grad[:3].abs().sum() > 0
-        for fills, match in (
-            (["telea:x"], "radius after ':'"),
-            (["inpaint"], "method must be one of"),
-            (["harmonic:2"], "only for 'telea' / 'ns'"),
-            (["ns:0"], "must be positive"),
-            ([], "at least one fill"),
-        ):
-            with pytest.raises(ValueError, match=match):
-                InpaintGenerator(cnum=4, hole_fill="mixture", mixture_fills=fills)
-        with pytest.raises(ValueError, match="only used with hole_fill='mixture'"):
-            InpaintGenerator(cnum=4, hole_fill="harmonic", mixture_fills=["telea"])
-        with pytest.raises(ValueError, match="'blank', 'harmonic' or 'mixture'"):
-            InpaintGenerator(cnum=4, hole_fill="telea")
+    @pytest.mark.parametrize("hole_fill", ["mixture", "telea"])
+    def test_hole_fill_is_blank_or_harmonic(self, hole_fill):
+        """Only the paper's blank hole and the in-graph harmonic start exist ("mixture", a learned mix of OpenCV
+        fills run inside forward(), was removed); anything else is refused with the accepted values."""
+        with pytest.raises(ValueError, match=f"hole_fill must be 'blank' or 'harmonic', got '{hole_fill}'"):
+            InpaintGenerator(cnum=4, hole_fill=hole_fill)
 
     def test_gradients_reach_every_branch(self):
         """refined -> decoder, hallucination, attention (AN and CA) and coarse stage all get gradients."""
@@ -376,25 +324,3 @@ class TestCritics:
         assert critic(image, mask).item() == pytest.approx((1 * 0 + 0.5 * 5) / 1.5)
         with pytest.raises(ValueError, match="needs the mask"):
             critic(image, None)
-
-
-def test_panel_shows_the_mixture_weights():
-    """The result panel gets a "fill weights" column (one colour per fill inside the hole, grey outside)."""
-    from an_inpaint.panels import result_panel
-
-    gen = InpaintGenerator(cnum=4, hole_fill="mixture", mixture_fills=["harmonic", "telea:3"]).eval()
-    image, mask = _batch()
-    with torch.no_grad():
-        gen.coarse[-1][-1][0].bias[3 + 1] = 30.0  # all weight on telea:3 (green)
-        out = gen(image, mask)
-    panel = {"image": image, "mask": mask, **out, "fill_names": list(gen.mixture_fills)}
-    grid, caption = result_panel(panel)
-    plain, plain_caption = result_panel({k: v for k, v in panel.items() if k != "fill_weights"})
-    assert caption == plain_caption + " | fill weights (harmonic red, telea:3 green)"
-    width = plain.shape[-1] // 5  # 5 columns without the weights: hole | coarse | refined | composited | truth
-    assert grid.shape[-1] > plain.shape[-1] and grid.shape[-2] == plain.shape[-2]
-    tile = grid[:, : plain.shape[-2], plain.shape[-1] :]  # the new column, both rows
-    assert abs(tile.shape[-1] - width) <= 4
-    green = (tile[1] > 0.99) & (tile[0] < 0.01) & (tile[2] < 0.01)
-    grey = (tile - 0.5).abs().amax(0) < 0.01
-    assert green.sum() >= 0.9 * mask.sum() and grey.sum() >= 0.9 * (1 - mask).sum()
