@@ -20,7 +20,6 @@ import colorsys
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.data.inpainting import InpaintingDataModule, PredictSplit

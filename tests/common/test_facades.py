@@ -22,7 +22,7 @@ def test_render_is_deterministic_per_seed_and_differs_between_seeds():
     a, b = render_facade(7, 64), render_facade(7, 64)
     assert a.shape == (64, 64, 3) and a.dtype == np.float32
     assert np.array_equal(a, b)
-    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert a.min() >= 0.0 and a.max() <= 1.0
     others = [render_facade(s, 64) for s in range(8, 16)]
     assert all(np.abs(a - o).mean() > 0.02 for o in others)
 
@@ -58,7 +58,7 @@ def test_datamodule_batches_and_fixed_evaluation_samples():
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["mask"].shape == (4, 1, 32, 32)
-    assert -1.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
+    assert float(batch["image"].min()) >= -1.0 and float(batch["image"].max()) <= 1.0
     val = next(iter(dm.val_dataloader()))
     assert torch.equal(val["mask"][0, 0, 8:24, 8:24], torch.ones(16, 16)) and float(val["mask"].sum()) == 4 * 256
     again = FacadeInpaintingDataModule(resolution=32, batch_size=4, num_val=6, num_test=5)
