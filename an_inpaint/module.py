@@ -43,7 +43,7 @@ from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
 from an_inpaint.panels import log_panels
 from an_inpaint.reporting import PHASE2_METRIC, RULE, checkpoint_label
 from an_inpaint.settings import PhaseSchedule, PictureSettings
-from common.layers import orthogonal_loss
+from common.layers import an_rho, orthogonal_loss
 from common.training.ddp import allow_unused_parameters
 from common.training.optimization import manual_step
 from common.visualization import to_unit
@@ -261,6 +261,7 @@ class ANInpaint(pl.LightningModule):
                 self, g_opt, lambda: self._generator_loss(out, batch, adversarial), name="generator"
             )
             logs.update(g_logs)
+            logs.update({f"an_rho/{name}": rho for name, rho in an_rho(self.generator).items()})
             self.log("train/rec", g_logs["rec"], prog_bar=True, batch_size=image.shape[0])
         self.log_dict({f"train/{k}": v for k, v in logs.items() if k != "rec"}, batch_size=image.shape[0])
 

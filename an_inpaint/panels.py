@@ -19,13 +19,14 @@ from torch import Tensor
 from an_inpaint.baselines import METHODS
 from common.layers.contextual_attention import offsets_to_image
 from common.training.callbacks.images import log_image
-from common.visualization import image_grid, layout_panel, to_unit
+from common.visualization import labelled_grid, layout_panel, to_unit
 
 __all__ = ["log_panels", "result_panel"]
 
 
 def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
-    """The result grid ``(3, H', W')`` in [0, 1] of a dict with ``image``, ``mask``, ``coarse``, ``refined``,
+    """The result grid ``(3, H', W')`` in [0, 1], a label above each column, tiles enlarged to at least 128 px
+    (:func:`common.visualization.labelled_grid`), of a dict with ``image``, ``mask``, ``coarse``, ``refined``,
     ``inpainted`` (all in [-1, 1]), optional baseline outputs under their method names and optional CA
     ``offsets``; and its caption (the column names)."""
     image, mask = panel["image"], panel["mask"]
@@ -39,8 +40,8 @@ def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
         flow = F.interpolate(offsets_to_image(panel["offsets"].float()), size=image.shape[-2:], mode="nearest")
         tiles.append(flow.cpu())
         columns.append(("CA offsets", None))
-    rows = torch.stack([t.cpu() for t in tiles], dim=1).flatten(0, 1)
-    return image_grid(rows, nrow=len(tiles)), " | ".join(name for name, _ in columns)
+    names = [name for name, _ in columns]
+    return labelled_grid(torch.stack([t.cpu() for t in tiles], dim=1), names), " | ".join(names)
 
 
 def log_panels(trainer: pl.Trainer, panel: dict[str, Any]) -> None:

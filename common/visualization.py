@@ -1,4 +1,5 @@
-"""Pictures: image grids, AN layout maps (paper Figure 5 style) and PNG output. Plain tensors and PIL only."""
+"""Pictures: image grids (plain or with labelled columns), AN layout maps (paper Figure 5 style) and PNG output.
+Plain tensors and PIL only."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-__all__ = ["image_grid", "layout_colormap", "layout_panel", "save_png", "to_unit"]
+__all__ = ["image_grid", "labelled_grid", "layout_colormap", "layout_panel", "save_png", "to_unit"]
 
 # 32 well-separated colours (tab20 + extras), RGB in [0, 1]; entity i gets colour i % 32.
 _PALETTE = torch.tensor(
@@ -52,6 +53,47 @@ def image_grid(images: Tensor, nrow: int = 8, padding: int = 2, pad_value: float
     return grid
 
 
+def labelled_grid(tiles: Tensor, labels: list[str], min_cell: int = 128, padding: int = 2) -> Tensor:
+    """A grid of ``R`` rows by ``C`` columns with a label above each column.
+
+    Args:
+        tiles: ``(R, C, 3, H, W)`` images in [0, 1] (1-channel ones are repeated to RGB).
+        labels: The ``C`` column labels (shortened with ``..`` when wider than a cell).
+        min_cell: Each tile is enlarged (nearest neighbour, by a whole factor) until its shorter side is at least
+            this many pixels, so that small images stay legible pixel for pixel.
+        padding: White pixels between tiles.
+
+    Returns:
+        ``(3, H', W')`` in [0, 1], white background, black labels.
+
+    Raises:
+        ValueError: ``tiles`` not ``(R, C, 1 or 3, H, W)`` or a label count that is not ``C``.
+    """
+    if tiles.dim() != 5 or tiles.shape[2] not in (1, 3):
+        raise ValueError(f"labelled_grid expects (rows, columns, 1 or 3, H, W), got shape {tuple(tiles.shape)}")
+    rows, columns = tiles.shape[:2]
+    if len(labels) != columns:
+        raise ValueError(f"labelled_grid got {len(labels)} labels for {columns} columns")
+    tiles = tiles.detach().float().cpu().expand(-1, -1, 3, -1, -1)
+    factor = max(1, math.ceil(min_cell / min(tiles.shape[-2:])))
+    cells = F.interpolate(tiles.flatten(0, 1), scale_factor=factor, mode="nearest")
+    grid = image_grid(cells, nrow=columns, padding=padding)
+    width, cell = grid.shape[-1], cells.shape[-1]
+    font = ImageFont.load_default()
+    height = int(font.getbbox("Ag")[3]) + 6
+    header = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(header)
+    for k, label in enumerate(labels):
+        text = str(label)
+        while len(text) > 2 and font.getlength(text) > cell - 4:
+            text = text[:-3] + ".."
+        left = padding + k * (cell + padding) + (cell - font.getlength(text)) / 2
+        draw.text((left, 3), text, fill="black", font=font)
+    band = torch.frombuffer(bytearray(header.tobytes()), dtype=torch.uint8).view(height, width, 3)
+    band = band.permute(2, 0, 1).float() / 255.0
+    return torch.cat([band, grid], dim=1)
+
+
 def _stretch(maps: Tensor) -> Tensor:
     """Min-max normalise each ``(..., H, W)`` map to [0, 1] (constant maps become 0)."""
     low = maps.amin(dim=(-2, -1), keepdim=True)
@@ -72,8 +114,11 @@ def layout_colormap(layout: Tensor) -> Tensor:
     return colours * bright.unsqueeze(1)
 
 
-def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows: int = 8) -> Tensor:
-    """One row per sample: image | argmax layout colour map | the soft maps of the most used entities.
+def layout_panel(
+    images: Tensor, layout: Tensor, max_entities: int = 6, max_rows: int = 8, min_cell: int = 96
+) -> Tensor:
+    """One row per sample: image | argmax layout colour map | the soft maps of the most used entities, each column
+    labelled (:func:`labelled_grid`).
 
     Args:
         images: ``(B, 3, H, W)`` in [0, 1].
@@ -81,6 +126,7 @@ def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows
         max_entities: how many per-entity maps to show; the entities with the largest total mass over the
             shown samples are chosen, in decreasing order, the same for every row.
         max_rows: at most this many samples.
+        min_cell: tiles are enlarged (nearest, whole factors) to at least this many pixels.
 
     Returns:
         ``(3, H', W')`` image in [0, 1]; per-entity maps are grey, each min-max normalised (brighter = more of
@@ -98,8 +144,8 @@ def layout_panel(images: Tensor, layout: Tensor, max_entities: int = 6, max_rows
     order = layout.sum(dim=(0, 2, 3)).argsort(descending=True)[:max_entities]
     maps = _stretch(layout[:, order])  # (B, k, H, W), each map min-max normalised
     tiles = [images, layout_colormap(layout)] + [maps[:, j : j + 1].expand(-1, 3, -1, -1) for j in range(len(order))]
-    per_row = torch.stack(tiles, dim=1).flatten(0, 1)  # (B * (2 + k), 3, H, W)
-    return image_grid(per_row, nrow=len(tiles))
+    labels = ["image", "layout (argmax)"] + [f"entity {int(e)}" for e in order]
+    return labelled_grid(torch.stack(tiles, dim=1), labels, min_cell=min_cell)
 
 
 def save_png(image: Tensor, path: str | Path) -> Path:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from common.layers.attentive_norm_authors import authors_coefficients, check_numerics
 from common.layers.attentive_norm_fused import attentive_norm_fused
 
-__all__ = ["AttentiveNorm2d", "collect_layouts", "orthogonal_loss"]
+__all__ = ["AttentiveNorm2d", "orthogonal_loss"]
 
 _STATS = ("instance", "batch")
 _IMPLEMENTATIONS = ("auto", "fused", "triton", "reference")
@@ -412,13 +412,3 @@ def orthogonal_loss(module: nn.Module) -> Tensor:
         return torch.stack(terms).sum()
     param = next(module.parameters(), None)
     return torch.zeros((), device=param.device if param is not None else None)
-
-
-def collect_layouts(module: nn.Module) -> dict[str, Tensor]:
-    """Last soft layouts of the AN layers inside ``module``: ``{qualified name: (B, n, H, W)}``.
-
-    Layers that have not run yet are left out.
-    """
-    return {
-        name: m.layout for name, m in module.named_modules() if isinstance(m, AttentiveNorm2d) and m.layout is not None
-    }

@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from common.layers import attentive_norm_chunked
-from common.layers.attentive_norm import AttentiveNorm2d, collect_layouts, orthogonal_loss
+from common.layers.an_inspection import an_rho, collect_layouts
+from common.layers.attentive_norm import AttentiveNorm2d, orthogonal_loss
 
 # ---------------------------------------------------------------------------------------------------------------
 # Naive reference of the spec
@@ -430,6 +431,11 @@ class TestAttentiveNorm2d:
         assert zero.item() == 0.0
         nested = nn.ModuleDict({"g": net, "d": nn.Sequential(nn.Identity(), AttentiveNorm2d(8, num_entities=2))})
         assert set(collect_layouts(nested)) == {"g.0", "g.2"}
+        with torch.no_grad():
+            net[2].rho.fill_(0.25)
+        rho = an_rho(nested)
+        assert set(rho) == {"g.0", "g.2", "d.1"} and float(rho["g.2"]) == 0.25 and float(rho["g.0"]) == 0.0
+        assert not rho["g.2"].requires_grad
         torch.testing.assert_close(orthogonal_loss(nested), expected + nested["d"][1].orthogonal_loss())
 
     # ----------------------------------------------------------------------------- gradients

@@ -49,9 +49,11 @@ class TestLayout:
     def test_panel_cardinality(self):
         images = torch.rand(3, 3, 16, 16)
         layout = torch.softmax(torch.randn(3, 8, 4, 4), dim=1)
-        panel = layout_panel(images, layout, max_entities=4)
-        # one row per sample, image + colour map + 4 entity maps per row, padding 2
-        assert panel.shape == (3, 3 * 18 + 2, 6 * 18 + 2)
+        panel = layout_panel(images, layout, max_entities=4, min_cell=16)
+        # one row per sample, image + colour map + 4 entity maps per row, padding 2, a label band on top
+        header = panel.shape[1] - (3 * 18 + 2)
+        assert panel.shape[::2] == (3, 6 * 18 + 2) and 8 < header < 30
+        assert panel[:, :header].min() < 0.5  # the column labels are drawn
         assert panel.min() >= 0 and panel.max() <= 1
 
     def test_panel_exception(self):
