@@ -1,4 +1,4 @@
-"""Inpainting command line: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline|prepare|check``.
+"""Inpainting command line: ``python -m an_inpaint fit|validate|test|predict|evaluate|baseline|study|prepare|check``.
 
 ``fit`` with neither ``--config`` nor ``--data`` trains the bundled demo (``configs/an_inpaint/demo.yaml``, shipped
 with the package); every other run starts from the constructors' defaults, which are the paper's Paris StreetView
@@ -9,13 +9,16 @@ masks of ``--data.init_args.predict_mask_root``) or the evaluation split (``--da
 and writes PNG files to ``--predict_writer.output_dir`` (with ``--predict_writer.reference_dir`` also the ground
 truth and masks). ``baseline`` does the same with OpenCV's classical inpainting, and ``evaluate`` scores a folder of
 results against the ground truth with :func:`an_inpaint.evaluation.score_folders` (the same metric code as the
-in-training validation). ``prepare`` is ``python -m common.data.prepare paris`` (Paris StreetView written once with
-LitData, for ``--data common.data.prepared.PreparedParisStreetViewDataModule``).
+in-training validation; ``--compare_dir`` compares two folders image by image). ``study`` trains arms x seeds with
+the same step budget and compares them (:mod:`an_inpaint.study`). ``prepare`` is ``python -m common.data.prepare
+paris`` (Paris StreetView written once with LitData, for
+``--data common.data.prepared.PreparedParisStreetViewDataModule``).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentParser
@@ -49,6 +52,19 @@ class ANInpaintCLI(ANLightningCLI):
             default=True,
             help="fit: run one validation before training (the 'before' metrics, logged at step 0)",
         )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="fit: score the test split with the final model (the model at trainer.max_steps, as last.ckpt) "
+            "after training, printing the table (the demo does; off for the paper's runs, which test explicitly)",
+        )
+
+    def after_fit(self) -> None:
+        """With ``test_after_fit``: the test table of the final model; then where the results are."""
+        if self.config[self.subcommand].get("test_after_fit") and not self.trainer.interrupted:
+            self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
+        super().after_fit()
 
     def before_fit(self) -> None:
         """Resolve the checkpoint; for a new run with ``validate_before_fit``, validate once first (the 'before'
@@ -66,8 +82,11 @@ class ANInpaintCLI(ANLightningCLI):
 
 
 def evaluate_main(args: list[str] | None = None) -> dict:
-    """``evaluate``: score a folder of inpainted images against the ground truth; print a table, write JSON."""
-    from an_inpaint.evaluation import format_table, score_folders, write_json
+    """``evaluate``: score a folder of inpainted images against the ground truth; print a table, write JSON. With
+    ``--compare_dir`` also a second folder and the paired per-image difference of the two (returns ``{"pred",
+    "compare", "paired"}``)."""
+    from an_inpaint.evaluation import METRICS, format_table, score_folders, write_json
+    from common.training.study_summary import format_summary, summarize
 
     parser = ArgumentParser(
         prog="python -m an_inpaint evaluate",
@@ -92,22 +111,46 @@ def evaluate_main(args: list[str] | None = None) -> dict:
     parser.add_argument("--lpips", type=bool, default=False, help="also LPIPS (downloads its weights on first use)")
     parser.add_argument("--fid", type=bool, default=False, help="also FID (downloads Inception weights on first use)")
     parser.add_argument("--output", type=str | None, default=None, help="JSON file for the scores (per image and mean)")
-    cfg = parser.parse_args(args)
-    result = score_folders(
-        cfg.pred_dir,
-        cfg.gt_dir,
-        mask_dir=cfg.mask_dir,
-        mask=cfg.mask,
-        resize_to=cfg.resize_to,
-        resize=cfg.resize,
-        ssim=cfg.ssim,
-        area_bins=cfg.area_bins,
-        known_check=cfg.known_check,
-        known_tolerance=cfg.known_tolerance,
-        lpips=cfg.lpips,
-        fid=cfg.fid,
+    parser.add_argument(
+        "--compare_dir",
+        type=str | None,
+        default=None,
+        help="a second folder of results on the same images: also prints its scores and, per metric, the paired "
+        "difference pred - compare (bootstrap interval over images, images better / worse)",
     )
-    print(format_table(result), flush=True)
+    parser.add_argument("--resamples", type=int, default=10_000, help="--compare_dir: bootstrap resamples")
+    parser.add_argument("--bootstrap_seed", type=int, default=0, help="--compare_dir: seed of the bootstrap")
+    parser.add_argument("--confidence", type=float, default=0.95, help="--compare_dir: level of the interval")
+    cfg = parser.parse_args(args)
+    options = {
+        "mask_dir": cfg.mask_dir,
+        "mask": cfg.mask,
+        "resize_to": cfg.resize_to,
+        "resize": cfg.resize,
+        "ssim": cfg.ssim,
+        "area_bins": cfg.area_bins,
+        "known_check": cfg.known_check,
+        "known_tolerance": cfg.known_tolerance,
+        "lpips": cfg.lpips,
+        "fid": cfg.fid,
+    }
+    result = score_folders(cfg.pred_dir, cfg.gt_dir, **options)
+    names = [Path(d).resolve().name for d in (cfg.pred_dir, cfg.compare_dir or ".")]
+    names = names if names[0] != names[1] else ["pred_dir", "compare_dir"]
+    print((f"{names[0]} ({cfg.pred_dir}):\n" if cfg.compare_dir else "") + format_table(result), flush=True)
+    if cfg.compare_dir is not None:
+        other = score_folders(cfg.compare_dir, cfg.gt_dir, **options)
+        print(f"{names[1]} ({cfg.compare_dir}):\n{format_table(other)}", flush=True)
+        paired = summarize(
+            {names[0]: [result["per_image"]], names[1]: [other["per_image"]]},
+            METRICS,
+            [tuple(names)],
+            resamples=cfg.resamples,
+            confidence=cfg.confidence,
+            bootstrap_seed=cfg.bootstrap_seed,
+        )
+        print(format_summary(paired, METRICS), flush=True)
+        result = {"pred": result, "compare": other, "paired": paired}
     if cfg.output:
         write_json(result, cfg.output)
         print(f"scores written to {cfg.output}", flush=True)
@@ -194,15 +237,23 @@ class InpaintCheck(TaskCheck):
         config = cli.config
         return int(bool(config.get("validate_before_fit")) and not config.get("ckpt_path"))
 
+    def extra_tests(self, cli: ANInpaintCLI) -> int:
+        """One test after training (``--test_after_fit``)."""
+        return int(bool(cli.config.get("test_after_fit")))
+
 
 def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpaintCLI | dict | list:
     """Entry point. Returns the CLI object (for ``evaluate`` the scores, for ``baseline`` the written files, for
-    ``prepare`` the manifest)."""
+    ``study`` the study's results, for ``prepare`` the manifest)."""
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv and argv[0] == "evaluate":
         return evaluate_main(argv[1:])
     if isinstance(argv, list) and argv and argv[0] == "baseline":
         return baseline_main(argv[1:])
+    if isinstance(argv, list) and argv and argv[0] == "study":
+        from an_inpaint.study import study_main
+
+        return study_main(argv[1:])
     if isinstance(argv, list) and argv and argv[0] == "prepare":
         from common.data.prepare import main as prepare_main
 
@@ -217,9 +268,10 @@ def cli_main(args: list[str] | dict | None = None, run: bool = True) -> ANInpain
     description = (
         "Generative inpainting with Attentive Normalization. Subcommands: fit, validate, test, predict (below), "
         "check (the arguments of fit: a preflight of the run, docs/check.md), "
-        "evaluate (score a folder of results: python -m an_inpaint evaluate --help), baseline (OpenCV's classical "
-        "inpainting of a folder: python -m an_inpaint baseline --help) and prepare (Paris StreetView resized once for "
-        "streaming: python -m an_inpaint prepare --help)."
+        "evaluate (score a folder of results, or compare two: python -m an_inpaint evaluate --help), study (arms x "
+        "seeds trained with the same step budget and compared: python -m an_inpaint study --help), baseline (OpenCV's "
+        "classical inpainting of a folder: python -m an_inpaint baseline --help) and prepare (Paris StreetView resized "
+        "once for streaming: python -m an_inpaint prepare --help)."
     )
     return ANInpaintCLI(
         ANInpaint, args=args, run=run, subclass_mode_data=True, parser_kwargs={"description": description}

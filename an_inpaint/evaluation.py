@@ -33,11 +33,13 @@ from common.data.inpainting_datasets import EvalResize, eval_resize
 from common.data.mask_files import FolderMasks
 from common.data.masks import CenterSquareMasks, validate_mask
 from common.metrics.inpainting import PSNR_CAP_DB, InpaintingMetrics
+from common.metrics.paired import MetricSpec
 from common.metrics.perceptual import FIDMetric, LPIPSMetric
 from common.metrics.ssim import SSIM_SIGMA, SSIM_WINDOW
 from common.visualization import to_unit
 
 __all__ = [
+    "METRICS",
     "InpaintingEvaluator",
     "KnownRegionError",
     "check_known_region",
@@ -352,15 +354,16 @@ def score_folders(
     return {"per_image": per_image, "mean": mean, "count": len(stems), "bins": bins, "protocol": protocol}
 
 
-_LABELS = {
-    "psnr": ("PSNR (dB)", 2),
-    "ssim": ("SSIM", 4),
-    "mae": ("MAE", 4),
-    "psnr_hole": ("PSNR hole (dB)", 2),
-    "ssim_hole": ("SSIM hole", 4),
-    "mae_hole": ("MAE hole", 4),
-    "lpips": ("LPIPS", 4),
-    "fid": ("FID", 2),
+#: Every metric :func:`score_folders` reports: its table label, digits and direction (for paired comparisons).
+METRICS: dict[str, MetricSpec] = {
+    "psnr": MetricSpec("PSNR (dB)", 2, True),
+    "ssim": MetricSpec("SSIM", 4, True),
+    "mae": MetricSpec("MAE", 4, False),
+    "psnr_hole": MetricSpec("PSNR hole (dB)", 2, True),
+    "ssim_hole": MetricSpec("SSIM hole", 4, True),
+    "mae_hole": MetricSpec("MAE hole", 4, False),
+    "lpips": MetricSpec("LPIPS", 4, False),
+    "fid": MetricSpec("FID", 2, False),
 }
 
 
@@ -370,12 +373,12 @@ def _fmt(value: float | None, digits: int) -> str:
 
 def format_table(result: dict) -> str:
     """Markdown table of :func:`score_folders`' means: one row for all images, one per non-empty area bin."""
-    keys = [k for k in _LABELS if k in result["mean"]]
-    header = ["images", "N"] + [_LABELS[k][0] for k in keys]
-    rows = [["all", str(result["count"])] + [_fmt(result["mean"][k], _LABELS[k][1]) for k in keys]]
+    keys = [k for k in METRICS if k in result["mean"]]
+    header = ["images", "N"] + [METRICS[k].label for k in keys]
+    rows = [["all", str(result["count"])] + [_fmt(result["mean"][k], METRICS[k].digits) for k in keys]]
     for label, count in result.get("bins", {}).items():
         if count:
-            cells = [_fmt(result["mean"].get(f"{k}@{label}"), _LABELS[k][1]) for k in keys]
+            cells = [_fmt(result["mean"].get(f"{k}@{label}"), METRICS[k].digits) for k in keys]
             rows.append([f"hole {label}", str(count), *cells])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

@@ -174,6 +174,9 @@ class InpaintGenerator(nn.Module):
             mean (see the module docstring; off in the paper's model).
         hole_fill: ``"blank"`` (DeepFill, the paper) or ``"harmonic"`` (start from the harmonic fill of the hole
             and predict residuals); see the module docstring.
+        coarse_long_range: A long-range module for the coarse stage too, called with ``4 * cnum`` and placed
+            after its dilated convolutions, before its decoder (``None``, the paper: AN is in the second stage only;
+            ``AttentiveNorm2d`` is the ablation "AN in the coarse stage as well").
 
     Shape:
         - image: ``(B, 3, H, W)`` in [-1, 1], ``H`` and ``W`` divisible by 8 (the hole content is ignored).
@@ -190,9 +193,11 @@ class InpaintGenerator(nn.Module):
         branch_widths: BranchWidths = "deepfill",
         normalize_known: bool = False,
         hole_fill: HoleFill = "blank",
+        coarse_long_range: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         _check_layer("long_range", long_range, "a layer class or partial called with the channel count")
+        _check_layer("coarse_long_range", coarse_long_range, "a layer class or partial called with the channel count")
         _check_layer("contextual_attention", contextual_attention, "ContextualAttention2d or a partial of it")
         if branch_widths not in ("deepfill", "authors"):
             raise ValueError(f"branch_widths must be 'deepfill' or 'authors', got {branch_widths!r}")
@@ -211,6 +216,7 @@ class InpaintGenerator(nn.Module):
             _conv(4 * c, 4 * c),
             _conv(4 * c, 4 * c),
             _dilated(4 * c),
+            *([coarse_long_range(4 * c)] if coarse_long_range is not None else []),
             _decoder(4 * c, c),
         )
         # Refinement stage: hallucination branch.

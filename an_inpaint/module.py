@@ -43,7 +43,7 @@ from an_inpaint.losses import ReconstructionLoss, WGANGPLoss
 from an_inpaint.panels import log_panels
 from an_inpaint.reporting import PHASE2_METRIC, RULE, checkpoint_label
 from an_inpaint.settings import PhaseSchedule, PictureSettings
-from common.layers import an_rho, orthogonal_loss
+from common.layers import AttentiveNorm2d, an_rho, orthogonal_loss
 from common.training.ddp import allow_unused_parameters
 from common.training.optimization import manual_step
 from common.visualization import to_unit
@@ -89,6 +89,9 @@ class ANInpaint(pl.LightningModule):
             come from the datamodule).
         pictures: The validation panels and AN layouts (:class:`an_inpaint.settings.PictureSettings`; default: 8
             images).
+        an_lr_scale: The learning rate of the generator's AN parameters (entities, keys, queries, affine, ``rho``)
+            as a multiple of ``g_optimizer``'s (1, the paper: one learning rate; an investigation knob, its own
+            parameter group, decayed with the rest).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class ANInpaint(pl.LightningModule):
         val_evaluator: InpaintingEvaluator | None = None,
         test_evaluator: InpaintingEvaluator | None = None,
         pictures: PictureSettings | None = None,
+        an_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         objects = ["generator", "global_critic", "local_critic", "reconstruction", "adversarial"]
@@ -115,6 +119,9 @@ class ANInpaint(pl.LightningModule):
             raise ValueError(f"n_critic must be >= 1, got {n_critic}")
         if orthogonal_weight < 0:
             raise ValueError(f"orthogonal_weight must be >= 0, got {orthogonal_weight}")
+        if not an_lr_scale > 0:
+            raise ValueError(f"an_lr_scale must be > 0, got {an_lr_scale}")
+        self.an_lr_scale = an_lr_scale
         self.automatic_optimization = False
         self.generator = generator if generator is not None else InpaintGenerator()
         self.global_critic = global_critic if global_critic is not None else GlobalCritic()
@@ -190,7 +197,13 @@ class ANInpaint(pl.LightningModule):
     def configure_optimizers(self):
         """The generator's optimiser (``g_optimizer``) and one optimiser of both critics (``d_optimizer``)."""
         critics = [*self.global_critic.parameters(), *self.local_critic.parameters()]
-        return self.g_optimizer(list(self.generator.parameters())), self.d_optimizer(critics)
+        if self.an_lr_scale == 1.0:
+            return self.g_optimizer(list(self.generator.parameters())), self.d_optimizer(critics)
+        an = {id(p) for m in self.generator.modules() if isinstance(m, AttentiveNorm2d) for p in m.parameters()}
+        groups = [[p for p in self.generator.parameters() if (id(p) in an) == is_an] for is_an in (False, True)]
+        g_opt = self.g_optimizer([{"params": groups[0]}, {"params": groups[1]}])
+        g_opt.param_groups[1]["lr"] *= self.an_lr_scale
+        return g_opt, self.d_optimizer(critics)
 
     def setup(self, stage: str) -> None:
         """Check that the global critic's ``input_size`` matches the data resolution."""

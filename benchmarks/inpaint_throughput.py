@@ -27,8 +27,8 @@ column alike. Reported per configuration, module and device (medians of ``--repe
 
 Configurations: ``paper`` (256x256, DeepFill v1's generator at cnum 32, global and local critics at cnum 64;
 batch 16 on CUDA, ``--cpu-batch`` on CPU) and ``demo`` (the networks, resolution and batch of the bundled demo, read
-from ``configs/an_inpaint/demo.yaml``: 64x64, cnum 8, the known-pixel units and harmonic fill, a masked patch
-critic, batch 8; the other model settings are ``ANInpaint``'s defaults). The flags shared with
+from ``configs/an_inpaint/demo.yaml``: 64x64, cnum 8, the paper's blank hole, DeepFill's global and fixed-box local
+critics at cnum 8, batch 16; the other model settings are ``ANInpaint``'s defaults). The flags shared with
 ``benchmarks.layers`` and ``benchmarks.gan_throughput`` are those of ``benchmarks._args``. Prints a markdown table
 and writes JSON (``--json``)::
 

@@ -32,12 +32,13 @@ def test_check_of_the_demo_passes_and_projects_the_run(tmp_path, monkeypatch):
     report = cli_main(["check", *QUICK])
     items = by_name(report)
     assert report.exit_status == 0, report.format_table()
-    assert items["data", "counts"].values["counts"] == {"train": 20000, "val": 32, "test": 32}
+    assert items["data", "counts"].values["counts"] == {"train": 20000, "val": 64, "test": 200}
     timing = items["training", "iterations"].values
     assert timing["steps_per_batch"] == 1  # phase 1: one generator step per batch
     projection = items["training", "projected wall time"].values
-    # demo: max_steps 1200, validation every 400 batches and once before training
-    expected = timing["startup_s"] + 1200 * timing["seconds_per_batch"] + 4 * projection["validation_s"]
+    # demo: max_steps 600, validation every 300 batches and once before training, one test after training
+    test_s = items["evaluation", "one test"].values["seconds"]
+    expected = timing["startup_s"] + 600 * timing["seconds_per_batch"] + 3 * projection["validation_s"] + test_s
     assert projection["projected_s"] == pytest.approx(expected)
     assert items["checkpoints", "write + reload"].status == "pass"
     assert json.loads((tmp_path / "runs/an_inpaint/check/check.json").read_text())["verdict"] == report.verdict

@@ -17,6 +17,7 @@ from an_inpaint.cli import cli_main
 from an_inpaint.evaluation import KnownRegionError
 from an_inpaint.generator import InpaintGenerator
 from an_inpaint.predict import load_inpainter
+from common.data.facades import FacadeInpaintingDataModule
 from common.data.inpainting import ParisStreetViewDataModule
 from common.data.inpainting_demo import DemoInpaintingDataModule
 from common.layers import AttentiveNorm2d
@@ -114,12 +115,14 @@ class TestDefaults:
         with pytest.raises(SystemExit):
             cli_main(["fit", "--print_config"])
         bare = yaml.safe_load(capsys.readouterr().out)
-        assert _canonical(bare["data"])["class_path"] is DemoInpaintingDataModule
-        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "harmonic"  # not the paper's default
+        assert _canonical(bare["data"])["class_path"] is FacadeInpaintingDataModule
+        assert bare["model"]["generator"]["init_args"]["cnum"] == 8  # not the paper's default
+        assert bare["model"]["generator"]["init_args"]["hole_fill"] == "blank"  # the paper's
+        assert bare["test_after_fit"] is True
         with pytest.raises(SystemExit):
             cli_main(["fit", "--config", str(CONFIGS / "demo.yaml"), "--print_config"])
         demo = yaml.safe_load(capsys.readouterr().out)
-        for key in ("model", "data", "trainer", "validate_before_fit"):
+        for key in ("model", "data", "trainer", "validate_before_fit", "test_after_fit"):
             assert _canonical(bare[key]) == _canonical(demo[key]), key
 
     def test_photo_demo_config(self, capsys):
@@ -194,16 +197,20 @@ class TestConfigs:
     def test_demo_fast_dev_run_with_wandb_offline(self, tmp_path):
         cli = cli_main(
             ["fit", "--config", str(CONFIGS / "demo.yaml"), "--data.init_args.resolution=32"]
-            + ["--data.init_args.num_eval_crops=1", "--model.global_critic.init_args.input_size=32"]
+            + [
+                "--data.init_args.num_val=1",
+                "--data.init_args.num_test=1",
+                "--model.global_critic.init_args.input_size=32",
+            ]
             + ["--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4"]
-            + ["--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}"]
             + ["--model.schedule.adversarial_start_step=1", "--trainer.fast_dev_run=2"]
             + [f"--trainer.default_root_dir={tmp_path}"]
             + [f"--trainer.logger.init_args.save_dir={tmp_path}"]
         )
-        metrics = cli.trainer.callback_metrics
-        for key in ("val/psnr", "val/ssim_hole", "val/rec_loss", "val/telea/psnr", "val/ns/psnr"):
+        metrics = cli.trainer.callback_metrics  # the demo's test_after_fit: the last evaluation is the test split's
+        for key in ("test/psnr", "test/ssim_hole", "test/telea/psnr", "test/ns/psnr", "test/harmonic/psnr"):
             assert torch.isfinite(metrics[key]), key
+        assert cli.model.test_checkpoint["checkpoint"] is None  # the model in memory, at the end of fit
 
 
 @pytest.mark.slow

@@ -15,9 +15,8 @@ KEYS = ("psnr", "ssim", "mae", "psnr_hole", "ssim_hole", "mae_hole", "num_images
 
 def _args(root: Path) -> list[str]:
     return ["--config", DEMO, "--data.init_args.resolution=32", "--data.init_args.batch_size=2",
-            "--data.init_args.train_samples_per_epoch=32", "--data.init_args.num_eval_crops=3",
+            "--data.init_args.train_samples_per_epoch=32", "--data.init_args.num_val=3", "--data.init_args.num_test=3",
             "--data.init_args.val_batch_size=2",
-            "--data.init_args.photos={train: [coffee, astronaut], val: [chelsea], test: [flower]}",
             "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.global_critic.init_args.cnum=4",
             "--model.local_critic.init_args.cnum=4", "--model.schedule.adversarial_start_step=2", "--model.n_critic=2",

@@ -19,7 +19,7 @@ def test_notebook_runs(tmp_path):
     }  # fmt: skip
     for attention, args in layers.items():
         cli_main([
-            "fit", "--config", str(config_path("an_inpaint", "demo")), "--model.generator.init_args.cnum=4", *args,
+            "fit", "--config", str(config_path("an_inpaint", "photos")), "--model.generator.init_args.cnum=4", *args,
             "--model.global_critic.init_args.cnum=4", "--model.local_critic.init_args.cnum=4",
             "--data.init_args.num_eval_crops=1",
             "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",

@@ -21,8 +21,7 @@ DEMO = str(Path(__file__).resolve().parents[2] / "configs" / "an_inpaint" / "dem
 
 def _args(root: Path) -> list[str]:
     return ["--config", DEMO, "--data.init_args.resolution=32", "--data.init_args.batch_size=2",
-            "--data.init_args.train_samples_per_epoch=64", "--data.init_args.num_eval_crops=1",
-            "--data.init_args.photos={train: [coffee, astronaut], val: [chelsea], test: [flower]}",
+            "--data.init_args.train_samples_per_epoch=64", "--data.init_args.num_val=1", "--data.init_args.num_test=1",
             "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.global_critic.init_args.cnum=4",
             "--model.local_critic.init_args.cnum=4", "--model.schedule.adversarial_start_step=3", "--model.n_critic=2",

@@ -53,8 +53,7 @@ def test_gan_bf16_mixed(tmp_path):
 @pytest.mark.timeout(900)
 def test_inpaint_bf16_mixed(tmp_path):
     args = ["--config", str(ROOT / "configs/an_inpaint/demo.yaml"), "--data.init_args.resolution=32",
-            "--data.init_args.batch_size=4", "--data.init_args.num_eval_crops=2",
-            "--data.init_args.photos={train: [coffee, astronaut], val: [chelsea], test: [flower]}",
+            "--data.init_args.batch_size=4", "--data.init_args.num_val=2", "--data.init_args.num_test=2",
             "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.global_critic.init_args.cnum=4",
             "--model.local_critic.init_args.cnum=4", "--model.schedule.adversarial_start_step=100",

@@ -38,8 +38,7 @@ def _gan_args(root: Path, long_range: str | None = None) -> list[str]:
 
 def _inpaint_args(root: Path) -> list[str]:
     return ["--config", str(ROOT / "configs/an_inpaint/demo.yaml"), "--data.init_args.resolution=32",
-            "--data.init_args.batch_size=2", "--data.init_args.num_eval_crops=1",
-            "--data.init_args.photos={train: [coffee], val: [chelsea], test: [flower]}",
+            "--data.init_args.batch_size=2", "--data.init_args.num_val=1", "--data.init_args.num_test=1",
             "--model.generator.init_args.cnum=4", "--model.generator.init_args.long_range.init_args.num_entities=4",
             "--model.global_critic.init_args.input_size=32", "--model.val_evaluator.baselines=[]",
             "--model.schedule.lr_decay=constant",

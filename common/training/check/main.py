@@ -82,6 +82,10 @@ class TaskCheck(ABC):
         """Validations a ``fit`` runs besides the trainer's schedule (e.g. one before training)."""
         return 0
 
+    def extra_tests(self, cli: Any) -> int:
+        """Test passes a ``fit`` runs (e.g. one after training)."""
+        return 0
+
 
 def format_duration(seconds: float) -> str:
     """``1d 02:03:04`` / ``02:03:04`` / ``3:04``."""
@@ -362,11 +366,13 @@ def _evaluation(
         return
     train_s = timing["startup_s"] + timing["total_batches"] * timing["seconds_per_batch"]
     val_s = seconds.get("validate")
-    wall = train_s + timing["validations"] * (val_s or 0.0)
+    tests = task.extra_tests(cli)
+    wall = train_s + timing["validations"] * (val_s or 0.0) + tests * seconds.get("test", 0.0)
+    after = f" + {tests} test(s) x {format_duration(seconds['test'])}" if tests and "test" in seconds else ""
     detail = (
         f"{timing['length']}: {timing['total_batches']:,.0f} batches x {timing['seconds_per_batch']:.3f} s = "
         f"{format_duration(train_s)} of training + {timing['validations']} validation(s) x "
-        f"{format_duration(val_s) if val_s is not None else 'untimed'} = {format_duration(wall)} on "
+        f"{format_duration(val_s) if val_s is not None else 'untimed'}{after} = {format_duration(wall)} on "
         f"{configured.num_devices} x {trainer.strategy.root_device.type}"
     )
     status = "pass" if val_s is not None or not timing["validations"] else "warn"
