@@ -42,7 +42,7 @@ from an_gan.predict import ClassFolderWriter
 from an_gan.reporting import RULE, checkpoint_label
 from an_gan.settings import EMASettings, LinearDecay, PictureSettings
 from an_gan.steps import discriminator_update, generator_update
-from common.layers import collect_layouts
+from common.layers import an_rho, collect_layouts
 from common.training.callbacks.images import log_image
 from common.training.checkpoints import stamp_checkpoint
 from common.training.ddp import allow_unused_parameters
@@ -273,6 +273,7 @@ class ANGAN(pl.LightningModule):
         g_logs = generator_update(self, g_opt, labels)
         self.num_g_steps += 1
         if log:
+            g_logs.update({f"an_rho/{name}": rho for name, rho in an_rho(self.generator).items()})
             self.log_dict({f"train/{k}": v for k, v in g_logs.items()})
         if self.lr_decay is not None:
             for scheduler in self.lr_schedulers():

@@ -110,6 +110,8 @@ class TestTrainingStep:
         assert not torch.equal(before["discriminator"][key], model.discriminator.state_dict()[key])
         for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/g_orth", "train/d_orth"):
             assert key in trainer.callback_metrics
+        rho = {k for k in trainer.callback_metrics if k.startswith("train/an_rho/")}  # AN's learned output scale
+        assert rho and len(rho) == sum(isinstance(m, AttentiveNorm2d) for m in model.generator.modules())
 
     def test_n_dis_and_uniform_labels_with_generator_batch(self, tmp_path):
         torch.manual_seed(0)

@@ -275,3 +275,4 @@ def test_training_steps_never_read_the_schedule_buffers_on_the_host(tmp_path):
     trainer.fit(model, datamodule=tiny_demo_data())
     assert model._phase_state() == {"phase": 2, "critic_steps": 4}  # phase 2 from step 2: batches 3..6 update critics
     assert int(model.phase.as_subclass(torch.Tensor)) == 2 and int(model.critic_steps.as_subclass(torch.Tensor)) == 4
+    assert "train/an_rho/attention_post.0" in trainer.callback_metrics  # AN's learned output scale, logged
