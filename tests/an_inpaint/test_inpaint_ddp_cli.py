@@ -33,7 +33,7 @@ def test_fit_validate_test_under_ddp_and_the_same_numbers_as_one_process(tmp_pat
     ckpt = str(root / "checkpoints" / "last.ckpt")
     out = run_cli_processes(
         "an_inpaint",
-        [["fit", *args, *DDP, "--trainer.max_steps=6", "--trainer.val_check_interval=2"],
+        [["fit", *args, *DDP, "--trainer.max_steps=6", "--trainer.val_check_interval=2", "--test_after_fit=false"],
          ["validate", *args, *DDP, f"--ckpt_path={ckpt}"],
          ["test", *args, *DDP, f"--ckpt_path={ckpt}"]],
         tmp_path / "ddp",
