@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -14,10 +13,12 @@ from an_gan.evaluation import GenerationEvaluator
 from an_gan.noise import generate_batch, pack_batches
 from an_gan.reference_data import eval_mode
 from common.data.class_images import ClassImageDataModule
-from common.metrics.generation.features import extract
-from common.training.check import Report, TaskCheck
+from common.metrics.generation.features import INCEPTION_WEIGHTS_URL, extract
+from common.training.check import NodeFile, Report, TaskCheck
 
 __all__ = ["GANCheck"]
+
+INCEPTION_FILE = INCEPTION_WEIGHTS_URL.rsplit("/", 1)[-1]  # torch-fidelity's file name
 
 
 class GANCheck(TaskCheck):
@@ -43,10 +44,36 @@ class GANCheck(TaskCheck):
         """The DataModule's class count."""
         return datamodule.num_classes
 
-    def evaluation(self, report: Report, cli: Any, budget: int) -> dict[str, Any]:
-        """Inception weights and reference statistics of both evaluators; images one validation / test handles."""
-        from common.metrics.generation.cache import reference_cache_path
+    def node_files(self, cli: Any) -> list[NodeFile]:
+        """The Inception weights of each evaluator that uses Inception: a configured ``inception_weights`` path must
+        exist on every node (else ``fit`` stops at start-up there); without one, torch-fidelity's cache is looked
+        for (absent: ``fit`` downloads the file at start-up, and stops on a node without network)."""
         from common.metrics.generation.features import InceptionFeatureExtractor, default_inception_weights_path
+
+        files = []
+        for stage, name in (("validate", "val_evaluator"), ("test", "test_evaluator")):
+            evaluator: GenerationEvaluator | None = getattr(cli.model, name)
+            if evaluator is None or evaluator.extractor_name != InceptionFeatureExtractor.extractor_name:
+                continue
+            flag = f"--model.{name}.init_args.inception_weights"
+            given = evaluator.inception_weights
+            files.append(
+                NodeFile(
+                    name=f"{name} features",
+                    label="Inception weights",
+                    path=str(given if given is not None else default_inception_weights_path()),
+                    required=given is not None,
+                    absent=f"{stage} and fit download them at start-up (and stop on a node without network)",
+                    fix=f"or give {flag} the path of a local copy of {INCEPTION_FILE} on every node",
+                )
+            )
+        return files
+
+    def evaluation(self, report: Report, cli: Any, budget: int) -> dict[str, Any]:
+        """Reference statistics of both evaluators (their Inception weights: :meth:`node_files`); images one
+        validation / test handles."""
+        from common.metrics.generation.cache import reference_cache_path
+        from common.metrics.generation.features import InceptionFeatureExtractor
 
         data, images = cli.datamodule, {}
         for stage, name in (("validate", "val_evaluator"), ("test", "test_evaluator")):
@@ -54,33 +81,12 @@ class GANCheck(TaskCheck):
             if evaluator is None:
                 report.add("evaluation", f"{name}", "pass", "none configured: nothing evaluated")
                 continue
-            flag = f"--model.{name}.init_args.inception_weights"
             if evaluator.extractor_name != InceptionFeatureExtractor.extractor_name:
                 report.add(
                     "evaluation",
                     f"{name} features",
                     "pass",
                     f"{evaluator.extractor_name} (not Inception: its FID is not comparable to the paper's)",
-                )
-            elif evaluator.inception_weights is not None and not Path(evaluator.inception_weights).is_file():
-                report.add(
-                    "evaluation",
-                    f"{name} features",
-                    "fail",
-                    f"Inception weights {evaluator.inception_weights} do not exist",
-                    f"{flag} PATH: a local copy of weights-inception-2015-12-05-6726825d.pth on every node",
-                )
-            elif evaluator.inception_weights is not None or default_inception_weights_path().is_file():
-                found = evaluator.inception_weights or default_inception_weights_path()
-                report.add("evaluation", f"{name} features", "pass", f"Inception weights {found}")
-            else:
-                report.add(
-                    "evaluation",
-                    f"{name} features",
-                    "warn",
-                    f"Inception weights not cached at {default_inception_weights_path()}: {stage} and fit "
-                    "download them at start-up (and stop on a node without network)",
-                    f"copy the file there on every node, or {flag} PATH",
                 )
             plan = evaluator.plan(data.num_classes)
             generated = sum(max(fid, intra) for _, fid, intra in plan)

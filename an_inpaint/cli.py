@@ -27,7 +27,7 @@ from pytorch_lightning.cli import SaveConfigCallback
 from an_inpaint.module import ANInpaint
 from an_inpaint.predict import InpaintingPredictionWriter
 from an_inpaint.reporting import best_phase2_checkpoint
-from common.training.check import Report, TaskCheck
+from common.training.check import NodeFile, Report, TaskCheck
 from common.training.cli import ANLightningCLI
 
 __all__ = ["ANInpaintCLI", "InpaintCheck", "baseline_main", "cli_main", "evaluate_main"]
@@ -200,27 +200,29 @@ class InpaintCheck(TaskCheck):
         held_out = getattr(datamodule, "val_images", 100)
         return {"train": 14_900 - held_out, "val": held_out, "test": 100}
 
+    def node_files(self, cli: ANInpaintCLI) -> list[NodeFile]:
+        """With FID in the validation evaluator: torch-fidelity's cached Inception weights, on every node."""
+        if getattr(cli.model.val_evaluator, "fid", None) is None:
+            return []
+        from common.metrics.generation.features import default_inception_weights_path
+
+        path = default_inception_weights_path()
+        return [
+            NodeFile(
+                name="FID weights",
+                label="Inception weights",
+                path=str(path),
+                required=False,
+                absent="the first validation downloads them (and stops on a node without network)",
+                fix="or --model.val_evaluator.init_args.fid false",
+            )
+        ]
+
     def evaluation(self, report: Report, cli: ANInpaintCLI, budget: int) -> dict[str, Any]:
-        """The images one validation and one test handle (the evaluators need no downloaded weights)."""
+        """The images one validation and one test handle (with FID, its weights: :meth:`node_files`)."""
         data = cli.datamodule
         evaluator = cli.model.val_evaluator
-        if getattr(evaluator, "fid", None) is not None:
-            from common.metrics.generation.features import default_inception_weights_path
-
-            path = default_inception_weights_path()
-            status, detail = (
-                ("pass", "cached")
-                if path.is_file()
-                else ("warn", "not cached: the first validation downloads them (fails without network)")
-            )
-            report.add(
-                "evaluation",
-                "FID weights",
-                status,
-                f"Inception weights {path}: {detail}",
-                f"copy the file to {path} on every node, or --model.val_evaluator.init_args.fid false",
-            )
-        else:
+        if getattr(evaluator, "fid", None) is None:
             report.add(
                 "evaluation",
                 "val_evaluator",

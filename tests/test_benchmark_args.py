@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import _args, eval_speed, gan_throughput, inpaint_throughput, layers, loader
+from benchmarks import _args, eval_speed, gan_throughput, inpaint_throughput, layers, loader, synthetic_trees
 
 ROOT = Path(__file__).resolve().parents[1]
 THREE = {"layers": layers, "gan_throughput": gan_throughput, "inpaint_throughput": inpaint_throughput}
@@ -31,6 +31,7 @@ def _spec(action: argparse.Action, with_default: bool = True) -> tuple:
 
 
 PARSERS = {name: module.build_parser() for name, module in ALL.items()}
+PARSERS["synthetic_trees"] = synthetic_trees.build_parser()  # not a benchmark: the GPU script's data for check
 
 
 def test_the_three_benchmarks_take_the_shared_flags_alike():
@@ -125,7 +126,9 @@ def test_readme_benchmark_command_parses(module, argv):
 
 
 def test_gpu_script_covers_the_cuda_checks():
-    script = {m for m, a in _benchmark_commands([GPU_SCRIPT]) if a[a.index("--device") + 1] == "cuda"}
+    script = {
+        m for m, a in _benchmark_commands([GPU_SCRIPT]) if "--device" in a and a[a.index("--device") + 1] == "cuda"
+    }
     assert script >= {"layers", "gan_throughput", "inpaint_throughput", "eval_speed"}
     assert "tests/common/test_attentive_norm_triton.py" in GPU_SCRIPT.read_text()
 

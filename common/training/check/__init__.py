@@ -2,6 +2,7 @@
 logging) with a pass / warn / fail verdict; see :mod:`common.training.check.main` and docs/check.md."""
 
 from common.training.check.main import TaskCheck, check_main, format_duration, split_options
+from common.training.check.nodes import NodeFile
 from common.training.check.report import Item, Report
 
-__all__ = ["Item", "Report", "TaskCheck", "check_main", "format_duration", "split_options"]
+__all__ = ["Item", "NodeFile", "Report", "TaskCheck", "check_main", "format_duration", "split_options"]

@@ -22,7 +22,8 @@ from typing import Any
 import pytorch_lightning as pl
 from jsonargparse import ArgumentParser
 
-from common.training.check.report import Report
+from common.training.check.nodes import NodeFile, NodeFiles
+from common.training.check.report import Report, format_duration
 from common.training.check.sections import (
     Clock,
     check_checkpoint_io,
@@ -68,6 +69,10 @@ class TaskCheck(ABC):
         """Classes of the data (None: not a class-conditional task)."""
         return None
 
+    def node_files(self, cli: Any) -> list[NodeFile]:
+        """Files every node needs (the evaluators' weights): looked for by every process (:mod:`.nodes`)."""
+        return []
+
     def evaluation(self, report: Report, cli: Any, budget: int) -> dict[str, Any]:
         """Evaluation items (inputs present); returns ``{"validate": images or None, "test": ...}``: the images one
         validation / test handles (timed only when at most ``budget``)."""
@@ -85,18 +90,6 @@ class TaskCheck(ABC):
     def extra_tests(self, cli: Any) -> int:
         """Test passes a ``fit`` runs (e.g. one after training)."""
         return 0
-
-
-def format_duration(seconds: float) -> str:
-    """``1d 02:03:04`` / ``02:03:04`` / ``3:04``."""
-    if not math.isfinite(seconds):
-        return "unknown"
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
-    return f"{days}d {clock}" if days else clock
 
 
 def split_options(argv: list[str]) -> tuple[Any, list[str]]:
@@ -209,6 +202,8 @@ def check_main(cli_main: Callable[..., Any], argv: list[str], task: TaskCheck) -
         nodes=trainer.num_nodes,
         check_folder=str(folder),
     )
+    nodes = NodeFiles.of_task(report, task, cli)
+    trainer.callbacks.append(nodes)  # every process looks for the files at the start of the short fit
     name = type(dm).__name__
     try:
         splits = task.splits(dm)
@@ -233,6 +228,7 @@ def check_main(cli_main: Callable[..., Any], argv: list[str], task: TaskCheck) -
         report.add("checkpoints", "write + reload", "fail", "not checked: training did not run", "fix training first")
     else:
         check_checkpoint_io(report, trainer, model, folder, run_root, checkpoints_kept(user.trainer))
+    nodes.report(report, trainer, user.trainer.num_devices * user.trainer.num_nodes)
     if data_ok:
         _evaluation(report, cli, user.trainer, timing, opts, task)
     else:

@@ -4,12 +4,13 @@ as a table and written as JSON; the exit status is non-zero when a fail would st
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["STATUSES", "Item", "Report"]
+__all__ = ["STATUSES", "Item", "Report", "format_duration"]
 
 Status = Literal["pass", "warn", "fail"]
 STATUSES: tuple[str, ...] = ("pass", "warn", "fail")
@@ -111,3 +112,15 @@ class Report:
             f"verdict: {self.verdict.upper()} ({counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail)"
         )
         return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """``1d 02:03:04`` / ``02:03:04`` / ``3:04``."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    seconds = int(round(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
+    return f"{days}d {clock}" if days else clock
