@@ -315,18 +315,23 @@ class ANInpaint(pl.LightningModule):
         """Reset the test metrics."""
         self._start_eval(self.test_evaluator)
 
+    def _keep_panel(self, batch: dict[str, Any], out: dict[str, Tensor]) -> None:
+        n = self.pictures.num_images
+        self._panel = {"image": batch["image"][:n], "mask": batch["mask"][:n]}
+        self._panel.update({k: v[:n] for k, v in out.items()})
+        self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Update the validation metrics and the reconstruction loss; keep the first batch for the picture panel."""
         out = self._eval_step(batch, self.val_evaluator, with_loss=True)
         if batch_idx == 0:
-            n = self.pictures.num_images
-            self._panel = {"image": batch["image"][:n], "mask": batch["mask"][:n]}
-            self._panel.update({k: v[:n] for k, v in out.items()})
-            self._panel["layouts"] = {k: v[:n] for k, v in self.generator.layouts().items()}
+            self._keep_panel(batch, out)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Update the test metrics."""
-        self._eval_step(batch, self.test_evaluator, with_loss=False)
+        """Update the test metrics; keep the first batch for the test panel."""
+        out = self._eval_step(batch, self.test_evaluator, with_loss=False)
+        if batch_idx == 0:
+            self._keep_panel(batch, out)
 
     def _mean_rec_loss(self) -> Tensor:
         totals = torch.tensor([self._rec_sum, float(self._rec_count)], device=self.device, dtype=torch.float64)
@@ -350,7 +355,7 @@ class ANInpaint(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         if self._panel is not None:
-            log_panels(self.trainer, self._panel)
+            log_panels(self.trainer, self._panel, "val")
         fitting = self.trainer.state.fn == "fit"
         if fitting and self.in_adversarial_phase:  # what best-phase2-psnr-*.ckpt monitors (an_inpaint.reporting)
             self.log(PHASE2_METRIC, values["val/psnr"], sync_dist=False)
@@ -358,8 +363,10 @@ class ANInpaint(pl.LightningModule):
             self._plateau_update(float(values["val/rec_loss"]))
 
     def on_test_epoch_end(self) -> None:
-        """Log the ``test/*`` metrics."""
+        """Log the ``test/*`` metrics and the panel of the first test batch (``test/panel``, ``test/layout_*``)."""
         self._log_metrics("test", self.test_evaluator, with_loss=False)
+        if self._panel is not None:
+            log_panels(self.trainer, self._panel, "test")
 
     def _plateau_update(self, loss: float) -> None:
         if loss < float(self.plateau_best) * (1.0 - self.schedule.plateau_min_delta):

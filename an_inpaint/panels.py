@@ -44,10 +44,11 @@ def result_panel(panel: dict[str, Any]) -> tuple[Tensor, str]:
     return labelled_grid(torch.stack([t.cpu() for t in tiles], dim=1), names), " | ".join(names)
 
 
-def log_panels(trainer: pl.Trainer, panel: dict[str, Any]) -> None:
-    """Write (and log to W&B) the result panel as ``val/panel`` and each AN layout as ``val/layout_<name>``."""
+def log_panels(trainer: pl.Trainer, panel: dict[str, Any], stage: str = "val") -> None:
+    """Write (and log to W&B) the result panel as ``<stage>/panel`` and each AN layout as ``<stage>/layout_<name>``
+    (``stage``: ``"val"`` or ``"test"``)."""
     grid, caption = result_panel(panel)
-    log_image(trainer, "val/panel", grid, caption=caption)
+    log_image(trainer, f"{stage}/panel", grid, caption=caption)
     for name, layout in panel.get("layouts", {}).items():
         grid = layout_panel(to_unit(panel["inpainted"].float()), layout.float())
-        log_image(trainer, f"val/layout_{name}", grid, caption=f"AN layout of {name}")
+        log_image(trainer, f"{stage}/layout_{name}", grid, caption=f"AN layout of {name}")

@@ -207,7 +207,7 @@ class FacadeInpaintingDataModule(InpaintingDataModule):
     Args:
         resolution: Facade size (divisible by 8).
         batch_size: Training batch size.
-        num_workers: DataLoader workers (0 is fine: a 64-px facade renders in about a millisecond).
+        num_workers: DataLoader workers (0 is fine: a 64-px facade renders in about 4 ms on one core).
         train_samples_per_epoch: Training facades per epoch (fresh seeds each time).
         num_val: Validation facades (the first seeds of the validation range).
         num_test: Test facades (the first seeds of the test range; never trained on or selected on).

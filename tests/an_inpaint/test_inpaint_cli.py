@@ -211,6 +211,7 @@ class TestConfigs:
         for key in ("test/psnr", "test/ssim_hole", "test/telea/psnr", "test/ns/psnr", "test/harmonic/psnr"):
             assert torch.isfinite(metrics[key]), key
         assert cli.model.test_checkpoint["checkpoint"] is None  # the model in memory, at the end of fit
+        assert list(tmp_path.rglob("test_panel_step*.png")) and list(tmp_path.rglob("test_layout_*_step*.png"))
 
 
 @pytest.mark.slow

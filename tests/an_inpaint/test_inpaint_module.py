@@ -201,7 +201,7 @@ class TestInjected:
         assert model.test_evaluator.methods == ["model", "telea"]
         own = tiny_model(test_evaluator=InpaintingEvaluator(ssim_convention="matlab"))
         assert own.val_evaluator.methods == ["model"] and "matlab" in repr(own.test_evaluator)
-        assert dict(tiny_model().hparams) == {"n_critic": 5, "orthogonal_weight": 2e-4}
+        assert dict(tiny_model().hparams) == {"n_critic": 5, "orthogonal_weight": 2e-4, "an_lr_scale": 1.0}
 
     def test_test_logs_the_test_evaluators_metrics(self, tmp_path):
         model = tiny_model(val_evaluator=InpaintingEvaluator(baselines=["telea"]))
@@ -225,8 +225,9 @@ def test_validation_scores_the_baselines_like_the_model(tmp_path):
     panels = sorted((tmp_path / "images").glob("val_panel_*.png"))
     assert panels, "validation wrote the panel"
     width, height = Image.open(panels[0]).size
-    assert width == 7 * (32 + 2) + 2  # input | coarse | refined | composited | telea | ns | ground truth
-    assert height == 1 * (32 + 2) + 2  # pictures.num_images rows of the first validation batch
+    # input | coarse | refined | composited | telea | ns | ground truth, 32-px tiles enlarged 4x to >= 128 px
+    assert width == 7 * (128 + 2) + 2
+    assert 1 * (128 + 2) + 2 < height < 2 * (128 + 2)  # pictures.num_images rows, plus the column labels
 
 
 class TestPredict:
